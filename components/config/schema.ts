@@ -1,0 +1,560 @@
+/**
+ * The stack configuration contract: one zod schema for everything a stack
+ * config (`Pulumi.<stack>.yaml`) may say, with defaults and documentation.
+ *
+ * Every top-level object is one structured Pulumi config key in the project's
+ * namespace (`onebox:host`, `onebox:services`, ...). Validation runs before any
+ * resource is registered and reports every problem at once, each with its path
+ * and a fix.
+ */
+import { z } from "zod";
+import { DropletSlug, Region as DoRegion } from "@pulumi/digitalocean/types/enums";
+import {
+    ageRecipientProblem,
+    bucketNameProblem,
+    cidrProblem,
+    hostKeyProblem,
+    hostnameProblem,
+    ipProblem,
+    isInZone,
+    parseCron,
+    sshPublicKeyProblem,
+} from "./validators";
+
+/** Refines a string with a validator returning an error message or undefined. */
+function checked(check: (v: string) => string | undefined) {
+    return z.string().superRefine((v, ctx) => {
+        const problem = check(v);
+        if (problem) {
+            ctx.addIssue({ code: "custom", message: problem });
+        }
+    });
+}
+
+const hostname = checked(hostnameProblem);
+const cidr = checked(cidrProblem);
+const sshPublicKey = checked(sshPublicKeyProblem);
+const cron = checked((v) => {
+    const r = parseCron(v);
+    return typeof r === "string" ? r : undefined;
+});
+
+/** Names that become DNS labels, container names, file names and resource names. */
+const slug = z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "use 2-32 lower-case letters, digits and hyphens, starting with a letter");
+
+/** An environment variable name. */
+const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "use UPPER_SNAKE_CASE (letters, digits, underscores)");
+
+const port = z.number().int("must be a whole number").min(1, "must be between 1 and 65535").max(65535, "must be between 1 and 65535");
+
+/** A container image reference: [registry/]repository[:tag][@sha256:digest]. */
+const imageRef = z
+    .string()
+    .regex(
+        /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/,
+        "not a valid image reference; e.g. ghcr.io/acme/api:1.4.2 or postgres:17",
+    );
+
+/** Operating systems the bootstrap supports, mapped per provider in the host components. */
+export const OPERATING_SYSTEMS = ["ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13"] as const;
+export type OperatingSystem = (typeof OPERATING_SYSTEMS)[number];
+
+export const DO_REGIONS = Object.values(DoRegion) as string[];
+export const DO_SIZES = Object.values(DropletSlug) as string[];
+
+/** Lightsail regions and their zone letters. */
+export const LIGHTSAIL_REGIONS: Record<string, string[]> = {
+    "us-east-1": ["a", "b", "c", "d", "e", "f"],
+    "us-east-2": ["a", "b", "c"],
+    "us-west-2": ["a", "b", "c", "d"],
+    "ca-central-1": ["a", "b", "d"],
+    "eu-west-1": ["a", "b", "c"],
+    "eu-west-2": ["a", "b", "c"],
+    "eu-west-3": ["a", "b", "c"],
+    "eu-central-1": ["a", "b", "c"],
+    "eu-north-1": ["a", "b", "c"],
+    "ap-south-1": ["a", "b", "c"],
+    "ap-southeast-1": ["a", "b", "c"],
+    "ap-southeast-2": ["a", "b", "c"],
+    "ap-southeast-3": ["a", "b", "c"],
+    "ap-northeast-1": ["a", "c", "d"],
+    "ap-northeast-2": ["a", "b", "c", "d"],
+};
+
+/** Lightsail Linux bundle ids (`<size>_<generation>`, optionally IPv6-only). */
+const LIGHTSAIL_BUNDLE = /^(nano|micro|small|medium|large|xlarge|2xlarge|4xlarge)_(2_0|2_1|3_0)(_ipv6)?$/;
+
+/** Settings shared by every host kind. */
+const hostCommon = {
+    /** Operating system image. @default "ubuntu-24.04" */
+    os: z.enum(OPERATING_SYSTEMS, { message: `use one of ${OPERATING_SYSTEMS.join(", ")}` }).default("ubuntu-24.04"),
+    /**
+     * CIDRs allowed to reach SSH (F1). The whole internet (0.0.0.0/0, ::/0) is
+     * refused unless `allowSshFromAnywhere` is true.
+     * @example ["203.0.113.7/32"]
+     */
+    sshAllowedCidrs: z.array(cidr).min(1, "list at least one admin CIDR, e.g. your office address as 203.0.113.7/32"),
+    /** Explicit opt-in to open SSH to the whole internet. @default false */
+    allowSshFromAnywhere: z.boolean().default(false),
+    /**
+     * Additional OpenSSH public keys for human administrators. The program
+     * generates its own deploy key; these are for people.
+     */
+    sshPublicKeys: z.array(sshPublicKey).default([]),
+    /** Swap file size in MiB (0 disables); useful on 1 GB servers. @default 1024 */
+    swapMb: z.number().int().min(0).max(65536).default(1024),
+    /**
+     * Lock 80/443 down to Cloudflare's published ranges (only when every
+     * hostname is proxied through Cloudflare). @default false
+     */
+    originLockdown: z.boolean().default(false),
+};
+
+/** Size of the block volume that holds database data and uploads. */
+const dataVolumeSizeGb = z.number().int().min(1, "must be at least 1 GB").max(16384).default(10);
+
+const digitalOceanHost = z.strictObject({
+    provider: z.literal("digitalocean"),
+    /** DigitalOcean region slug. @example "fra1" */
+    region: z.string().refine((v) => DO_REGIONS.includes(v), { message: `unknown DigitalOcean region; use one of ${DO_REGIONS.join(", ")}` }),
+    /** Droplet size slug. @default "s-1vcpu-1gb" */
+    size: z.string().refine((v) => DO_SIZES.includes(v), { message: "unknown droplet size; e.g. s-1vcpu-1gb, s-2vcpu-2gb, s-2vcpu-4gb" }).default("s-1vcpu-1gb"),
+    /** Give the droplet an IPv6 address (and AAAA records). @default true */
+    ipv6: z.boolean().default(true),
+    /** Take weekly droplet backups (DigitalOcean feature, paid). @default false */
+    dropletBackups: z.boolean().default(false),
+    /** Data volume size in GB. @default 10 */
+    dataVolumeSizeGb,
+    /** Name of an existing DigitalOcean project to group resources in (created when absent). */
+    project: z.string().min(1).max(175).optional(),
+    /** Extra droplet tags. */
+    tags: z.array(z.string().regex(/^[a-zA-Z0-9_:.-]{1,255}$/, "tags use letters, digits, _ : . -")).default([]),
+    ...hostCommon,
+});
+
+const lightsailHost = z.strictObject({
+    provider: z.literal("lightsail"),
+    /** AWS region. @example "eu-central-1" */
+    region: z.string().refine((v) => v in LIGHTSAIL_REGIONS, { message: `unknown Lightsail region; use one of ${Object.keys(LIGHTSAIL_REGIONS).join(", ")}` }),
+    /** Availability zone letter within the region. @default "a" */
+    zone: z.string().regex(/^[a-z]$/, "use the zone letter, e.g. \"a\"").default("a"),
+    /** Bundle id. @default "micro_3_0" (1 GB) */
+    bundle: z.string().regex(LIGHTSAIL_BUNDLE, "unknown Lightsail bundle; e.g. micro_3_0 (1 GB), small_3_0 (2 GB), medium_3_0 (4 GB)").default("micro_3_0"),
+    /** Data disk size in GB. @default 10 */
+    dataVolumeSizeGb,
+    ...hostCommon,
+});
+
+const existingHost = z.strictObject({
+    provider: z.literal("existing"),
+    /** Public address the program connects to. @example "203.0.113.10" */
+    address: z.string().refine((v) => !ipProblem(v) || !hostnameProblem(v), { message: "must be an IP address or a DNS name" }),
+    /** SSH port. @default 22 */
+    port: port.default(22),
+    /** SSH user: root, or a user with password-less sudo. @default "root" */
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "not a valid Unix user name").default("root"),
+    /**
+     * The server's public SSH host key, pinned on every connection (R1).
+     * Read it from the server console: `cat /etc/ssh/ssh_host_ed25519_key.pub`.
+     */
+    hostKey: checked(hostKeyProblem),
+    /**
+     * Directory for database data and uploads. When `dataDevice` is set the
+     * bootstrap mounts that block device here. @default "/mnt/data"
+     */
+    dataPath: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path").default("/mnt/data"),
+    /** Optional block device to format (if empty) and mount at dataPath. */
+    dataDevice: z.string().regex(/^\/dev\/[A-Za-z0-9._/-]+$/, "must be a /dev path").optional(),
+    ...hostCommon,
+    /** Admin CIDRs allowed to SSH through the host firewall (ufw). */
+    sshAllowedCidrs: z.array(cidr).default([]),
+});
+
+export const hostSchema = z.discriminatedUnion("provider", [digitalOceanHost, lightsailHost, existingHost], {
+    error: (issue) => (issue.code === "invalid_union" ? "unknown host.provider; use digitalocean, lightsail or existing" : undefined),
+});
+
+const dnsSchema = z.strictObject({
+    /** DNS provider; "none" when records are managed elsewhere. @default "cloudflare" */
+    provider: z.enum(["cloudflare", "none"]).default("cloudflare"),
+    /** The Cloudflare zone name. @example "example.com" */
+    zone: hostname,
+    /** The zone id; looked up by name when absent. */
+    zoneId: z.string().regex(/^[a-f0-9]{32}$/, "a Cloudflare zone id is 32 hex characters").optional(),
+    /** Proxy records through Cloudflare. @default true */
+    proxied: z.boolean().default(true),
+    /** Set the zone's SSL mode to Full (strict). @default false */
+    sslStrict: z.boolean().default(false),
+    /** Hostnames that get records besides the routes' hosts. */
+    extraHostnames: z.array(hostname).default([]),
+});
+
+const tlsSchema = z.strictObject({
+    /**
+     * How the proxy gets certificates: "acme" (Let's Encrypt via the proxy),
+     * "cloudflare-origin" (an origin CA certificate created by the program),
+     * "internal" (the proxy's own CA; tests and private networks), or
+     * "external" (an existing proxy terminates TLS).
+     * @default "acme"
+     */
+    mode: z.enum(["acme", "cloudflare-origin", "internal", "external"]).default("acme"),
+    /** Contact for the ACME account (expiry notices). */
+    acmeEmail: z.string().email("must be an e-mail address").optional(),
+});
+
+const proxySchema = z.strictObject({
+    /**
+     * "caddy": the stack brings its own Caddy, the only service publishing
+     * 80/443. "traefik-external": an existing Traefik on an external Docker
+     * network routes to the stack by labels. @default "caddy"
+     */
+    kind: z.enum(["caddy", "traefik-external"]).default("caddy"),
+    /** Caddy image. @default "caddy:2" */
+    image: imageRef.default("caddy:2"),
+    /** External network to join when kind is traefik-external. @default "proxy" */
+    externalNetwork: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/).default("proxy"),
+    /** Traefik entrypoint and certificate resolver names. */
+    traefikEntrypoint: z.string().default("websecure"),
+    traefikCertResolver: z.string().optional(),
+    /** Content-Security-Policy sent on every response. */
+    contentSecurityPolicy: z.string().default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+    /** HSTS max-age in seconds (0 disables). @default 31536000 */
+    hstsMaxAge: z.number().int().min(0).default(31536000),
+});
+
+const healthSchema = z
+    .strictObject({
+        /** HTTP path probed inside the container. @example "/health" */
+        path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, "must be an absolute URL path").optional(),
+        /** Command run inside the container instead of an HTTP probe. */
+        command: z.array(z.string().min(1)).min(1).optional(),
+        /** Seconds between probes. @default 10 */
+        intervalSeconds: z.number().int().min(1).max(3600).default(10),
+        /** Grace period after start. @default 30 */
+        startPeriodSeconds: z.number().int().min(0).max(3600).default(30),
+    })
+    .refine((h) => Boolean(h.path) !== Boolean(h.command), { message: "set exactly one of health.path or health.command" });
+
+const volumeSchema = z.strictObject({
+    /** Directory name under the data volume (e.g. "uploads"). */
+    name: slug,
+    /** Mount path inside the container. */
+    mountPath: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path"),
+    /** Include in backups. @default true */
+    backup: z.boolean().default(true),
+});
+
+const serviceSchema = z.strictObject({
+    /** Container image. Pin a tag or digest; `latest` is refused. */
+    image: imageRef.refine((v) => !/:latest$/.test(v) && /[:@]/.test(v.split("/").pop() ?? ""), {
+        message: "pin a version tag or digest (\":latest\" or no tag is not reproducible)",
+    }),
+    /** Port the service listens on inside its container (web services). */
+    port: port.optional(),
+    /** Health check (H9); required for services with a port. */
+    health: healthSchema.optional(),
+    /** Command override. */
+    command: z.array(z.string()).optional(),
+    /** Plain, non-secret environment. */
+    env: z.record(envName, z.string()).default({}),
+    /** Names of secrets (from `secrets` or `generatedSecrets`) put in this service's env file. */
+    secrets: z.array(envName).default([]),
+    /** Give this service DATABASE_* settings and the database password file. @default false */
+    database: z.boolean().default(false),
+    /** Give this service REDIS_URL. @default false */
+    redis: z.boolean().default(false),
+    /** Run as this uid:gid (H9). Null keeps the image's user. @default "10001:10001" */
+    user: z.string().regex(/^[0-9]+(:[0-9]+)?$/, "use numeric uid[:gid]").nullable().default("10001:10001"),
+    /** Memory limit in MiB. @default 256 */
+    memoryMb: z.number().int().min(32, "must be at least 32 MiB").max(262144).default(256),
+    /** CPU limit (fraction of cores). @default 0.5 */
+    cpus: z.number().positive().max(64).default(0.5),
+    /** Persistent directories on the data volume. */
+    volumes: z.array(volumeSchema).default([]),
+    /** Read-only root filesystem. @default false */
+    readOnly: z.boolean().default(false),
+});
+
+const routeSchema = z.strictObject({
+    /** Hostname. */
+    host: hostname,
+    /** Path prefix; "/" matches everything not matched by a longer prefix. @default "/" */
+    path: z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, "must be a path prefix such as /api").default("/"),
+    /** Target service name (a key of `services`). */
+    service: slug,
+});
+
+const databaseSchema = z.strictObject({
+    /** Run PostgreSQL in the stack. @default true */
+    enabled: z.boolean().default(true),
+    /** Major version. @default 17 */
+    version: z.number().int().min(13, "supported PostgreSQL versions are 13-18").max(18, "supported PostgreSQL versions are 13-18").default(17),
+    /** Image; defaults to the official image of `version`. */
+    image: imageRef.optional(),
+    /** Database name. @default "app" */
+    name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "use lower-case letters, digits and underscores").default("app"),
+    /** Owner role. @default "app" */
+    user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "use lower-case letters, digits and underscores").default("app"),
+    /** Memory limit in MiB. @default 256 */
+    memoryMb: z.number().int().min(64).max(262144).default(256),
+    /**
+     * CIDRs that may reach PostgreSQL directly (for example an app hosted
+     * elsewhere). Empty keeps the database on the internal network only. The
+     * whole internet is always refused.
+     */
+    allowedCidrs: z.array(cidr).default([]),
+    /** Host port published when allowedCidrs is not empty. @default 5432 */
+    publicPort: port.default(5432),
+});
+
+const redisSchema = z.strictObject({
+    /** Run Redis in the stack. @default false */
+    enabled: z.boolean().default(false),
+    /** Image. @default "redis:7-alpine" */
+    image: imageRef.default("redis:7-alpine"),
+    /** Memory limit in MiB. @default 128 */
+    memoryMb: z.number().int().min(32).max(65536).default(128),
+});
+
+const backupsSchema = z.strictObject({
+    /** Take backups. @default true */
+    enabled: z.boolean().default(true),
+    /**
+     * Bucket name. With `create: true` the program creates it in AWS with
+     * least-privilege credentials; otherwise it must exist and credentials come
+     * from the `backupAccessKeyId`/`backupSecretAccessKey` secrets.
+     */
+    bucket: checked(bucketNameProblem),
+    /** Create the bucket and its IAM user in AWS. @default true */
+    create: z.boolean().default(true),
+    /** Bucket region. @default "us-east-1" */
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "use an AWS region code such as eu-central-1").default("us-east-1"),
+    /** S3-compatible endpoint (https) when not using AWS. */
+    endpoint: z.url({ protocol: /^https$/, message: "must be an https:// URL" }).optional(),
+    /** Key prefix; defaults to "<app>/<environment>". */
+    prefix: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "use path segments without leading or trailing slash").optional(),
+    /** Days to keep daily dumps. @default 7 */
+    retentionDays: z.number().int("must be a whole number of days").positive("must be at least 1 day").max(3650).default(7),
+    /** Weeks to keep weekly dumps (0 disables weekly copies). @default 4 */
+    weeklyRetentionWeeks: z.number().int().min(0, "must be 0 or more").max(520).default(4),
+    /** Five-field cron schedule, UTC. @default "30 3 * * *" */
+    schedule: cron.default("30 3 * * *"),
+    /** age recipient; dumps are encrypted on the host with it (B2). */
+    encryptionPublicKey: checked(ageRecipientProblem).optional(),
+    /** Alert when no success for this many hours. @default 26 */
+    maxAgeHours: z.number().int().positive().max(24 * 60).default(26),
+    /** URL POSTed on failure (B3). */
+    alertUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** URL pinged on success (dead-man's switch). */
+    heartbeatUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** Restore drill (B4). */
+    drill: z
+        .strictObject({
+            /** Five-field cron schedule, UTC. @default "0 5 * * 0" */
+            schedule: cron.default("0 5 * * 0"),
+            /** Tables that must exist with rows. */
+            tables: z.array(z.string().regex(/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/)).default([]),
+        })
+        .prefault({}),
+});
+
+const deploySchema = z.strictObject({
+    /** Release directories kept for rollback. @default 5 */
+    keepReleases: z.number().int().min(2, "keep at least 2 releases to allow rollback").max(50).default(5),
+    /**
+     * "registry": the host pulls images. "upload": the program streams locally
+     * built images over SSH (`docker save | docker load`), for setups without
+     * a registry. @default "registry"
+     */
+    imageSource: z.enum(["registry", "upload"]).default("registry"),
+    /** Seconds the health gate waits. @default 180 */
+    healthTimeoutSeconds: z.number().int().min(10).max(3600).default(180),
+});
+
+const appSchema = z.strictObject({
+    /** Application name: resource names, DNS-safe. @example "finances" */
+    name: slug,
+    /** Environment. @example "prod" */
+    environment: slug.default("prod"),
+});
+
+export const configSchema = z
+    .strictObject({
+        app: appSchema,
+        host: hostSchema,
+        dns: dnsSchema.optional(),
+        tls: tlsSchema.prefault({}),
+        proxy: proxySchema.prefault({}),
+        services: z.record(slug, serviceSchema).refine((s) => Object.keys(s).length > 0, { message: "define at least one service" }),
+        routes: z.array(routeSchema).default([]),
+        database: databaseSchema.prefault({}),
+        redis: redisSchema.prefault({}),
+        backups: backupsSchema.optional(),
+        deploy: deploySchema.prefault({}),
+        /** Names of secrets generated by the program (random, 48 characters). */
+        generatedSecrets: z.array(envName).default([]),
+        /** Names of user-supplied secrets present (values are checked separately). */
+        secretNames: z.array(envName).default([]),
+    })
+    .superRefine((c, ctx) => crossChecks(c, ctx));
+
+export type StackConfig = z.output<typeof configSchema>;
+export type HostConfig = StackConfig["host"];
+export type ServiceConfig = z.output<typeof serviceSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type BackupsConfig = z.output<typeof backupsSchema>;
+
+/** Checks that span several settings. */
+function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+
+    // F1: SSH open to the world needs an explicit opt-in.
+    c.host.sshAllowedCidrs.forEach((v, i) => {
+        if ((v === "0.0.0.0/0" || v === "::/0") && !c.host.allowSshFromAnywhere) {
+            issue(["host", "sshAllowedCidrs", i], `${v} opens SSH to the internet; list your admin addresses or set host.allowSshFromAnywhere: true`);
+        }
+    });
+    if (c.host.provider === "existing") {
+        // The program never touches the cloud firewall of an existing server; ufw allows SSH from these.
+        if (c.host.sshAllowedCidrs.length === 0 && !c.host.allowSshFromAnywhere) {
+            issue(["host", "sshAllowedCidrs"], "list the admin CIDRs allowed to SSH (ufw), or set host.allowSshFromAnywhere: true");
+        }
+    }
+    if (c.host.provider === "lightsail") {
+        const zones = LIGHTSAIL_REGIONS[c.host.region] ?? [];
+        if (zones.length > 0 && !zones.includes(c.host.zone)) {
+            issue(["host", "zone"], `zone "${c.host.zone}" does not exist in ${c.host.region}; use one of ${zones.join(", ")}`);
+        }
+    }
+
+    // Database exposure: listed CIDRs only, never the world.
+    c.database.allowedCidrs.forEach((v, i) => {
+        if (v === "0.0.0.0/0" || v === "::/0" || /\/0$/.test(v)) {
+            issue(["database", "allowedCidrs", i], `${v} would make PostgreSQL public; list the client networks (e.g. 198.51.100.0/24)`);
+        }
+    });
+    if (c.database.allowedCidrs.length > 0 && !c.database.enabled) {
+        issue(["database", "allowedCidrs"], "database.enabled is false; remove allowedCidrs");
+    }
+    const published: [number, string][] = [];
+    if (c.proxy.kind === "caddy") {
+        published.push([80, "proxy (HTTP)"], [443, "proxy (HTTPS)"]);
+    }
+    if (c.host.provider === "existing") {
+        published.push([c.host.port, "host.port (SSH)"]);
+    } else {
+        published.push([22, "SSH"]);
+    }
+    if (c.database.allowedCidrs.length > 0) {
+        published.push([c.database.publicPort, "database.publicPort"]);
+    }
+    const seen = new Map<number, string>();
+    for (const [p, what] of published) {
+        const other = seen.get(p);
+        if (other) {
+            issue(["database", "publicPort"], `port ${p} is used twice (${other} and ${what}); pick another port`);
+        }
+        seen.set(p, what);
+    }
+
+    // Services, routes and secrets reference each other by name.
+    const serviceNames = Object.keys(c.services);
+    const reserved = ["proxy", "postgres", "redis", "backup"];
+    for (const name of serviceNames) {
+        if (reserved.includes(name)) {
+            issue(["services", name], `"${name}" is reserved for a built-in service; rename it`);
+        }
+        const s = c.services[name];
+        if (s.port !== undefined && !s.health) {
+            issue(["services", name, "health"], "services with a port need a health check (H9); e.g. health: { path: /health }");
+        }
+        if (s.database && !c.database.enabled) {
+            issue(["services", name, "database"], "database.enabled is false; enable it or remove this flag");
+        }
+        if (s.redis && !c.redis.enabled) {
+            issue(["services", name, "redis"], "redis.enabled is false; enable it or remove this flag");
+        }
+        const known = new Set([...c.generatedSecrets, ...c.secretNames]);
+        s.secrets.forEach((ref, i) => {
+            if (!known.has(ref)) {
+                issue(["services", name, "secrets", i], `secret "${ref}" is neither in generatedSecrets nor set with \`pulumi config set --secret --path 'secrets.${ref}'\``);
+            }
+            if (ref in s.env) {
+                issue(["services", name, "env", ref], `"${ref}" is also a secret of this service; keep it in one place`);
+            }
+        });
+    }
+    const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
+    for (const n of dupSecret) {
+        issue(["generatedSecrets"], `"${n}" is both generated and user-supplied; remove one`);
+    }
+
+    const routeKeys = new Set<string>();
+    c.routes.forEach((r, i) => {
+        const target = c.services[r.service];
+        if (!target) {
+            issue(["routes", i, "service"], `no service named "${r.service}"; known services: ${serviceNames.join(", ") || "(none)"}`);
+        } else if (target.port === undefined) {
+            issue(["routes", i, "service"], `service "${r.service}" has no port to route to; set services.${r.service}.port`);
+        }
+        const key = `${r.host}${r.path.replace(/\/$/, "")}`;
+        if (routeKeys.has(key)) {
+            issue(["routes", i], `duplicate route for ${r.host}${r.path}`);
+        }
+        routeKeys.add(key);
+        if (c.dns && c.dns.provider !== "none" && !isInZone(r.host, c.dns.zone)) {
+            issue(["routes", i, "host"], `"${r.host}" is outside the DNS zone ${c.dns.zone}; use a name ending in .${c.dns.zone}`);
+        }
+    });
+    if (c.dns) {
+        c.dns.extraHostnames.forEach((h, i) => {
+            if (c.dns && !isInZone(h, c.dns.zone)) {
+                issue(["dns", "extraHostnames", i], `"${h}" is outside the DNS zone ${c.dns.zone}`);
+            }
+        });
+    }
+
+    // TLS and proxy combinations.
+    if (c.tls.mode === "acme" && c.proxy.kind === "caddy" && !c.tls.acmeEmail) {
+        issue(["tls", "acmeEmail"], "ACME needs a contact e-mail for expiry notices; set tls.acmeEmail");
+    }
+    if (c.tls.mode === "cloudflare-origin" && c.dns?.provider !== "cloudflare") {
+        issue(["tls", "mode"], "cloudflare-origin certificates need dns.provider: cloudflare");
+    }
+    if (c.tls.mode === "cloudflare-origin" && c.dns && !c.dns.proxied) {
+        issue(["tls", "mode"], "origin certificates are only trusted through Cloudflare's proxy; set dns.proxied: true or use tls.mode: acme");
+    }
+    if (c.proxy.kind === "traefik-external" && c.tls.mode !== "external") {
+        issue(["tls", "mode"], "with proxy.kind traefik-external the existing proxy terminates TLS; set tls.mode: external");
+    }
+    if (c.proxy.kind === "caddy" && c.tls.mode === "external") {
+        issue(["tls", "mode"], "tls.mode external needs proxy.kind traefik-external");
+    }
+    if (c.host.originLockdown && (!c.dns || c.dns.provider !== "cloudflare" || !c.dns.proxied)) {
+        issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs dns.provider: cloudflare with proxied: true");
+    }
+    if (c.host.originLockdown && c.tls.mode === "acme") {
+        issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");
+    }
+
+    // Backups.
+    if (c.backups) {
+        const b = c.backups;
+        if (b.enabled && !c.database.enabled && !Object.values(c.services).some((s) => s.volumes.some((v) => v.backup))) {
+            issue(["backups"], "nothing to back up: no database and no volume with backup: true");
+        }
+        if (b.endpoint && b.create) {
+            issue(["backups", "create"], "the program can only create buckets in AWS; with a custom endpoint set backups.create: false and supply credentials");
+        }
+        if (!b.create) {
+            for (const n of ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY"]) {
+                if (!c.secretNames.includes(n)) {
+                    issue(["backups", "create"], `backups.create is false: set the secret with \`pulumi config set --secret --path 'secrets.${n}'\``);
+                }
+            }
+        }
+    }
+}
+

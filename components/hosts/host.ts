@@ -1,0 +1,45 @@
+/**
+ * The one interface every host kind implements. Provisioning only ever sees
+ * this: where to connect, as whom, which host key to pin, and where the data
+ * volume is.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** How the provisioning steps reach the server over SSH. */
+export interface SshConnection {
+    /** Address to connect to (the reserved/static IP for cloud hosts). */
+    host: pulumi.Output<string>;
+    port: number;
+    /** Login user; steps use `sudo` when it is not root. */
+    user: string;
+    /** Private key of the deploy identity (secret). */
+    privateKey: pulumi.Output<string>;
+    /** Server host public key, "ssh-ed25519 AAAA..." (R1: pinned, never trusted on first use). */
+    hostKey: pulumi.Output<string>;
+}
+
+/** What a host component exposes to the rest of the program. */
+export interface Host {
+    /** "digitalocean" | "lightsail" | "existing". */
+    readonly provider: string;
+    /** Public IPv4 address (stable: reserved/static IP for cloud hosts). */
+    readonly ipv4Address: pulumi.Output<string>;
+    /** Public IPv6 address, when the host has one. */
+    readonly ipv6Address: pulumi.Output<string | undefined>;
+    readonly connection: SshConnection;
+    /**
+     * Block device holding database data and uploads, when the host has a
+     * dedicated volume (mounted at `dataPath` by the bootstrap).
+     */
+    readonly dataDevice: pulumi.Output<string | undefined>;
+    /** Mount point of the data volume on the server. */
+    readonly dataPath: string;
+    /** Resources that must exist before the first SSH connection (volume attachments, IP assignment, firewall). */
+    readonly readyResources: pulumi.Resource[];
+}
+
+/** Where the data volume is mounted on cloud hosts. */
+export const DATA_MOUNT_PATH = "/mnt/data";
+
+/** Login user created by first-boot user data on cloud hosts. */
+export const DEPLOY_USER = "deploy";
