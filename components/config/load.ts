@@ -3,6 +3,7 @@
  * and fails with every problem listed before a single resource is registered.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
 import { configSchema, type StackConfig } from "./schema";
 import { weakSecretProblem } from "./validators";
 
@@ -60,6 +61,17 @@ function formatPath(path: readonly PropertyKey[]): string {
     return out || "(root)";
 }
 
+/** Clearer wording for zod's generic issues; undefined keeps zod's message. */
+function friendlyError(issue: z.core.$ZodRawIssue): string | undefined {
+    if (issue.code === "invalid_type" && issue.input === undefined) {
+        return `required setting is missing (expected ${issue.expected})`;
+    }
+    if (issue.code === "unrecognized_keys") {
+        return `unknown setting${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}; check the spelling against the README's config reference`;
+    }
+    return undefined;
+}
+
 /** Raw input: the structured values of each key plus user-supplied secrets. */
 export interface RawConfig {
     [key: string]: unknown;
@@ -110,7 +122,7 @@ export function validateConfig(raw: RawConfig): ValidatedConfig {
     }
 
     const input = { ...rest, secretNames: Object.keys(rawSecrets ?? {}).filter((n) => /^[A-Z_][A-Z0-9_]*$/.test(n)) };
-    const parsed = configSchema.safeParse(input);
+    const parsed = configSchema.safeParse(input, { error: friendlyError });
     if (!parsed.success) {
         for (const issue of parsed.error.issues) {
             problems.push({ path: formatPath(issue.path), message: issue.message });
