@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs what the test suites need and runs all of them, in order of cost:
+# type check and lint, unit tests under Pulumi mocks, rendered-file validation,
+# backup scripts against real PostgreSQL + S3, then the real-host suite that
+# provisions a fresh Debian 13 server container over SSH.
+#
+#   bash scripts/test.sh            # everything (what CI runs)
+#   bash scripts/test.sh --unit     # type check, lint and unit tests only
+#
+# Needs root (apt-get, dockerd) for the full run. Every loop is bounded.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+S3RVER_PREFIX="${ONEBOX_S3RVER_PREFIX:-/opt/onebox-s3rver}"
+APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates)
+
+log() {
+  printf '[test] %s\n' "$*" >&2
+}
+
+need_apt() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+install_node_deps() {
+  if [[ ! -d "$ROOT/node_modules" ]] || [[ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
+    log "npm ci"
+    (cd "$ROOT" && npm ci --no-audit --no-fund)
+  fi
+  if [[ ! -x "$S3RVER_PREFIX/node_modules/.bin/s3rver" ]]; then
+    log "installing s3rver into $S3RVER_PREFIX"
+    npm install --no-audit --no-fund --prefix "$S3RVER_PREFIX" s3rver@3.7.1
+  fi
+  export ONEBOX_S3RVER_BIN="$S3RVER_PREFIX/node_modules/.bin/s3rver"
+}
+
+start_dockerd() {
+  if docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  log "starting dockerd"
+  (dockerd >/var/log/onebox-dockerd.log 2>&1 &)
+  local i
+  for i in $(seq 1 60); do
+    if docker info >/dev/null 2>&1; then
+      log "dockerd ready after ${i}s"
+      return 0
+    fi
+    sleep 1
+  done
+  log "dockerd did not start; last lines of its log:"
+  tail -n 20 /var/log/onebox-dockerd.log >&2 || true
+  return 1
+}
+
+run() {
+  log "$*"
+  (cd "$ROOT" && "$@")
+}
+
+main() {
+  local mode="${1:-all}"
+  cd "$ROOT"
+  if [[ "$mode" == "--unit" ]]; then
+    install_node_deps
+    run npm run typecheck
+    run npm run lint
+    run npm test
+    return 0
+  fi
+
+  need_apt "${APT_PACKAGES[@]}"
+  install_node_deps
+  start_dockerd
+
+  run npm run typecheck
+  run npm run lint
+  run npm run schema:outputs -- --check
+  run npm test
+  run npm run test:scripts
+  run bash tests/host/fixture/base-image.sh
+  run bash tests/host/fixture/stack-images.sh
+  run bash tests/render/validate-render.sh
+  run bash tests/host/fixture/server-image.sh
+  run npm run test:host
+}
+
+main "$@"
