@@ -83,8 +83,10 @@ export const LIGHTSAIL_REGIONS: Record<string, string[]> = {
     "ap-northeast-2": ["a", "b", "c", "d"],
 };
 
-/** Lightsail Linux bundle ids (`<size>_<generation>`, optionally IPv6-only). */
-const LIGHTSAIL_BUNDLE = /^(nano|micro|small|medium|large|xlarge|2xlarge|4xlarge)_(2_0|2_1|3_0)(_ipv6)?$/;
+/** Lightsail Linux bundle ids with a public IPv4 address (`<size>_<generation>`). */
+const LIGHTSAIL_BUNDLE = /^(nano|micro|small|medium|large|xlarge|2xlarge|4xlarge)_(2_0|2_1|3_0)$/;
+/** IPv6-only bundles (`<size>_ipv6_<generation>`) cannot hold a static IPv4 address. */
+const LIGHTSAIL_IPV6_BUNDLE = /^[a-z0-9]+_ipv6_\d+_\d+$/;
 
 /** Settings shared by every host kind. */
 const hostCommon = {
@@ -141,7 +143,11 @@ const lightsailHost = z.strictObject({
     /** Availability zone letter within the region. @default "a" */
     zone: z.string().regex(/^[a-z]$/, "use the zone letter, e.g. \"a\"").default("a"),
     /** Bundle id. @default "micro_3_0" (1 GB) */
-    bundle: z.string().regex(LIGHTSAIL_BUNDLE, "unknown Lightsail bundle; e.g. micro_3_0 (1 GB), small_3_0 (2 GB), medium_3_0 (4 GB)").default("micro_3_0"),
+    bundle: z
+        .string()
+        .refine((v) => !LIGHTSAIL_IPV6_BUNDLE.test(v), { message: "IPv6-only bundles cannot hold the static IPv4 address the server needs; use e.g. micro_3_0" })
+        .refine((v) => LIGHTSAIL_IPV6_BUNDLE.test(v) || LIGHTSAIL_BUNDLE.test(v), { message: "unknown Lightsail bundle; e.g. micro_3_0 (1 GB), small_3_0 (2 GB), medium_3_0 (4 GB)" })
+        .default("micro_3_0"),
     /** Data disk size in GB. @default 10 */
     dataVolumeSizeGb,
     ...hostCommon,

@@ -92,6 +92,7 @@ const cases: Case[] = [
     ["unknown operating system", (r) => withValue(r, "host.os", "centos-7"), "host.os", /ubuntu-22\.04/],
     ["unknown Lightsail region", () => withValue(lightsailRaw(), "host.region", "eu-mars-1"), "host.region", /unknown Lightsail region/],
     ["unknown Lightsail bundle", () => withValue(lightsailRaw(), "host.bundle", "mega_9_9"), "host.bundle", /unknown Lightsail bundle/],
+    ["IPv6-only Lightsail bundle", () => withValue(lightsailRaw(), "host.bundle", "nano_ipv6_3_0"), "host.bundle", /IPv6-only/],
     ["Lightsail zone not in region", () => withValue(lightsailRaw(), "host.zone", "f"), "host.zone", /does not exist in eu-central-1/],
     ["placeholder secret", (r) => withValue(r, "secrets.SMTP_PASSWORD", "changeme"), "secrets.SMTP_PASSWORD", /placeholder/],
     ["short secret", (r) => withValue(r, "secrets.SMTP_PASSWORD", "s3cr3tX!"), "secrets.SMTP_PASSWORD", /at least 12/],
