@@ -11,7 +11,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-S3RVER_PREFIX="${ONEBOX_S3RVER_PREFIX:-/opt/onebox-s3rver}"
+S3RVER_PREFIX="${ONEBOX_S3RVER_PREFIX:-/opt/s3rver}"
 APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates)
 
 log() {
@@ -40,7 +40,7 @@ install_node_deps() {
     log "installing s3rver into $S3RVER_PREFIX"
     npm install --no-audit --no-fund --prefix "$S3RVER_PREFIX" s3rver@3.7.1
   fi
-  export ONEBOX_S3RVER_BIN="$S3RVER_PREFIX/node_modules/.bin/s3rver"
+  export S3RVER_BIN="$S3RVER_PREFIX/node_modules/.bin/s3rver"
 }
 
 start_dockerd() {
@@ -78,6 +78,8 @@ main() {
     return 0
   fi
 
+  # Suites that need tools fail (instead of skipping) when one is missing.
+  export ONEBOX_REQUIRE_TOOLS=1
   need_apt "${APT_PACKAGES[@]}"
   install_node_deps
   start_dockerd

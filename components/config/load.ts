@@ -84,6 +84,8 @@ export interface ValidatedConfig {
     config: StackConfig;
     /** User-supplied secrets, by name. Callers must wrap them with `pulumi.secret`. */
     secretValues: Record<string, string>;
+    /** Deploy key for an existing server (`onebox:sshPrivateKey`). Callers must wrap it with `pulumi.secret`. */
+    sshPrivateKey?: string;
 }
 
 /**
@@ -92,7 +94,7 @@ export interface ValidatedConfig {
  */
 export function validateConfig(raw: RawConfig): ValidatedConfig {
     const problems: ConfigProblem[] = [];
-    const { secrets: rawSecrets, ...rest } = raw;
+    const { secrets: rawSecrets, sshPrivateKey, ...rest } = raw;
     const secretValues: Record<string, string> = {};
 
     if (rawSecrets !== undefined && (typeof rawSecrets !== "object" || rawSecrets === null || Array.isArray(rawSecrets))) {
@@ -128,10 +130,18 @@ export function validateConfig(raw: RawConfig): ValidatedConfig {
             problems.push({ path: formatPath(issue.path), message: issue.message });
         }
     }
+    const provider = (rest.host as { provider?: unknown } | undefined)?.provider;
+    if (sshPrivateKey !== undefined && (typeof sshPrivateKey !== "string" || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey))) {
+        problems.push({ path: "sshPrivateKey", message: "not a private key; set it with `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
+    } else if (provider === "existing" && sshPrivateKey === undefined) {
+        problems.push({ path: "sshPrivateKey", message: "host.provider existing needs the key the server accepts: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
+    } else if (provider !== "existing" && sshPrivateKey !== undefined) {
+        problems.push({ path: "sshPrivateKey", message: "only used with host.provider existing (cloud servers get a generated deploy key); remove it" });
+    }
     if (problems.length > 0 || !parsed.success) {
         throw new ConfigError(problems);
     }
-    return { config: parsed.data, secretValues };
+    return { config: parsed.data, secretValues, sshPrivateKey: sshPrivateKey as string | undefined };
 }
 
 /**

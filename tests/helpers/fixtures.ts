@@ -10,6 +10,9 @@ import { parse } from "yaml";
 export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz3ZbUeGfyTNgQyX0yhl6bI5bqyS2m0yqVqjSWbqzKQ admin@example.com";
 export const AGE_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
+/** Stand-in private key for the existing-server fixture (shape only; never used to connect). */
+export const EXISTING_DEPLOY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABfixture\n-----END OPENSSH PRIVATE KEY-----\n";
+
 export type Raw = Record<string, unknown>;
 
 /** DigitalOcean, app./api. subdomains, Caddy with ACME, backups to AWS. */
@@ -102,6 +105,7 @@ export function existingRaw(): Raw {
             region: "eu-central-3",
             retentionDays: 7,
         },
+        sshPrivateKey: EXISTING_DEPLOY_KEY,
         secrets: {
             BACKUP_S3_ACCESS_KEY_ID: "003a9c1e5b7d2f40000000001",
             BACKUP_S3_SECRET_ACCESS_KEY: "K003xY8qP2mN5vR7tW9zB1cD4fG6hJ",

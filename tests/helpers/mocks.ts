@@ -25,8 +25,9 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 
     newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
         const id = `${args.name}-id`;
-        this.resources.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown>, id });
-        return { id, state: { ...args.inputs, ...fakeOutputs(args) } };
+        const inputs = args.inputs as Record<string, unknown>;
+        this.resources.push({ type: args.type, name: args.name, inputs, id });
+        return { id, state: { ...inputs, ...fakeOutputs(args.type, args.name, inputs) } };
     }
 
     call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
@@ -62,8 +63,9 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 }
 
 /** Provider-computed outputs that programs read, with plausible fake values. */
-function fakeOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
-    switch (args.type) {
+function fakeOutputs(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    const args = { name, inputs };
+    switch (type) {
         case "digitalocean:index/droplet:Droplet":
             return { ipv4Address: "203.0.113.10", ipv6Address: "2001:db8::10", urn: `do:droplet:${args.name}` , dropletUrn: `do:droplet:${args.name}` };
         case "digitalocean:index/reservedIp:ReservedIp":
@@ -76,9 +78,9 @@ function fakeOutputs(args: pulumi.runtime.MockResourceArgs): Record<string, unkn
             return { publicIpAddress: "198.51.100.10", ipv6Addresses: ["2001:db8::20"], username: "ubuntu" };
         case "aws:s3/bucket:Bucket":
         case "aws:s3/bucketV2:BucketV2":
-            return { arn: `arn:aws:s3:::${String(args.inputs.bucket ?? args.name)}`, bucket: args.inputs.bucket ?? args.name };
+            return { arn: `arn:aws:s3:::${(typeof args.inputs.bucket === "string" ? args.inputs.bucket : args.name)}`, bucket: args.inputs.bucket ?? args.name };
         case "aws:iam/user:User":
-            return { arn: `arn:aws:iam::123456789012:user/${String(args.inputs.name ?? args.name)}` };
+            return { arn: `arn:aws:iam::123456789012:user/${(typeof args.inputs.name === "string" ? args.inputs.name : args.name)}` };
         case "aws:iam/accessKey:AccessKey":
             return { secret: "fake-secret-access-key-0123456789abcdef", id: "AKIAFAKEFAKEFAKE" };
         case "random:index/randomPassword:RandomPassword":

@@ -7,16 +7,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig, validateConfig } from "../../../components/config/load";
 import { cronToOnCalendar, parseCron } from "../../../components/config/validators";
-import {
-    AGE_RECIPIENT,
-    asPulumiConfig,
-    digitalOceanRaw,
-    existingRaw,
-    lightsailRaw,
-    readStackFile,
-    withValue,
-    type Raw,
-} from "../../helpers/fixtures";
+import { AGE_RECIPIENT, asPulumiConfig, digitalOceanRaw, existingRaw, lightsailRaw, readStackFile, withValue, type Raw } from "../../helpers/fixtures";
+import { BAD_CONFIGS as cases } from "../../helpers/bad-configs";
 
 function problemsOf(raw: Raw): { path: string; message: string }[] {
     try {
@@ -68,67 +60,6 @@ describe("valid configurations", () => {
         assert.equal(config.app.environment, "prod");
     });
 });
-
-/** [description, change to a valid config, expected path (prefix match), expected message fragment] */
-type Case = [string, (r: Raw) => Raw, string, RegExp];
-
-const cases: Case[] = [
-    ["malformed hostname", (r) => withValue(r, "routes", [{ host: "app..example.com", service: "web" }]), "routes[0].host", /not a valid DNS name/],
-    ["wildcard hostname", (r) => withValue(r, "routes", [{ host: "*.example.com", service: "web" }]), "routes[0].host", /wildcard/],
-    ["upper-case hostname", (r) => withValue(r, "routes", [{ host: "App.example.com", service: "web" }]), "routes[0].host", /lower case/],
-    ["hostname outside the DNS zone", (r) => withValue(r, "routes", [{ host: "app.example.org", service: "web" }]), "routes[0].host", /outside the DNS zone example\.com/],
-    ["malformed DNS zone", (r) => withValue(r, "dns.zone", "example"), "dns.zone", /not a valid DNS name/],
-    ["malformed CIDR", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.300/32"]), "host.sshAllowedCidrs[0]", /not a valid CIDR/],
-    ["address without prefix length", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7"]), "host.sshAllowedCidrs[0]", /203\.0\.113\.7\/32/],
-    ["CIDR with host bits set", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7/24"]), "host.sshAllowedCidrs[0]", /did you mean "203\.0\.113\.0\/24"/],
-    ["SSH open to the world without opt-in", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/0"]), "host.sshAllowedCidrs[0]", /allowSshFromAnywhere/],
-    ["SSH open to all of IPv6 without opt-in", (r) => withValue(r, "host.sshAllowedCidrs", ["::/0"]), "host.sshAllowedCidrs[0]", /opens SSH to the internet/],
-    ["no admin CIDR", (r) => withValue(r, "host.sshAllowedCidrs", []), "host.sshAllowedCidrs", /at least one admin CIDR/],
-    ["private key where a public key belongs", (r) => withValue(r, "host.sshPublicKeys", ["-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----"]), "host.sshPublicKeys[0]", /PRIVATE key/],
-    ["garbage public key", (r) => withValue(r, "host.sshPublicKeys", ["not-a-key"]), "host.sshPublicKeys[0]", /not an OpenSSH public key/],
-    ["unknown provider", (r) => withValue(r, "host.provider", "linode"), "host.provider", /digitalocean, lightsail or existing/],
-    ["unknown DigitalOcean region", (r) => withValue(r, "host.region", "mars1"), "host.region", /unknown DigitalOcean region/],
-    ["unknown droplet size", (r) => withValue(r, "host.size", "huge"), "host.size", /unknown droplet size/],
-    ["unknown operating system", (r) => withValue(r, "host.os", "centos-7"), "host.os", /ubuntu-22\.04/],
-    ["unknown Lightsail region", () => withValue(lightsailRaw(), "host.region", "eu-mars-1"), "host.region", /unknown Lightsail region/],
-    ["unknown Lightsail bundle", () => withValue(lightsailRaw(), "host.bundle", "mega_9_9"), "host.bundle", /unknown Lightsail bundle/],
-    ["IPv6-only Lightsail bundle", () => withValue(lightsailRaw(), "host.bundle", "nano_ipv6_3_0"), "host.bundle", /IPv6-only/],
-    ["Lightsail zone not in region", () => withValue(lightsailRaw(), "host.zone", "f"), "host.zone", /does not exist in eu-central-1/],
-    ["placeholder secret", (r) => withValue(r, "secrets.SMTP_PASSWORD", "changeme"), "secrets.SMTP_PASSWORD", /placeholder/],
-    ["short secret", (r) => withValue(r, "secrets.SMTP_PASSWORD", "s3cr3tX!"), "secrets.SMTP_PASSWORD", /at least 12/],
-    ["low-variety secret", (r) => withValue(r, "secrets.SMTP_PASSWORD", "aaaaaaaaaaaaaaaaaaaa"), "secrets.SMTP_PASSWORD", /variety/],
-    ["secret referenced but never defined", (r) => withValue(r, "services.api.secrets", ["JWT_SECRET", "STRIPE_KEY"]), "services.api.secrets[1]", /STRIPE_KEY/],
-    ["invalid bucket name", (r) => withValue(r, "backups.bucket", "My_Backups"), "backups.bucket", /not a valid bucket name/],
-    ["bucket name that is an IP address", (r) => withValue(r, "backups.bucket", "192.168.1.10"), "backups.bucket", /not a valid bucket name/],
-    ["zero retention", (r) => withValue(r, "backups.retentionDays", 0), "backups.retentionDays", /at least 1 day/],
-    ["negative retention", (r) => withValue(r, "backups.retentionDays", -3), "backups.retentionDays", /at least 1 day/],
-    ["invalid schedule", (r) => withValue(r, "backups.schedule", "61 3 * * *"), "backups.schedule", /not a valid cron expression/],
-    ["schedule with four fields", (r) => withValue(r, "backups.schedule", "0 3 * *"), "backups.schedule", /exactly five fields/],
-    ["drill schedule with both day fields", (r) => withValue(r, "backups.drill", { schedule: "0 5 1 * 0" }), "backups.drill.schedule", /restrict only one/],
-    ["age secret key where the recipient belongs", (r) => withValue(r, "backups.encryptionPublicKey", "AGE-SECRET-KEY-1QQQQ"), "backups.encryptionPublicKey", /SECRET key/],
-    ["plain-http S3 endpoint", (r) => withValue(withValue(r, "backups.create", false), "backups.endpoint", "http://minio.local:9000"), "backups.endpoint", /https/],
-    ["port out of range", (r) => withValue(r, "services.api.port", 70000), "services.api.port", /between 1 and 65535/],
-    ["database public port colliding with HTTPS", () => withValue(lightsailRaw(), "database.publicPort", 443), "database.publicPort", /used twice/],
-    ["database open to the world", () => withValue(lightsailRaw(), "database.allowedCidrs", ["0.0.0.0/0"]), "database.allowedCidrs[0]", /PostgreSQL public/],
-    ["route to a service that does not exist", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "frontend" }]), "routes[0].service", /no service named "frontend"/],
-    ["route to a service without a port", (r) => withValue(withValue(r, "services.jobs", { image: "ghcr.io/example/jobs:1.0.0", health: { command: ["true"] } }), "routes", [{ host: "app.example.com", service: "jobs" }]), "routes[0].service", /no port/],
-    ["duplicate route", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web" }, { host: "app.example.com", path: "/", service: "api" }]), "routes[1]", /duplicate route/],
-    ["service with a port but no health check", (r) => withValue(r, "services.web.health", undefined), "services.web.health", /H9/],
-    ["unpinned image", (r) => withValue(r, "services.web.image", "ghcr.io/example/web:latest"), "services.web.image", /pin a version/],
-    ["image without tag", (r) => withValue(r, "services.web.image", "nginx"), "services.web.image", /pin a version/],
-    ["reserved service name", (r) => withValue(r, "services.postgres", { image: "postgres:17", health: { command: ["pg_isready"] } }), "services.postgres", /reserved/],
-    ["invalid app name", (r) => withValue(r, "app.name", "My App"), "app.name", /lower-case/],
-    ["ACME without e-mail", (r) => withValue(r, "tls", { mode: "acme" }), "tls.acmeEmail", /acmeEmail/],
-    ["origin certificate without Cloudflare", (r) => withValue(withValue(r, "tls", { mode: "cloudflare-origin" }), "dns.provider", "none"), "tls.mode", /cloudflare/],
-    ["existing host without host key", () => withValue(existingRaw(), "host.hostKey", undefined), "host.hostKey", /./],
-    ["existing host with a private host key", () => withValue(existingRaw(), "host.hostKey", "-----BEGIN OPENSSH PRIVATE KEY-----"), "host.hostKey", /private key/],
-    ["S3-compatible endpoint with create: true", () => withValue(existingRaw(), "backups.create", true), "backups.create", /only create buckets in AWS/],
-    ["custom bucket without credentials", () => withValue(existingRaw(), "secrets", {}), "backups.create", /BACKUP_S3_ACCESS_KEY_ID/],
-    ["misspelt top-level key", (r) => withValue(r, "hosts", { provider: "digitalocean" }), "hosts", /unknown setting/],
-    ["unknown field inside host", (r) => withValue(r, "host.sshAllowCidrs", ["203.0.113.7/32"]), "host", /sshAllowCidrs/],
-    ["service uses disabled redis", (r) => withValue(r, "services.api.redis", true), "services.api.redis", /redis.enabled/],
-    ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],
-];
 
 describe("bad configurations are rejected with the path named", () => {
     for (const [name, change, expectedPath, expectedMessage] of cases) {

@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { validateConfig } from "../../../components/config/load";
 import type { StackConfig } from "../../../components/config/schema";
 import { RecordingMocks, type CallHandler } from "../../helpers/mocks";
+import { EXISTING_DEPLOY_KEY } from "../../helpers/fixtures";
 
 export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz3ZbUeGfyTNgQyX0yhl6bI5bqyS2m0yqVqjSWbqzKQ admin@example.com";
 
@@ -57,6 +58,7 @@ export function stackConfig(host: Raw, extra: Raw = {}): StackConfig {
             { host: "api.example.com", service: "api" },
         ],
         redis: { enabled: true },
+        ...(host.provider === "existing" ? { sshPrivateKey: EXISTING_DEPLOY_KEY } : {}),
         ...extra,
     };
     return validateConfig(raw).config;

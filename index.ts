@@ -1,0 +1,72 @@
+/**
+ * onebox: one server for a Docker Compose web app.
+ *
+ * Wiring only: validate the whole configuration first (nothing is created when
+ * any setting is wrong), then secrets, the server, DNS, backup storage, the
+ * host provisioning over SSH, and the outputs contract other teams consume.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { loadConfig } from "./components/config/load";
+import { createHost } from "./components/hosts";
+import { AppSecrets } from "./components/secrets/app-secrets";
+import { CloudflareDns } from "./components/dns/cloudflare-dns";
+import { BackupBucket } from "./components/storage/backup-bucket";
+import { backupPrefix } from "./components/storage/backup-prefix";
+import { HostProvisioner } from "./components/provisioning/host-provisioner";
+import { buildOutputs } from "./components/outputs/contract";
+import { dnsHostnames, provisioningSecrets } from "./components/wiring";
+
+const { config, secretValues, sshPrivateKey } = loadConfig();
+
+const secrets = new AppSecrets("secrets", {
+    generatedSecrets: config.generatedSecrets,
+    userSecrets: secretValues,
+    databasePassword: config.database.enabled,
+});
+
+const host = createHost("server", config, {}, {
+    existingPrivateKey: sshPrivateKey === undefined ? undefined : pulumi.secret(sshPrivateKey),
+});
+
+const dns =
+    config.dns?.provider === "cloudflare"
+        ? new CloudflareDns("dns", {
+              zone: config.dns.zone,
+              zoneId: config.dns.zoneId,
+              hostnames: dnsHostnames(config),
+              ipv4: host.ipv4Address,
+              // AAAA only where the address is the server's own and stable.
+              ipv6: config.host.provider === "digitalocean" && config.host.ipv6 ? host.ipv6Address : undefined,
+              proxied: config.dns.proxied,
+              sslStrict: config.dns.sslStrict,
+              originCertificate: config.tls.mode === "cloudflare-origin",
+          })
+        : undefined;
+
+const backupStorage =
+    config.backups?.enabled && config.backups.create
+        ? new BackupBucket("backups", {
+              bucket: config.backups.bucket,
+              region: config.backups.region,
+              prefix: backupPrefix(config),
+              retentionDays: config.backups.retentionDays,
+              weeklyRetentionWeeks: config.backups.weeklyRetentionWeeks,
+              tags: { app: config.app.name, environment: config.app.environment, "managed-by": "onebox" },
+          })
+        : undefined;
+
+const provisioner = new HostProvisioner(
+    "provision",
+    {
+        config,
+        host,
+        secretValues: provisioningSecrets({ secrets, backupStorage, dns }),
+    },
+    { dependsOn: dns ? [dns] : [] },
+);
+
+/** The outputs contract (schema: outputs.schema.json). Never holds a secret. */
+export const onebox = buildOutputs({ config, host, dnsRecords: dns?.records });
+
+/** Release installed by the last deploy (content hash of the release files). */
+export const releaseId = provisioner.releaseId;

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# restore.sh - download a database dump from the backup bucket, verify it and
+# restore it into a scratch database or into the live database.
+#
+# usage: restore.sh [--key OBJECT_KEY|latest] [--into-scratch DBNAME | --into-live] [--yes]
+#
+#   --key KEY            object to restore: "latest" (default: the newest dump
+#                        under <prefix>/daily/), a key relative to the prefix
+#                        ("weekly/app-20240602T030000Z.dump") or a full key
+#   --into-scratch NAME  create database NAME in the running container
+#                        (BACKUP_DB_CONTAINER) and restore into it. NAME may not
+#                        be the live database; an existing NAME is dropped and
+#                        recreated only with --yes
+#   --into-live          restore over the live database BACKUP_DB_NAME. Takes a
+#                        safety dump first (BACKUP_STATE_DIR/safety-<ts>.dump,
+#                        0600), requires --yes, then runs
+#                        pg_restore --clean --if-exists --no-owner in one
+#                        transaction (a failing restore leaves the database as
+#                        it was). Stop the application first.
+#   --yes                confirm the destructive parts
+#   without --into-*     only download and verify the dump (pg_restore --list)
+#
+# Encrypted dumps (*.age): the age identity (private key, AGE-SECRET-KEY-1...)
+# is read from STDIN - never a command-line argument. It is kept only in a 0600
+# file in a private temporary directory that is removed on exit (B2):
+#   restore.sh --into-scratch drill_check < /path/on/your/laptop/backup-key.txt
+#   ssh host sudo restore.sh --into-scratch x < backup-key.txt
+#
+# Settings: the env file described in backup.sh.
+set -euo pipefail
+shopt -s inherit_errexit
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${SCRIPT_DIR}/lib.sh"
+
+ONEBOX_LOG_TAG="onebox-restore"
+
+usage() {
+  sed -n '5,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT
+  cleanup_private_tmp
+  ((rc == 0)) || err "restore FAILED (exit ${rc})"
+  exit "${rc}"
+}
+
+# psql in the database container; prints tuples only.
+db_query() {
+  local db="$1" sql="$2"
+  docker exec "${BACKUP_DB_CONTAINER}" psql -X -w -U "${BACKUP_DB_USER}" -d "${db}" \
+    -v ON_ERROR_STOP=1 -tA -c "${sql}"
+}
+
+count_user_tables() {
+  db_query "$1" "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+}
+
+# Read the age identity from stdin into a 0600 file and decrypt FILE.age.
+decrypt_with_stdin_identity() {
+  local encrypted="$1" out="$2" identity="${ONEBOX_TMP}/identity"
+  if [[ -t 0 ]]; then
+    printf 'Paste the age identity (AGE-SECRET-KEY-1...), then press Ctrl-D:\n' >&2
+  fi
+  (umask 077 && head -c 65536 >"${identity}")
+  if [[ ! -s "${identity}" ]]; then
+    err "the dump is encrypted: give the age identity on stdin (restore.sh ... < key.txt)"
+    return 1
+  fi
+  if ! age -d -i "${identity}" -o "${out}" "${encrypted}"; then
+    rm -f "${identity}"
+    err "age could not decrypt the dump with the identity given on stdin"
+    return 1
+  fi
+  rm -f "${identity}"
+  log "dump decrypted"
+}
+
+main() {
+  local key="latest" mode="verify" scratch="" yes=false
+  while (($# > 0)); do
+    case "$1" in
+      --key)
+        (($# >= 2)) || die "--key needs a value"
+        key="$2"; shift 2 ;;
+      --into-scratch)
+        (($# >= 2)) || die "--into-scratch needs a database name"
+        [[ "${mode}" == "verify" ]] || die "choose one of --into-scratch and --into-live"
+        mode="scratch"; scratch="$2"; shift 2 ;;
+      --into-live)
+        [[ "${mode}" == "verify" ]] || die "choose one of --into-scratch and --into-live"
+        mode="live"; shift ;;
+      --yes) yes=true; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) usage >&2; die "unknown argument: $1" ;;
+    esac
+  done
+
+  load_env
+  [[ -n "${BACKUP_DB_CONTAINER}" ]] || die "no database is configured (BACKUP_DB_CONTAINER is empty): nothing to restore"
+  require_cmds docker rclone flock
+  if [[ "${mode}" == "scratch" ]]; then
+    [[ "${scratch}" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] \
+      || die "scratch database name must match [a-z_][a-z0-9_]* (max 63 chars)"
+    case "${scratch}" in
+      "${BACKUP_DB_NAME}") die "the scratch database may not be the live database ${BACKUP_DB_NAME}; use --into-live" ;;
+      postgres | template0 | template1) die "refusing to restore into ${scratch}" ;;
+    esac
+  fi
+  if [[ "${mode}" == "live" && "${yes}" != "true" ]]; then
+    die "--into-live replaces the contents of database ${BACKUP_DB_NAME}: add --yes to confirm"
+  fi
+
+  ensure_state_dir
+  trap on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  acquire_lock
+  make_private_tmp
+
+  local started resolved name downloaded dump target tables
+  started="$(now_epoch)"
+  resolved="$(resolve_key "${key}")"
+  [[ -n "${resolved}" ]] || die "no dump found under $(s3_key daily '')"
+  name="$(basename "${resolved}")"
+  case "${name}" in
+    *.dump | *.dump.age) ;;
+    *) die "${resolved} is not a database dump (*.dump or *.dump.age)" ;;
+  esac
+  downloaded="${ONEBOX_TMP}/${name}"
+  log "downloading ${resolved}"
+  download_file "${resolved}" "${downloaded}"
+  [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
+
+  dump="${downloaded}"
+  if [[ "${name}" == *.age ]]; then
+    require_cmds age
+    is_age_file "${downloaded}" || die "${resolved} ends in .age but is not an age file"
+    dump="${downloaded%.age}"
+    decrypt_with_stdin_identity "${downloaded}" "${dump}"
+  fi
+
+  verify_dump_archive "${dump}" "${BACKUP_DB_CONTAINER}"
+
+  case "${mode}" in
+    verify)
+      log "verified ${resolved}: ${DUMP_TABLE_COUNT} table(s); nothing restored (use --into-scratch NAME or --into-live --yes)"
+      return 0
+      ;;
+    scratch)
+      target="${scratch}"
+      if [[ "$(db_query postgres "SELECT 1 FROM pg_database WHERE datname = '${scratch}'")" == "1" ]]; then
+        [[ "${yes}" == "true" ]] || die "database ${scratch} already exists: add --yes to drop and recreate it"
+        log "dropping existing scratch database ${scratch}"
+        docker exec "${BACKUP_DB_CONTAINER}" dropdb -w -U "${BACKUP_DB_USER}" "${scratch}"
+      fi
+      docker exec "${BACKUP_DB_CONTAINER}" createdb -w -U "${BACKUP_DB_USER}" "${scratch}"
+      log "restoring into scratch database ${scratch}"
+      docker exec -i "${BACKUP_DB_CONTAINER}" pg_restore -w -U "${BACKUP_DB_USER}" -d "${scratch}" \
+        --no-owner --single-transaction <"${dump}"
+      ;;
+    live)
+      target="${BACKUP_DB_NAME}"
+      local safety
+      safety="${BACKUP_STATE_DIR}/safety-$(date -u +%Y%m%dT%H%M%SZ).dump"
+      log "taking a safety dump of ${BACKUP_DB_NAME} to ${safety}"
+      (umask 077 && docker exec "${BACKUP_DB_CONTAINER}" pg_dump -Fc -w -U "${BACKUP_DB_USER}" "${BACKUP_DB_NAME}" >"${safety}")
+      chmod 0600 "${safety}"
+      verify_dump_archive "${safety}" "${BACKUP_DB_CONTAINER}"
+      log "restoring ${resolved} over the live database ${BACKUP_DB_NAME} (one transaction)"
+      docker exec -i "${BACKUP_DB_CONTAINER}" pg_restore -w -U "${BACKUP_DB_USER}" -d "${BACKUP_DB_NAME}" \
+        --clean --if-exists --no-owner --single-transaction <"${dump}"
+      ;;
+  esac
+
+  tables="$(count_user_tables "${target}")"
+  log "restore summary: ${resolved} -> database ${target}: ${tables} table(s) present, archive listed ${DUMP_TABLE_COUNT}, took $(($(now_epoch) - started))s"
+}
+
+main "$@"
