@@ -1,0 +1,193 @@
+/**
+ * Runs the provisioning steps on a host over SSH: one `command.remote.Command`
+ * per step, in order, each receiving its rendered script on stdin.
+ *
+ * - R1: every connection pins the host key.
+ * - R2: connections retry while the server is still booting.
+ * - R3: the command string is the constant `bash -s` (or `sudo -n bash -s`);
+ *   secret values travel only inside stdin, which is a secret Output.
+ * - R4: secret steps log nothing and mark stdout/stderr secret.
+ * - R5: triggers are content hashes of the rendered scripts; the deploy step's
+ *   also include the secrets step's hash, so a changed secret restarts the
+ *   containers that read it, and nothing re-runs when nothing changed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { StackConfig } from "../config/schema";
+import type { Host } from "../hosts/host";
+import { loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "./host-scripts";
+import { buildSteps, remoteCommand, renderRelease, renderStepScript, sha256, stepSecrets, type Step, type StepContext, type StepName } from "./steps";
+
+export const HOST_PROVISIONER_TYPE = "onebox:provisioning:HostProvisioner";
+
+/** Failed dials tolerated per connection (a new server may take minutes to accept SSH). */
+export const SSH_DIAL_ERROR_LIMIT = 30;
+/** Seconds per dial attempt. */
+export const SSH_PER_DIAL_TIMEOUT = 20;
+
+export interface HostProvisionerArgs {
+    /** The validated stack configuration. */
+    readonly config: StackConfig;
+    /** The server to provision. */
+    readonly host: Host;
+    /**
+     * Values of every secret the steps reference, by name: the app secrets
+     * (`generatedSecrets` and `secrets`) and the reserved names
+     * POSTGRES_PASSWORD, BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY,
+     * TLS_ORIGIN_CERT and TLS_ORIGIN_KEY when the configuration needs them.
+     */
+    readonly secretValues: Record<string, pulumi.Input<string>>;
+    /** Host script contents. @default loadHostScripts() (the files under scripts/host/) */
+    readonly scripts?: HostScripts;
+    /** Where the bootstrap gets Docker (ONEBOX_DOCKER_SOURCE): "docker", "distro" or "auto" (by OS). @default "auto" */
+    readonly dockerAptSource?: StepContext["dockerAptSource"];
+}
+
+type StepResource = command.remote.Command | command.local.Command;
+
+export class HostProvisioner extends pulumi.ComponentResource {
+    /** One command resource per step, by step name. */
+    public readonly steps: Partial<Record<StepName, StepResource>>;
+    /** Id of the release the deploy step installs (content hash of compose.yaml, Caddyfile, manifest). */
+    public readonly releaseId: string;
+
+    constructor(name: string, args: HostProvisionerArgs, opts?: pulumi.ComponentResourceOptions) {
+        const { config, host } = args;
+        const ctx: StepContext = {
+            dataPath: host.dataPath,
+            sshUser: host.connection.user,
+            hostProvider: host.provider,
+            scripts: args.scripts ?? loadHostScripts(),
+            dockerAptSource: args.dockerAptSource,
+        };
+        // The step list's shape (names, order, secret flags, referenced secrets) does not depend on
+        // the data device, which is only known once the host exists; contents are rendered with it.
+        // Checked before anything is registered: a missing secret creates nothing.
+        const shape = buildSteps(config, ctx);
+        requireSecrets(shape, args.secretValues);
+        super(HOST_PROVISIONER_TYPE, name, {}, opts);
+        const steps = host.dataDevice.apply((dataDevice) => buildSteps(config, { ...ctx, dataDevice }));
+        const secretValues = pulumi.secret(pulumi.all(args.secretValues));
+
+        const connection = {
+            host: host.connection.host,
+            port: host.connection.port,
+            user: host.connection.user,
+            privateKey: pulumi.secret(host.connection.privateKey),
+            hostKey: host.connection.hostKey,
+            dialErrorLimit: SSH_DIAL_ERROR_LIMIT,
+            perDialTimeout: SSH_PER_DIAL_TIMEOUT,
+        };
+
+        // A component's own dependsOn does not hold back its children: every step extends it
+        // (e.g. DNS records that ACME needs before the proxy starts).
+        const inherited = componentDependsOn(opts);
+        const resources: Partial<Record<StepName, StepResource>> = {};
+        const hashes: Partial<Record<StepName, pulumi.Output<string>>> = {};
+        for (const step of shape) {
+            const after = step.dependsOn.map((n) => {
+                const r = resources[n];
+                if (!r) {
+                    throw new Error(`step ${step.name} depends on ${n}, which is not an earlier step`);
+                }
+                return r;
+            });
+            const dependsOn = [...inherited, ...host.readyResources, ...after];
+            let resource: StepResource;
+            if (step.upload) {
+                resource = uploadImages(`${name}-${step.name}`, step.upload.images, host, { parent: this, dependsOn });
+            } else {
+                const script = stepScript(steps, step, secretValues);
+                const hash = step.secret ? pulumi.secret(script.apply(sha256)) : script.apply(sha256);
+                hashes[step.name] = hash;
+                const triggers: pulumi.Input<string>[] = [hash];
+                if (step.name === "deploy" && hashes.secrets) {
+                    triggers.push(hashes.secrets);
+                }
+                resource = new command.remote.Command(
+                    `${name}-${step.name}`,
+                    {
+                        connection,
+                        create: remoteCommand(host.connection.user),
+                        stdin: script,
+                        triggers,
+                        logging: step.secret ? "none" : "stdoutAndStderr",
+                        addPreviousOutputInEnv: false,
+                    },
+                    { parent: this, dependsOn, ...(step.secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}) },
+                );
+            }
+            resources[step.name] = resource;
+        }
+        this.steps = resources;
+        this.releaseId = renderRelease(config, host.dataPath).id;
+        this.registerOutputs({ releaseId: this.releaseId });
+    }
+}
+
+/** The resources in a component's `dependsOn` option (a list or a single resource). */
+function componentDependsOn(opts: pulumi.ComponentResourceOptions | undefined): pulumi.Input<pulumi.Resource>[] {
+    const d = opts?.dependsOn;
+    if (d === undefined) {
+        return [];
+    }
+    if (Array.isArray(d)) {
+        return d;
+    }
+    if (pulumi.Resource.isInstance(d)) {
+        return [d];
+    }
+    throw new Error("HostProvisioner: pass dependsOn as a list of resources");
+}
+
+/** The stdin of one step; secret steps (only) see the secret values and stay secret. */
+function stepScript(steps: pulumi.Output<Step[]>, step: Step, secretValues: pulumi.Output<Record<string, string>>): pulumi.Output<string> {
+    const find = (all: Step[]) => {
+        const found = all.find((s) => s.name === step.name);
+        if (!found) {
+            throw new Error(`step ${step.name} disappeared when the data device became known`);
+        }
+        return found;
+    };
+    if (!step.secret) {
+        return steps.apply((all) => renderStepScript(find(all), {}));
+    }
+    return pulumi.secret(pulumi.all([steps, secretValues]).apply(([all, values]) => renderStepScript(find(all), values)));
+}
+
+/** Fails before any resource is registered when a referenced secret has no value. */
+export function requireSecrets(steps: Step[], secretValues: Record<string, unknown>): void {
+    const missing = [...new Set(steps.flatMap(stepSecrets))].filter((n) => !(n in secretValues)).sort();
+    if (missing.length > 0) {
+        throw new Error(`HostProvisioner: no value for secret${missing.length === 1 ? "" : "s"} ${missing.join(", ")} (pass them in secretValues)`);
+    }
+}
+
+/**
+ * deploy.imageSource "upload": streams the images from the local Docker to the
+ * host. The private key reaches the script through its environment (written to
+ * a 0600 temp file there), and the host key is pinned in a known_hosts file.
+ * Local image ids are unknown at preview, so the trigger is the image list:
+ * push a new tag to upload again.
+ */
+function uploadImages(name: string, images: string[], host: Host, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const c = host.connection;
+    return new command.local.Command(
+        name,
+        {
+            create: `bash ${UPLOAD_IMAGES_SCRIPT}`,
+            environment: {
+                ONEBOX_SSH_HOST: c.host,
+                ONEBOX_SSH_PORT: String(c.port),
+                ONEBOX_SSH_USER: c.user,
+                ONEBOX_SSH_PRIVATE_KEY: pulumi.secret(c.privateKey),
+                ONEBOX_SSH_HOST_KEY: c.hostKey,
+                ONEBOX_IMAGES: images.join(" "),
+            },
+            triggers: images,
+            logging: "stdoutAndStderr",
+            addPreviousOutputInEnv: false,
+        },
+        opts,
+    );
+}

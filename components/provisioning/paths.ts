@@ -1,0 +1,114 @@
+/**
+ * Every path the provisioning steps use on the host, in one place. The
+ * bootstrap and backup scripts (other files) read the same locations through
+ * /etc/onebox/bootstrap.env and /etc/onebox/backup.env, never by hard-coding.
+ */
+import * as path from "node:path";
+
+/** Scripts installed by the steps. */
+export const LIB_DIR = "/usr/local/lib/onebox";
+export const BOOTSTRAP_SCRIPT = `${LIB_DIR}/bootstrap.sh`;
+export const DEPLOY_SCRIPT = `${LIB_DIR}/deploy.sh`;
+export const BACKUP_LIB_DIR = `${LIB_DIR}/backup`;
+
+/** Settings shared by all apps on the host. */
+export const ETC_DIR = "/etc/onebox";
+export const BOOTSTRAP_ENV = `${ETC_DIR}/bootstrap.env`;
+export const BACKUP_ENV = `${ETC_DIR}/backup.env`;
+
+/** Host state written by the backup scripts and served by the proxy (B3). */
+export const STATE_DIR = "/var/lib/onebox";
+export const BACKUP_STATE_DIR = `${STATE_DIR}/backup`;
+export const STATUS_DIR = `${STATE_DIR}/status`;
+export const BACKUP_STATUS_FILE = `${STATUS_DIR}/backup.json`;
+/** Present while the last success is older than backups.maxAgeHours (written by the status timer). */
+export const BACKUP_STALE_FILE = `${STATUS_DIR}/backup.stale`;
+
+export const SYSTEMD_DIR = "/etc/systemd/system";
+
+/** Container-side paths. */
+export const CONTAINER_STATUS_DIR = "/srv/status";
+export const CONTAINER_CADDY_DIR = "/etc/caddy";
+export const CONTAINER_CERTS_DIR = "/etc/caddy/certs";
+export const CONTAINER_CADDY_LOG_DIR = "/var/log/caddy";
+/**
+ * Each container that needs a secret file gets its own host directory mounted
+ * here (a directory, not the file: a replaced file is then visible to the
+ * running container, which a single-file bind mount would keep at the old inode).
+ */
+export const CONTAINER_SECRETS_DIR = "/run/secrets";
+export const DB_PASSWORD_FILE_NAME = "database-password";
+export const POSTGRES_PASSWORD_FILE_NAME = "postgres-password";
+export const CONTAINER_DB_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${DB_PASSWORD_FILE_NAME}`;
+export const CONTAINER_POSTGRES_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${POSTGRES_PASSWORD_FILE_NAME}`;
+
+/**
+ * Compose variable that relocates the app's config directory, for offline
+ * validation of rendered files only; on the host it is never set and the
+ * default (the real path) applies.
+ */
+export const CONFIG_DIR_VARIABLE = "ONEBOX_CONFIG_DIR";
+
+/** Per-app paths on the host. */
+export interface AppPaths {
+    /** `/etc/onebox/<app>`: 0700 root; env files, secret files, certificates (H10). */
+    configDir: string;
+    envDir: string;
+    secretsDir: string;
+    certsDir: string;
+    /** `/srv/onebox/<app>`: releases and the live proxy configuration. */
+    appDir: string;
+    releasesDir: string;
+    currentLink: string;
+    /** Live proxy config directory, mounted at /etc/caddy in the proxy container. */
+    proxyDir: string;
+    /** Proxy access logs. */
+    logDir: string;
+    /** Data volume subdirectories. */
+    postgresDataDir: string;
+    redisDataDir: string;
+    caddyDataDir: string;
+    caddyConfigDir: string;
+}
+
+export function appPaths(app: string, dataPath: string): AppPaths {
+    const configDir = `${ETC_DIR}/${app}`;
+    const appDir = `/srv/onebox/${app}`;
+    return {
+        configDir,
+        envDir: `${configDir}/env`,
+        secretsDir: `${configDir}/secrets`,
+        certsDir: `${configDir}/certs`,
+        appDir,
+        releasesDir: `${appDir}/releases`,
+        currentLink: `${appDir}/current`,
+        proxyDir: `${appDir}/proxy`,
+        logDir: `/var/log/onebox/${app}/caddy`,
+        postgresDataDir: path.posix.join(dataPath, "postgres"),
+        redisDataDir: path.posix.join(dataPath, "redis"),
+        caddyDataDir: path.posix.join(dataPath, "caddy", "data"),
+        caddyConfigDir: path.posix.join(dataPath, "caddy", "config"),
+    };
+}
+
+/** Env file of one app service. */
+export function envFilePath(paths: AppPaths, service: string): string {
+    return `${paths.envDir}/${service}.env`;
+}
+
+/**
+ * Secret files of one container (`postgres` or an app service), mounted at
+ * /run/secrets in it: `/etc/onebox/<app>/secrets/<container>/`.
+ */
+export function containerSecretsDir(paths: AppPaths, container: string): string {
+    return `${paths.secretsDir}/${container}`;
+}
+
+/** Persistent directory of one service volume: `<dataPath>/volumes/<service>/<name>`. */
+export function volumePath(dataPath: string, service: string, volume: string): string {
+    return path.posix.join(dataPath, "volumes", service, volume);
+}
+
+export function releaseDir(paths: AppPaths, releaseId: string): string {
+    return `${paths.releasesDir}/${releaseId}`;
+}

@@ -1,0 +1,524 @@
+/**
+ * Renders the stack's `compose.yaml` (pure; deterministic key order).
+ *
+ * Network design (H8):
+ * - `internal` (`internal: true`, no route out): PostgreSQL, Redis and every app service.
+ * - `edge`: the proxy and the app services (apps need it for outbound mail, APIs, S3).
+ * - `proxy` (traefik-external only): the existing Traefik's external network, joined by routed services.
+ * - `db-published` (only with `database.allowedCidrs`): Docker does not publish ports of a
+ *   container attached only to internal networks, so PostgreSQL joins this plain bridge to
+ *   publish `database.publicPort`; the host firewall limits it to the listed CIDRs.
+ * Only the proxy publishes ports (80/443), except that one opt-in database port.
+ *
+ * Every service has a restart policy and, where configured, a health check (H9); app
+ * services run as `user`, with `no-new-privileges` and all capabilities dropped.
+ */
+import { stringify } from "yaml";
+import type { ServiceConfig, StackConfig } from "../../config/schema";
+import { shellJoin } from "../shell";
+import {
+    CONFIG_DIR_VARIABLE,
+    CONTAINER_CADDY_DIR,
+    CONTAINER_CADDY_LOG_DIR,
+    CONTAINER_CERTS_DIR,
+    CONTAINER_DB_PASSWORD_FILE,
+    CONTAINER_POSTGRES_PASSWORD_FILE,
+    CONTAINER_SECRETS_DIR,
+    CONTAINER_STATUS_DIR,
+    STATUS_DIR,
+    type AppPaths,
+    volumePath,
+} from "../paths";
+
+/** Daemon-wide defaults are set by the bootstrap too (H7); repeated here so a host without them still rotates. */
+export const CONTAINER_LOGGING = { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } } as const;
+
+/** Built-in service names (also reserved in the config schema). */
+export const PROXY_SERVICE = "proxy";
+export const POSTGRES_SERVICE = "postgres";
+export const REDIS_SERVICE = "redis";
+/** Serves /healthz/backup behind an external Traefik (there is no proxy of ours to do it). */
+export const STATUS_SERVICE = "backup-status";
+
+/** Resources of the built-in services, sized for a 1 GB host next to two app services. */
+const PROXY_MEMORY_MB = 128;
+const PROXY_CPUS = 0.5;
+const STATUS_MEMORY_MB = 48;
+const POSTGRES_CPUS = 1;
+const REDIS_CPUS = 0.5;
+/** Port the status server listens on inside its container (traefik-external mode). */
+export const STATUS_PORT = 8080;
+
+export interface ComposeContext {
+    /** Compose project name, `<app>-<environment>`. */
+    project: string;
+    paths: AppPaths;
+    dataPath: string;
+}
+
+/** The compose project name of a stack. */
+export function projectName(config: StackConfig): string {
+    return `${config.app.name}-${config.app.environment}`;
+}
+
+/** Container name of PostgreSQL: unique on the host, so it is also the DNS name apps use (see `databaseHost`). */
+export function postgresContainerName(project: string): string {
+    return `${project}-postgres`;
+}
+
+export function redisContainerName(project: string): string {
+    return `${project}-redis`;
+}
+
+/** PostgreSQL image: `database.image`, else the official image of `database.version`. */
+export function postgresImage(config: StackConfig): string {
+    return config.database.image ?? `postgres:${config.database.version}`;
+}
+
+/**
+ * uid:gid of the postgres user inside the image, which must be able to read the
+ * password file: 999 in the official Debian-based images, 70 in the Alpine ones.
+ */
+export function postgresUid(image: string): string {
+    return /alpine/.test(image.split("/").pop() ?? "") ? "70:70" : "999:999";
+}
+
+/** The official image moved PGDATA under /var/lib/postgresql/<major>/ in 18 and expects the parent mounted. */
+function postgresDataTarget(version: number): string {
+    return version >= 18 ? "/var/lib/postgresql" : "/var/lib/postgresql/data";
+}
+
+/** Compose interpolates `$` in every string value; `$$` is a literal dollar. */
+export function composeEscape(value: string): string {
+    return value.replace(/\$/g, () => "$$");
+}
+
+/** `${ONEBOX_CONFIG_DIR:-/etc/onebox/<app>}`: the real path on the host, relocatable for offline validation. */
+export function configDirRef(paths: AppPaths): string {
+    return `\${${CONFIG_DIR_VARIABLE}:-${paths.configDir}}`;
+}
+
+const seconds = (n: number) => `${n}s`;
+
+/**
+ * Health check that probes an HTTP path from inside the container. Images differ
+ * in which HTTP client they ship, so the probe uses the first of curl, wget,
+ * python3 and node that exists. Limits: it needs /bin/sh in the image
+ * (distroless images have none: set `health.command` instead), and the app must
+ * listen on 127.0.0.1 as well (e.g. Next.js standalone needs HOSTNAME=0.0.0.0).
+ * Any status below 400 counts as healthy (curl -f, wget and urllib fail on >= 400).
+ */
+export function httpProbe(port: number, path: string): string[] {
+    const url = `http://127.0.0.1:${port}${path}`;
+    const clients: [string, string[]][] = [
+        ["curl", ["curl", "-fsS", "-o", "/dev/null", "--max-time", "5", url]],
+        ["wget", ["wget", "-q", "-O", "/dev/null", "-T", "5", url]],
+        ["python3", ["python3", "-c", `import urllib.request; urllib.request.urlopen("${url}", timeout=5)`]],
+        ["node", ["node", "-e", `require("http").get("${url}",(r)=>process.exit(r.statusCode<400?0:1)).on("error",()=>process.exit(1))`]],
+    ];
+    const branches = clients.map(([bin, argv], i) => `${i === 0 ? "if" : "elif"} command -v ${bin} >/dev/null 2>&1; then exec ${shellJoin(argv)}`);
+    return ["CMD-SHELL", `${branches.join("; ")}; else echo 'no curl, wget, python3 or node in the image; set health.command' >&2; exit 1; fi`];
+}
+
+/** Health check of a Caddy container: its admin API answers once the config is loaded. */
+const CADDY_HEALTH = {
+    test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:2019/config/"],
+    interval: "10s",
+    timeout: "5s",
+    retries: 3,
+    start_period: "10s",
+};
+
+/** The compose healthcheck of an app service, or undefined when none is configured. */
+export function serviceHealthcheck(service: ServiceConfig): Record<string, unknown> | undefined {
+    const h = service.health;
+    if (!h) {
+        return undefined;
+    }
+    let test: string[];
+    if (h.command) {
+        test = ["CMD", ...h.command.map(composeEscape)];
+    } else if (h.path && service.port !== undefined) {
+        test = httpProbe(service.port, h.path);
+    } else {
+        return undefined;
+    }
+    return { test, interval: seconds(h.intervalSeconds), timeout: "5s", retries: 3, start_period: seconds(h.startPeriodSeconds) };
+}
+
+interface Bind {
+    type: "bind";
+    source: string;
+    target: string;
+    read_only?: boolean;
+    bind: { create_host_path: boolean };
+}
+
+/** A bind mount whose source must exist: a missing secret file fails loudly instead of becoming an empty directory. */
+function bind(source: string, target: string, readOnly = false): Bind {
+    return readOnly
+        ? { type: "bind", source, target, read_only: true, bind: { create_host_path: false } }
+        : { type: "bind", source, target, bind: { create_host_path: false } };
+}
+
+const HARDENING = { security_opt: ["no-new-privileges:true"], cap_drop: ["ALL"] } as const;
+
+function limits(memoryMb: number, cpus: number) {
+    return { mem_limit: `${memoryMb}m`, cpus };
+}
+
+/** Routes of one service, in config order. */
+function routesOf(config: StackConfig, service: string) {
+    return config.routes.filter((r) => r.service === service);
+}
+
+/** Traefik rule for a route: the host, and the path prefix as Caddy matches it (`/api` and `/api/...`). */
+export function traefikRule(host: string, path: string): string {
+    const prefix = path.replace(/\/+$/, "");
+    if (prefix === "") {
+        return `Host(\`${host}\`)`;
+    }
+    return `Host(\`${host}\`) && (Path(\`${prefix}\`) || PathPrefix(\`${prefix}/\`))`;
+}
+
+/** Labels that publish one service through the external Traefik (keys sorted). */
+export function traefikLabels(config: StackConfig, project: string, service: string): Record<string, string> {
+    const svc = config.services[service];
+    const routes = routesOf(config, service);
+    if (routes.length === 0 || svc.port === undefined) {
+        return {};
+    }
+    const labels: Record<string, string> = {
+        "traefik.enable": "true",
+        "traefik.docker.network": config.proxy.externalNetwork,
+        [`traefik.http.services.${project}-${service}.loadbalancer.server.port`]: String(svc.port),
+        ...traefikMiddlewares(config, project),
+    };
+    routes.forEach((r, i) => {
+        const router = `traefik.http.routers.${project}-${service}-${i}`;
+        labels[`${router}.rule`] = traefikRule(r.host, r.path);
+        labels[`${router}.entrypoints`] = config.proxy.traefikEntrypoint;
+        labels[`${router}.tls`] = "true";
+        if (config.proxy.traefikCertResolver) {
+            labels[`${router}.tls.certresolver`] = config.proxy.traefikCertResolver;
+        }
+        labels[`${router}.middlewares`] = `${project}-headers,${project}-compress`;
+        labels[`${router}.service`] = `${project}-${service}`;
+    });
+    return sortKeys(labels);
+}
+
+/**
+ * The security-header and compression middlewares, declared identically on every
+ * routed container so routers keep working while any one of them is restarting.
+ */
+function traefikMiddlewares(config: StackConfig, project: string): Record<string, string> {
+    const m = `traefik.http.middlewares.${project}-headers.headers`;
+    const labels: Record<string, string> = {
+        [`${m}.frameDeny`]: "true",
+        [`${m}.contentTypeNosniff`]: "true",
+        [`${m}.referrerPolicy`]: "strict-origin-when-cross-origin",
+        [`${m}.contentSecurityPolicy`]: composeEscape(config.proxy.contentSecurityPolicy),
+        // An empty custom header value makes Traefik remove the header.
+        [`${m}.customResponseHeaders.Server`]: "",
+        [`traefik.http.middlewares.${project}-compress.compress`]: "true",
+    };
+    if (config.proxy.hstsMaxAge > 0) {
+        labels[`${m}.stsSeconds`] = String(config.proxy.hstsMaxAge);
+    }
+    return labels;
+}
+
+function sortKeys<T>(o: Record<string, T>): Record<string, T> {
+    return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Hostname that serves /healthz/backup: the host routed to the database service, else the first route's host. */
+export function statusHost(config: StackConfig): string | undefined {
+    const dbRoute = config.routes.find((r) => config.services[r.service]?.database);
+    return (dbRoute ?? config.routes[0])?.host;
+}
+
+/** Whether backups run (and so the backup status endpoint exists). */
+export function backupsEnabled(config: StackConfig): boolean {
+    return Boolean(config.backups?.enabled);
+}
+
+/** App service names, sorted: reordering the config does not change the rendered files. */
+export function appServiceNames(config: StackConfig): string[] {
+    return Object.keys(config.services).sort();
+}
+
+/** Environment of one app service: its `env` plus DATABASE_* and REDIS_URL when asked for (sorted keys). */
+export function serviceEnvironment(config: StackConfig, project: string, name: string): Record<string, string> {
+    const svc = config.services[name];
+    const env: Record<string, string> = {};
+    if (svc.database) {
+        env.DATABASE_HOST = postgresContainerName(project);
+        env.DATABASE_PORT = "5432";
+        env.DATABASE_NAME = config.database.name;
+        env.DATABASE_USER = config.database.user;
+        env.DATABASE_PASSWORD_FILE = CONTAINER_DB_PASSWORD_FILE;
+    }
+    if (svc.redis) {
+        env.REDIS_URL = `redis://${redisContainerName(project)}:6379/0`;
+    }
+    for (const [k, v] of Object.entries(svc.env)) {
+        env[k] = composeEscape(v);
+    }
+    return sortKeys(env);
+}
+
+function appService(config: StackConfig, ctx: ComposeContext, name: string, upload: boolean): Record<string, unknown> {
+    const svc = config.services[name];
+    const traefik = config.proxy.kind === "traefik-external";
+    const routed = routesOf(config, name).length > 0;
+    const out: Record<string, unknown> = { image: svc.image };
+    if (upload) {
+        out.pull_policy = "never";
+    }
+    if (svc.command) {
+        out.command = svc.command.map(composeEscape);
+    }
+    if (svc.user !== null) {
+        out.user = svc.user;
+    }
+    if (svc.readOnly) {
+        out.read_only = true;
+        out.tmpfs = ["/tmp"];
+    }
+    // Short syntax: the file is required (compose refuses to start without it) on every compose v2.
+    out.env_file = [`${configDirRef(ctx.paths)}/env/${name}.env`];
+    const environment = serviceEnvironment(config, ctx.project, name);
+    if (Object.keys(environment).length > 0) {
+        out.environment = environment;
+    }
+    const volumes: Bind[] = svc.volumes.map((v) => bind(volumePath(ctx.dataPath, name, v.name), v.mountPath));
+    if (svc.database) {
+        volumes.push(bind(`${configDirRef(ctx.paths)}/secrets/${name}`, CONTAINER_SECRETS_DIR, true));
+    }
+    if (volumes.length > 0) {
+        out.volumes = volumes;
+    }
+    out.networks = traefik && routed ? ["edge", "internal", config.proxy.externalNetwork] : ["edge", "internal"];
+    if (traefik && routed) {
+        out.labels = traefikLabels(config, ctx.project, name);
+    }
+    const dependsOn: Record<string, { condition: string }> = {};
+    if (svc.database) {
+        dependsOn[POSTGRES_SERVICE] = { condition: "service_healthy" };
+    }
+    if (svc.redis) {
+        dependsOn[REDIS_SERVICE] = { condition: "service_healthy" };
+    }
+    if (Object.keys(dependsOn).length > 0) {
+        out.depends_on = dependsOn;
+    }
+    const health = serviceHealthcheck(svc);
+    if (health) {
+        out.healthcheck = health;
+    }
+    return {
+        ...out,
+        restart: "unless-stopped",
+        stop_grace_period: "30s",
+        ...HARDENING,
+        ...limits(svc.memoryMb, svc.cpus),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+    const volumes: Bind[] = [
+        bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true),
+        bind(ctx.paths.caddyDataDir, "/data"),
+        bind(ctx.paths.caddyConfigDir, "/config"),
+        bind(ctx.paths.logDir, CONTAINER_CADDY_LOG_DIR),
+    ];
+    if (config.tls.mode === "cloudflare-origin") {
+        volumes.push(bind(`${configDirRef(ctx.paths)}/certs`, CONTAINER_CERTS_DIR, true));
+    }
+    if (backupsEnabled(config)) {
+        volumes.push(bind(STATUS_DIR, CONTAINER_STATUS_DIR, true));
+    }
+    return {
+        image: config.proxy.image,
+        ...(upload ? { pull_policy: "never" } : {}),
+        ports: [
+            { target: 80, published: "80", protocol: "tcp" },
+            { target: 443, published: "443", protocol: "tcp" },
+        ],
+        volumes,
+        networks: ["edge"],
+        healthcheck: CADDY_HEALTH,
+        restart: "unless-stopped",
+        ...HARDENING,
+        // Binding 80/443 as root needs this one capability.
+        cap_add: ["NET_BIND_SERVICE"],
+        ...limits(PROXY_MEMORY_MB, PROXY_CPUS),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+/** traefik-external only: a tiny Caddy that serves /healthz/backup behind Traefik (B3). */
+function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+    const host = statusHost(config);
+    const router = `traefik.http.routers.${ctx.project}-${STATUS_SERVICE}`;
+    const labels: Record<string, string> = {
+        "traefik.enable": "true",
+        "traefik.docker.network": config.proxy.externalNetwork,
+        [`traefik.http.services.${ctx.project}-${STATUS_SERVICE}.loadbalancer.server.port`]: String(STATUS_PORT),
+    };
+    if (host) {
+        labels[`${router}.rule`] = `Host(\`${host}\`) && Path(\`/healthz/backup\`)`;
+        // Above any app route on the same host, whatever its length.
+        labels[`${router}.priority`] = "10000";
+        labels[`${router}.entrypoints`] = config.proxy.traefikEntrypoint;
+        labels[`${router}.tls`] = "true";
+        if (config.proxy.traefikCertResolver) {
+            labels[`${router}.tls.certresolver`] = config.proxy.traefikCertResolver;
+        }
+        labels[`${router}.middlewares`] = `${ctx.project}-headers`;
+        labels[`${router}.service`] = `${ctx.project}-${STATUS_SERVICE}`;
+    }
+    return {
+        image: config.proxy.image,
+        ...(upload ? { pull_policy: "never" } : {}),
+        volumes: [bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true), bind(STATUS_DIR, CONTAINER_STATUS_DIR, true)],
+        networks: [config.proxy.externalNetwork],
+        labels: sortKeys(labels),
+        healthcheck: CADDY_HEALTH,
+        restart: "unless-stopped",
+        ...HARDENING,
+        ...limits(STATUS_MEMORY_MB, 0.25),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+function postgresService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+    const db = config.database;
+    const published = db.allowedCidrs.length > 0;
+    return {
+        image: postgresImage(config),
+        ...(upload ? { pull_policy: "never" } : {}),
+        container_name: postgresContainerName(ctx.project),
+        // Small-host tuning: a quarter of the memory limit for shared buffers, few connections.
+        command: ["postgres", "-c", `shared_buffers=${Math.floor(db.memoryMb / 4)}MB`, "-c", "max_connections=50"],
+        environment: {
+            POSTGRES_DB: db.name,
+            POSTGRES_PASSWORD_FILE: CONTAINER_POSTGRES_PASSWORD_FILE,
+            POSTGRES_USER: db.user,
+        },
+        volumes: [
+            bind(ctx.paths.postgresDataDir, postgresDataTarget(db.version)),
+            bind(`${configDirRef(ctx.paths)}/secrets/${POSTGRES_SERVICE}`, CONTAINER_SECRETS_DIR, true),
+        ],
+        ...(published ? { ports: [{ target: 5432, published: String(db.publicPort), protocol: "tcp" }] } : {}),
+        networks: published ? ["internal", "db-published"] : ["internal"],
+        healthcheck: {
+            // Over TCP: the entrypoint's initialisation server listens on the socket only, so this
+            // turns healthy only once the real server accepts network connections.
+            test: ["CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-U", db.user, "-d", db.name],
+            interval: "5s",
+            timeout: "5s",
+            retries: 6,
+            start_period: "60s",
+        },
+        restart: "unless-stopped",
+        stop_grace_period: "60s",
+        ...HARDENING,
+        // The entrypoint starts as root, fixes ownership of PGDATA and drops to the postgres user.
+        cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+        ...limits(db.memoryMb, POSTGRES_CPUS),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+function redisService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+    const r = config.redis;
+    return {
+        image: r.image,
+        ...(upload ? { pull_policy: "never" } : {}),
+        container_name: redisContainerName(ctx.project),
+        // Persistent (AOF) and never evicting: a queue or rate-limit counter silently dropped is
+        // worse than a write error. maxmemory leaves a quarter of the limit for overhead.
+        command: ["redis-server", "--appendonly", "yes", "--maxmemory", `${Math.floor((r.memoryMb * 3) / 4)}mb`, "--maxmemory-policy", "noeviction"],
+        volumes: [bind(ctx.paths.redisDataDir, "/data")],
+        networks: ["internal"],
+        healthcheck: { test: ["CMD", "redis-cli", "ping"], interval: "5s", timeout: "5s", retries: 6, start_period: "10s" },
+        restart: "unless-stopped",
+        ...HARDENING,
+        // The entrypoint chowns /data and drops to the redis user.
+        cap_add: ["CHOWN", "SETGID", "SETUID"],
+        ...limits(r.memoryMb, REDIS_CPUS),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+/** Images of every service in the compose file, in service order (for uploads). */
+export function composeImages(config: StackConfig): string[] {
+    const images: string[] = [];
+    if (config.proxy.kind === "caddy" || backupsEnabled(config)) {
+        images.push(config.proxy.image);
+    }
+    if (config.database.enabled) {
+        images.push(postgresImage(config));
+    }
+    if (config.redis.enabled) {
+        images.push(config.redis.image);
+    }
+    for (const name of appServiceNames(config)) {
+        images.push(config.services[name].image);
+    }
+    return [...new Set(images)];
+}
+
+/** The compose model as a plain object (tests assert on it; `renderCompose` serialises it). */
+export function composeModel(config: StackConfig, ctx: ComposeContext): Record<string, unknown> {
+    const upload = config.deploy.imageSource === "upload";
+    const services: Record<string, unknown> = {};
+    if (config.proxy.kind === "caddy") {
+        services[PROXY_SERVICE] = proxyService(config, ctx, upload);
+    } else if (backupsEnabled(config)) {
+        services[STATUS_SERVICE] = statusService(config, ctx, upload);
+    }
+    if (config.database.enabled) {
+        services[POSTGRES_SERVICE] = postgresService(config, ctx, upload);
+    }
+    if (config.redis.enabled) {
+        services[REDIS_SERVICE] = redisService(config, ctx, upload);
+    }
+    for (const name of appServiceNames(config)) {
+        if (name in services) {
+            throw new Error(`services.${name}: "${name}" is the name of a built-in service; rename it`);
+        }
+        services[name] = appService(config, ctx, name, upload);
+    }
+    const networks: Record<string, unknown> = {
+        edge: {},
+        internal: { internal: true },
+    };
+    if (config.database.enabled && config.database.allowedCidrs.length > 0) {
+        networks["db-published"] = {};
+    }
+    if (config.proxy.kind === "traefik-external") {
+        networks[config.proxy.externalNetwork] = { external: true, name: config.proxy.externalNetwork };
+    }
+    return { name: ctx.project, services, networks };
+}
+
+/** Header comment of the rendered compose file. */
+function header(ctx: ComposeContext): string {
+    return [
+        `# compose.yaml of ${ctx.project}, rendered by onebox; do not edit on the host.`,
+        `# Deployed by /usr/local/lib/onebox/deploy.sh as project ${ctx.project}.`,
+        `# ${CONFIG_DIR_VARIABLE} is never set on the host (the default is the real path); it only`,
+        `# relocates env and secret files when the rendered output is validated offline.`,
+        "",
+    ].join("\n");
+}
+
+/** Renders compose.yaml. */
+export function renderCompose(config: StackConfig, ctx: ComposeContext): string {
+    return header(ctx) + stringify(composeModel(config, ctx), { lineWidth: 0, version: "1.1", aliasDuplicateObjects: false });
+}

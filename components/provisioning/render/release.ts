@@ -1,0 +1,92 @@
+/**
+ * The release: compose.yaml, the proxy's Caddyfile and a manifest that tells
+ * deploy.sh what to check. Its id is a short hash of exactly those files, so the
+ * same configuration always produces the same release directory.
+ */
+import { createHash } from "node:crypto";
+import type { StackConfig } from "../../config/schema";
+import { envFilePath, type AppPaths } from "../paths";
+import { appServiceNames, backupsEnabled, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
+import { normalizePrefix } from "./caddyfile";
+
+export interface ReleaseFile {
+    /** File name inside the release directory. */
+    name: string;
+    content: string;
+}
+
+export const RELEASE_ID_LENGTH = 12;
+
+/** Short content hash over the release files (names and contents, in name order). */
+export function releaseId(files: readonly ReleaseFile[]): string {
+    const h = createHash("sha256");
+    for (const f of [...files].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        h.update(`${f.name}\0${Buffer.byteLength(f.content)}\0`);
+        h.update(f.content);
+    }
+    return h.digest("hex").slice(0, RELEASE_ID_LENGTH);
+}
+
+/** One check deploy.sh makes through the proxy after the containers are healthy. */
+export interface RouteCheck {
+    host: string;
+    path: string;
+    /** "2xx": a health path that must succeed; "lt500": any answer but a proxy/server error. */
+    expect: "2xx" | "lt500";
+}
+
+/**
+ * Checks for every route: the target service's health path when this route is
+ * the one that serves it on that host (longest prefix wins), else the route's
+ * own path, where any answer below 500 proves the proxy reaches the service.
+ */
+export function routeChecks(config: StackConfig): RouteCheck[] {
+    const checks: RouteCheck[] = [];
+    const seen = new Set<string>();
+    const matches = (prefix: string, p: string) => prefix === "" || p === prefix || p.startsWith(`${prefix}/`);
+    for (const r of config.routes) {
+        const prefix = normalizePrefix(r.path);
+        const healthPath = config.services[r.service]?.health?.path;
+        const sameHost = config.routes.filter((o) => o.host === r.host).map((o) => ({ prefix: normalizePrefix(o.path), service: o.service }));
+        let check: RouteCheck = { host: r.host, path: prefix === "" ? "/" : prefix, expect: "lt500" };
+        if (healthPath && matches(prefix, healthPath)) {
+            const winner = sameHost.filter((o) => matches(o.prefix, healthPath)).sort((a, b) => b.prefix.length - a.prefix.length)[0];
+            if (winner && winner.prefix === prefix) {
+                check = { host: r.host, path: healthPath, expect: "2xx" };
+            }
+        }
+        const key = `${check.host} ${check.path}`;
+        if (!seen.has(key)) {
+            seen.add(key);
+            checks.push(check);
+        }
+    }
+    return checks;
+}
+
+export interface ManifestContext {
+    project: string;
+    paths: AppPaths;
+}
+
+/** The manifest deploy.sh reads (KEY=value lines, never sourced). */
+export function renderManifest(config: StackConfig, ctx: ManifestContext): string {
+    const caddy = config.proxy.kind === "caddy";
+    const proxyService = caddy ? PROXY_SERVICE : backupsEnabled(config) ? STATUS_SERVICE : "";
+    const lines = [
+        `# Release manifest of ${ctx.project}, rendered by onebox; read (never sourced) by deploy.sh.`,
+        `PROJECT=${ctx.project}`,
+        `PROXY=${config.proxy.kind}`,
+        `PROXY_SERVICE=${proxyService}`,
+        `PROXY_DIR=${ctx.paths.proxyDir}`,
+        `TLS_MODE=${config.tls.mode}`,
+        `IMAGE_SOURCE=${config.deploy.imageSource}`,
+        `HEALTH_TIMEOUT=${config.deploy.healthTimeoutSeconds}`,
+        `KEEP_RELEASES=${config.deploy.keepReleases}`,
+        `DATABASE_SERVICE=${config.database.enabled ? POSTGRES_SERVICE : ""}`,
+        `DATABASE_USER=${config.database.enabled ? config.database.user : ""}`,
+        ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
+        ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
+    ];
+    return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,583 @@
+/**
+ * The provisioning steps as data: which files each step installs on the host
+ * and which commands it runs afterwards. `buildSteps` is pure; the
+ * HostProvisioner maps each remote step onto one SSH command whose stdin is
+ * `renderStepScript(step, secrets)`, and the render command writes the same
+ * steps to disk for review.
+ *
+ * Steps, in order (names are a contract; other components depend on them):
+ * - `wait-ready`: wait for cloud-init to finish (H1), bounded.
+ * - `bootstrap`: install and run the host bootstrap (Docker, firewall, hardening).
+ * - `secrets`: env files, database password files, origin certificate (secret; H10).
+ * - `images`: only for `deploy.imageSource: upload`; runs locally (`docker save | ssh docker load`).
+ * - `deploy`: the release (compose.yaml, Caddyfile, manifest) and deploy.sh, which
+ *   starts it behind a health gate and rolls back on failure.
+ * - `backup`: backup scripts, /etc/onebox/backup.env (secret) and systemd timers.
+ *
+ * File content may hold `{{secret:NAME}}` placeholders (see placeholders.ts),
+ * never values; only steps flagged `secret` may hold them.
+ */
+import { createHash } from "node:crypto";
+import type { StackConfig } from "../config/schema";
+import { isWorldCidr } from "../config/validators";
+import { backupPrefix } from "../storage/backup-prefix";
+import type { HostScripts } from "./host-scripts";
+import {
+    appPaths,
+    type AppPaths,
+    BACKUP_ENV,
+    BACKUP_LIB_DIR,
+    BACKUP_STATE_DIR,
+    BACKUP_STATUS_FILE,
+    BOOTSTRAP_ENV,
+    BOOTSTRAP_SCRIPT,
+    containerSecretsDir,
+    DB_PASSWORD_FILE_NAME,
+    DEPLOY_SCRIPT,
+    envFilePath,
+    ETC_DIR,
+    LIB_DIR,
+    POSTGRES_PASSWORD_FILE_NAME,
+    releaseDir,
+    STATUS_DIR,
+    SYSTEMD_DIR,
+    volumePath,
+} from "./paths";
+import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
+import { appServiceNames, backupsEnabled, composeImages, POSTGRES_SERVICE, postgresContainerName, postgresImage, postgresUid, projectName, renderCompose } from "./render/compose";
+import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
+import { releaseId, renderManifest, type ReleaseFile } from "./render/release";
+import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
+import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
+
+export const STEP_NAMES = ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup"] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+/** A file a step installs. */
+export interface HostFile {
+    /** Absolute path on the host. */
+    path: string;
+    /** Content; may contain `{{secret:NAME}}` placeholders in secret steps. */
+    content: string;
+    /** Octal mode, e.g. "0644". */
+    mode: string;
+    /** "user:group", names or numeric ids, e.g. "root:root" or "999:999". */
+    owner: string;
+}
+
+/** A directory a step creates, or converges to this mode and owner, before its files. */
+export interface HostDirectory {
+    path: string;
+    mode: string;
+    owner: string;
+}
+
+export interface Step {
+    name: StepName;
+    description: string;
+    directories: HostDirectory[];
+    files: HostFile[];
+    /** Shell run (as root, bash, `set -euo pipefail`) after the files are installed. */
+    run: string;
+    /** Holds secret placeholders: logging off and outputs secret (R4). */
+    secret: boolean;
+    /** Steps that must have run before this one. */
+    dependsOn: StepName[];
+    /** Set on the `images` step only: runs on the machine running Pulumi, not over `bash -s`. */
+    upload?: { images: string[] };
+}
+
+/** What the steps need to know about the host beyond the stack config. */
+export interface StepContext {
+    /** Mount point of the data volume (Host.dataPath). */
+    dataPath: string;
+    /** Block device of the data volume, when the host has one (Host.dataDevice). */
+    dataDevice?: string;
+    /** SSH login user; steps run through `sudo -n` when it is not root. */
+    sshUser: string;
+    /** Host.provider: "digitalocean" | "lightsail" | "existing". */
+    hostProvider: string;
+    /** Contents of the host scripts (`loadHostScripts()`). */
+    scripts: HostScripts;
+    /**
+     * Where the bootstrap installs Docker from (ONEBOX_DOCKER_SOURCE): "docker"
+     * (Docker's signed apt repository, H2), "distro" (the distribution's
+     * packages, e.g. for hosts that cannot reach download.docker.com) or "auto"
+     * (the bootstrap decides by OS). @default "auto"
+     */
+    dockerAptSource?: "docker" | "distro" | "auto";
+    /** Overrides of the backup target when another component decides it (e.g. the created bucket's name). */
+    backup?: { bucket?: string; region?: string; endpoint?: string };
+}
+
+/** How long wait-ready waits for cloud-init before failing. */
+export const CLOUD_INIT_TIMEOUT_SECONDS = 900;
+
+/** The remote command of every step: constant and secret-free (R3); the script arrives on stdin. */
+export function remoteCommand(sshUser: string): string {
+    return sshUser === "root" ? "bash -s" : "sudo -n bash -s";
+}
+
+const file = (path: string, content: string, mode: string, owner = "root:root"): HostFile => ({ path, content, mode, owner });
+const dir = (path: string, mode: string, owner = "root:root"): HostDirectory => ({ path, mode, owner });
+
+/** "10001:10001" for a service user "10001:10001" or "10001"; root when the image's user is kept. */
+function ownerOf(user: string | null): string {
+    if (user === null) {
+        return "root:root";
+    }
+    return user.includes(":") ? user : `${user}:${user}`;
+}
+
+/** SSH port the bootstrap keeps open: the configured one for existing hosts, else 22. */
+function sshPort(config: StackConfig): number {
+    return config.host.provider === "existing" ? config.host.port : 22;
+}
+
+// ---------------------------------------------------------------- wait-ready
+
+function waitReadyStep(): Step {
+    const t = CLOUD_INIT_TIMEOUT_SECONDS;
+    const run = [
+        "if ! command -v cloud-init >/dev/null 2>&1; then",
+        "  echo 'no cloud-init on this host; nothing to wait for'",
+        "  return 0",
+        "fi",
+        `echo 'waiting for cloud-init to finish (at most ${t} s)'`,
+        "rc=0",
+        `timeout ${t} cloud-init status --wait >/dev/null || rc=$?`,
+        'case "${rc}" in',
+        "  0) echo 'cloud-init: done' ;;",
+        `  124) echo 'cloud-init did not finish within ${t} s' >&2; cloud-init status --long >&2 || true; exit 1 ;;`,
+        // 1 (error) and 2 (recoverable error): cloud-init has finished, which is all this waits for.
+        `  *) echo "cloud-init finished with status \${rc}; continuing" >&2; cloud-init status --long >&2 || true ;;`,
+        "esac",
+    ].join("\n");
+    return {
+        name: "wait-ready",
+        description: "Wait until cloud-init has finished (H1), so package work does not race first-boot setup",
+        directories: [],
+        files: [],
+        run,
+        secret: false,
+        dependsOn: [],
+    };
+}
+
+// ---------------------------------------------------------------- bootstrap
+
+/** The SSH allow-list in the bootstrap's terms: "any" for the whole internet (only with the opt-in). */
+function sshAllowed(config: StackConfig): string {
+    const cidrs = config.host.sshAllowedCidrs;
+    if (cidrs.some(isWorldCidr) || (config.host.allowSshFromAnywhere && cidrs.length === 0)) {
+        return "any";
+    }
+    return cidrs.join(" ");
+}
+
+/**
+ * /etc/onebox/bootstrap.env: the settings bootstrap.sh documents in its header
+ * (sourced by bash as root, so 0600 root).
+ */
+export function renderBootstrapEnv(config: StackConfig, ctx: StepContext): string {
+    const db = config.database;
+    const restricted = db.enabled ? db.allowedCidrs.map((c) => `${db.publicPort}:${c}`) : [];
+    const entries: [string, string][] = [
+        ["ONEBOX_DEPLOY_USER", ctx.sshUser],
+        ["ONEBOX_ADMIN_CAN_ROOT", String(ctx.sshUser === "root")],
+        ["ONEBOX_DATA_PATH", ctx.dataPath],
+        ["ONEBOX_DATA_DEVICE", ctx.dataDevice ?? ""],
+        ["ONEBOX_SWAP_MB", String(config.host.swapMb)],
+        ["ONEBOX_SSH_ALLOWED_CIDRS", sshAllowed(config)],
+        ["ONEBOX_SSH_PORT", String(sshPort(config))],
+        // Web traffic reaches the host in both proxy modes (ours, or the existing Traefik).
+        ["ONEBOX_PUBLIC_TCP_PORTS", "80 443"],
+        // The database port, only for the listed networks (Docker-published ports bypass plain
+        // ufw rules; the bootstrap filters them in DOCKER-USER).
+        ["ONEBOX_RESTRICTED_PORTS", restricted.join(" ")],
+        ["ONEBOX_DOCKER_SOURCE", ctx.dockerAptSource ?? "auto"],
+    ];
+    return `# Bootstrap settings of ${config.app.name}, rendered by onebox; sourced by ${BOOTSTRAP_SCRIPT}.\n${envFileLines(entries)}`;
+}
+
+/** The bootstrap script and the files it ships next to itself, all installed in /usr/local/lib/onebox. */
+function bootstrapStep(config: StackConfig, ctx: StepContext): Step {
+    const names = Object.keys(ctx.scripts.bootstrap).sort();
+    if (!names.includes("bootstrap.sh")) {
+        throw new Error("scripts/host/bootstrap/bootstrap.sh is missing");
+    }
+    return {
+        name: "bootstrap",
+        description: "Install and run the host bootstrap: Docker, firewall, SSH hardening, data volume, swap",
+        directories: [dir(ETC_DIR, "0755"), dir(LIB_DIR, "0755")],
+        files: [
+            ...names.map((n) => file(`${LIB_DIR}/${n}`, ctx.scripts.bootstrap[n], n.endsWith(".sh") ? "0755" : "0644")),
+            file(BOOTSTRAP_ENV, renderBootstrapEnv(config, ctx), "0600"),
+        ],
+        run: shellJoin([BOOTSTRAP_SCRIPT]),
+        secret: false,
+        dependsOn: ["wait-ready"],
+    };
+}
+
+// ---------------------------------------------------------------- secrets
+
+/** The env file of one app service: its secrets, plus DATABASE_URL for database services. */
+export function renderServiceEnv(config: StackConfig, service: string): string {
+    const svc = config.services[service];
+    const project = projectName(config);
+    const lines = [`# Secrets of service ${service} (${project}), rendered by onebox; root-only (H10).\n`];
+    for (const name of [...svc.secrets].sort()) {
+        lines.push(`${name}=${secretRef(name, "env")}\n`);
+    }
+    if (svc.database && !svc.secrets.includes("DATABASE_URL") && !("DATABASE_URL" in svc.env)) {
+        const db = config.database;
+        const url = `postgresql://${db.user}:${secretRef(RESERVED_SECRETS.postgresPassword, "url")}@${postgresContainerName(project)}:5432/${db.name}`;
+        lines.push(`DATABASE_URL=${envFileValue("DATABASE_URL", url)}\n`);
+    }
+    return lines.join("");
+}
+
+/**
+ * Removes entries of `directory` matching `glob` that are not in `keep` (the
+ * secrets of a removed service). Directories are matched with a trailing "/".
+ */
+function pruneLines(directory: string, glob: string, keep: string[]): string[] {
+    const pattern = keep.length > 0 ? keep.map(shellQuote).join("|") : "''";
+    const name = glob.endsWith("/") ? '"$(basename -- "${f}")/"' : '"${f##*/}"';
+    return [
+        `for f in ${shellQuote(directory)}/${glob}; do`,
+        `  case ${name} in`,
+        `    ${pattern}) ;;`,
+        "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
+        "  esac",
+        "done",
+    ];
+}
+
+function secretsStep(config: StackConfig, paths: AppPaths): Step {
+    const services = appServiceNames(config);
+    const directories = [dir(ETC_DIR, "0755"), dir(paths.configDir, "0700"), dir(paths.envDir, "0700"), dir(paths.secretsDir, "0700")];
+    const files: HostFile[] = services.map((s) => file(envFilePath(paths, s), renderServiceEnv(config, s), "0600"));
+    // One directory per container, owned by the uid that reads it inside the container (the
+    // 0700 root parent keeps host users out); mounted read-only at /run/secrets.
+    const secretDirs: string[] = [];
+    if (config.database.enabled) {
+        const pgOwner = postgresUid(postgresImage(config));
+        const pgDir = containerSecretsDir(paths, POSTGRES_SERVICE);
+        directories.push(dir(pgDir, "0500", pgOwner));
+        files.push(file(`${pgDir}/${POSTGRES_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), "0400", pgOwner));
+        secretDirs.push(POSTGRES_SERVICE);
+        for (const s of services.filter((n) => config.services[n].database)) {
+            // With the image's own (unknown) user the files must be readable by any uid in the container.
+            const user = config.services[s].user;
+            const svcDir = containerSecretsDir(paths, s);
+            directories.push(dir(svcDir, user === null ? "0555" : "0500", ownerOf(user)));
+            files.push(file(`${svcDir}/${DB_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), user === null ? "0444" : "0400", ownerOf(user)));
+            secretDirs.push(s);
+        }
+    }
+    if (config.tls.mode === "cloudflare-origin") {
+        directories.push(dir(paths.certsDir, "0700"));
+        files.push(
+            file(`${paths.certsDir}/origin.pem`, secretRef(RESERVED_SECRETS.tlsOriginCert), "0644"),
+            file(`${paths.certsDir}/origin.key`, secretRef(RESERVED_SECRETS.tlsOriginKey), "0600"),
+        );
+    }
+    const run = [
+        "shopt -s nullglob",
+        ...pruneLines(paths.envDir, "*.env", services.map((s) => `${s}.env`)),
+        ...pruneLines(paths.secretsDir, "*/", secretDirs.map((d) => `${d}/`)),
+    ].join("\n");
+    return {
+        name: "secrets",
+        description: "Install env files, database password files and the origin certificate (root-only directory, H10)",
+        directories,
+        files,
+        run,
+        secret: true,
+        dependsOn: ["bootstrap"],
+    };
+}
+
+// ---------------------------------------------------------------- images
+
+function imagesStep(config: StackConfig): Step {
+    return {
+        name: "images",
+        description: "Stream the locally built images to the host (docker save | ssh docker load)",
+        directories: [],
+        files: [],
+        run: "",
+        secret: false,
+        dependsOn: ["secrets"],
+        upload: { images: composeImages(config) },
+    };
+}
+
+// ---------------------------------------------------------------- deploy
+
+/** The release files and their id. */
+export function renderRelease(config: StackConfig, dataPath: string): { id: string; files: ReleaseFile[] } {
+    const project = projectName(config);
+    const paths = appPaths(config.app.name, dataPath);
+    const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
+    if (config.proxy.kind === "caddy") {
+        files.push({ name: "Caddyfile", content: renderCaddyfile(config, project) });
+    } else if (backupsEnabled(config)) {
+        files.push({ name: "Caddyfile", content: renderStatusCaddyfile(project) });
+    }
+    files.push({ name: "release.manifest", content: renderManifest(config, { project, paths }) });
+    return { id: releaseId(files), files };
+}
+
+function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Step {
+    const release = renderRelease(config, ctx.dataPath);
+    const target = releaseDir(paths, release.id);
+    const directories = [
+        dir(LIB_DIR, "0755"),
+        dir("/srv/onebox", "0755"),
+        dir(paths.appDir, "0755"),
+        dir(paths.releasesDir, "0755"),
+        dir(paths.proxyDir, "0755"),
+        // Mount point of the certificate directory inside the read-only /etc/caddy mount.
+        dir(`${paths.proxyDir}/certs`, "0755"),
+        dir(paths.caddyDataDir, "0700"),
+        dir(paths.caddyConfigDir, "0700"),
+        dir(paths.logDir, "0750"),
+        dir(STATUS_DIR, "0755"),
+    ];
+    for (const name of appServiceNames(config)) {
+        const svc = config.services[name];
+        for (const v of svc.volumes) {
+            directories.push(dir(volumePath(ctx.dataPath, name, v.name), "0750", ownerOf(svc.user)));
+        }
+    }
+    // Database and Redis directories are created but never chowned here: their entrypoints own them.
+    const dataDirs = [...(config.database.enabled ? [paths.postgresDataDir] : []), ...(config.redis.enabled ? [paths.redisDataDir] : [])];
+    const run = [...(dataDirs.length > 0 ? [shellJoin(["mkdir", "-p", "--", ...dataDirs])] : []), shellJoin([DEPLOY_SCRIPT, target])].join("\n");
+    return {
+        name: "deploy",
+        description: `Install release ${release.id} and start it behind the health gate (rolls back on failure)`,
+        directories,
+        files: [file(DEPLOY_SCRIPT, ctx.scripts.deploy, "0755"), ...release.files.map((f) => file(`${target}/${f.name}`, f.content, "0644"))],
+        run,
+        secret: false,
+        dependsOn: [config.deploy.imageSource === "upload" ? "images" : "secrets"],
+    };
+}
+
+// ---------------------------------------------------------------- backup
+
+/** ISO day of week (`date +%u`, 7 = Sunday) on which the daily dump is also kept as the weekly one. */
+export const BACKUP_WEEKLY_DAY = "7";
+
+/**
+ * /etc/onebox/backup.env: the settings backup.sh documents in its header (the
+ * scripts source it themselves and refuse anything but 0600 root). Retention is
+ * the bucket's lifecycle rules, not a setting here.
+ */
+export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
+    const b = config.backups;
+    if (!b) {
+        throw new Error("renderBackupEnv: backups are not configured");
+    }
+    const project = projectName(config);
+    const endpoint = ctx.backup?.endpoint ?? b.endpoint ?? "";
+    const backupDirs = appServiceNames(config).flatMap((s) =>
+        config.services[s].volumes.filter((v) => v.backup).map((v) => volumePath(ctx.dataPath, s, v.name)),
+    );
+    const db = config.database;
+    const plain = (entries: [string, string][]) => envFileLines(entries);
+    return [
+        `# Backup settings of ${project}, rendered by onebox; secret (0600). Read by ${BACKUP_LIB_DIR}/*.sh.\n`,
+        plain([
+            ["BACKUP_S3_BUCKET", ctx.backup?.bucket ?? b.bucket],
+            ["BACKUP_S3_REGION", ctx.backup?.region ?? b.region],
+            ["BACKUP_S3_ENDPOINT", endpoint],
+            ["BACKUP_S3_PREFIX", backupPrefix(config)],
+        ]),
+        `BACKUP_S3_ACCESS_KEY_ID=${secretRef(RESERVED_SECRETS.backupAccessKeyId, "env")}\n`,
+        `BACKUP_S3_SECRET_ACCESS_KEY=${secretRef(RESERVED_SECRETS.backupSecretAccessKey, "env")}\n`,
+        plain([
+            // S3-compatible services (MinIO, s3rver) usually need path-style; AWS does not.
+            ["BACKUP_S3_FORCE_PATH_STYLE", String(endpoint !== "")],
+            ["BACKUP_DB_CONTAINER", db.enabled ? postgresContainerName(project) : ""],
+            ["BACKUP_DB_NAME", db.enabled ? db.name : ""],
+            ["BACKUP_DB_USER", db.enabled ? db.user : ""],
+            ["BACKUP_AGE_RECIPIENT", b.encryptionPublicKey ?? ""],
+            ["BACKUP_DIRS", backupDirs.join(" ")],
+            // 0 turns weekly copies off (empty would mean the script's default, 7).
+            ["BACKUP_WEEKLY_DAY", b.weeklyRetentionWeeks > 0 ? BACKUP_WEEKLY_DAY : "0"],
+            ["BACKUP_STATE_DIR", BACKUP_STATE_DIR],
+            ["BACKUP_STATUS_FILE", BACKUP_STATUS_FILE],
+            ["BACKUP_MAX_AGE_HOURS", String(b.maxAgeHours)],
+            ["BACKUP_ALERT_URL", b.alertUrl ?? ""],
+            ["BACKUP_HEARTBEAT_URL", b.heartbeatUrl ?? ""],
+            ["DRILL_IMAGE", db.enabled ? postgresImage(config) : ""],
+            ["DRILL_TABLES", b.drill.tables.join(" ")],
+        ]),
+    ].join("");
+}
+
+function backupStep(config: StackConfig, ctx: StepContext): Step {
+    const base = { name: "backup" as const, dependsOn: ["deploy" as StepName] };
+    if (!backupsEnabled(config) || !config.backups) {
+        // Converge: a stack that turns backups off stops its timers.
+        return {
+            ...base,
+            description: "Backups are off: stop and disable the backup timers if they exist",
+            directories: [],
+            files: [],
+            run: BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`).join("\n"),
+            secret: false,
+        };
+    }
+    const b = config.backups;
+    const needed = [BACKUP_SCRIPTS.backup, BACKUP_SCRIPTS.status, ...(config.database.enabled ? [BACKUP_SCRIPTS.drill] : [])];
+    const missing = needed.filter((n) => !(n in ctx.scripts.backup));
+    if (missing.length > 0) {
+        throw new Error(`backups are enabled but scripts/host/backup/ lacks ${missing.join(", ")}`);
+    }
+    const units = renderBackupUnits({
+        project: projectName(config),
+        schedule: b.schedule,
+        drillSchedule: config.database.enabled ? b.drill.schedule : undefined,
+    });
+    const timers = units.filter((u) => u.name.endsWith(".timer")).map((u) => u.name);
+    const stale = BACKUP_TIMERS.filter((t) => !timers.includes(t));
+    const scripts = Object.keys(ctx.scripts.backup).sort();
+    return {
+        ...base,
+        description: "Install the backup scripts, their settings and the backup, drill and status timers",
+        directories: [dir(ETC_DIR, "0755"), dir(BACKUP_LIB_DIR, "0755"), dir(BACKUP_STATE_DIR, "0700"), dir(STATUS_DIR, "0755")],
+        files: [
+            ...scripts.map((n) => file(`${BACKUP_LIB_DIR}/${n}`, ctx.scripts.backup[n], "0755")),
+            file(BACKUP_ENV, renderBackupEnv(config, ctx), "0600"),
+            ...units.map((u) => file(`${SYSTEMD_DIR}/${u.name}`, u.content, "0644")),
+        ],
+        run: [
+            "systemctl daemon-reload",
+            ...stale.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`),
+            shellJoin(["systemctl", "enable", "--now", ...timers]),
+        ].join("\n"),
+        secret: true,
+    };
+}
+
+// ---------------------------------------------------------------- the list
+
+/** The ordered steps of a stack. Pure: same config and context, same steps. */
+export function buildSteps(config: StackConfig, ctx: StepContext): Step[] {
+    const paths = appPaths(config.app.name, ctx.dataPath);
+    const steps: Step[] = [waitReadyStep(), bootstrapStep(config, ctx), secretsStep(config, paths)];
+    if (config.deploy.imageSource === "upload") {
+        steps.push(imagesStep(config));
+    }
+    steps.push(deployStep(config, ctx, paths), backupStep(config, ctx));
+    for (const step of steps) {
+        const refs = stepSecrets(step);
+        if (refs.length > 0 && !step.secret) {
+            throw new Error(`step ${step.name} references secrets (${refs.join(", ")}) but is not marked secret`);
+        }
+    }
+    return steps;
+}
+
+/** Secret names a step's files reference. */
+export function stepSecrets(step: Step): string[] {
+    return [...new Set(step.files.flatMap((f) => referencedSecrets(f.content)))].sort();
+}
+
+// ---------------------------------------------------------------- scripts
+
+/** Delimiter of the here-documents; base64 never produces "_", so no content line can equal it. */
+const EOF_MARK = "ONEBOX_EOF";
+
+function base64Lines(content: string): string {
+    const b64 = Buffer.from(content, "utf8").toString("base64");
+    const lines = b64.match(/.{1,76}/g) ?? [];
+    return lines.map((l) => `${l}\n`).join("");
+}
+
+const SCRIPT_HELPERS = `# put_dir PATH MODE OWNER:GROUP: create the directory or converge its mode and owner.
+put_dir() {
+  install -d -m "$2" -o "\${3%%:*}" -g "\${3#*:}" -- "$1"
+}
+
+# put_file PATH MODE OWNER:GROUP < base64: write atomically (temp file in a 0700
+# directory, install with mode and owner next to the target, rename over it).
+put_file() {
+  local dest="$1" mode="$2" owner="$3" tmp
+  tmp="$(mktemp "\${work}/file.XXXXXX")"
+  base64 -d >"\${tmp}"
+  mkdir -p -- "$(dirname -- "\${dest}")"
+  if [[ -f "\${dest}" && ! -L "\${dest}" ]] && cmp -s -- "\${tmp}" "\${dest}"; then
+    chmod -- "\${mode}" "\${dest}"
+    chown -- "\${owner}" "\${dest}"
+    printf 'unchanged %s\\n' "\${dest}"
+  else
+    install -m "\${mode}" -o "\${owner%%:*}" -g "\${owner#*:}" -- "\${tmp}" "\${dest}.onebox-new"
+    mv -f -T -- "\${dest}.onebox-new" "\${dest}"
+    printf 'updated   %s\\n' "\${dest}"
+  fi
+  rm -f -- "\${tmp}"
+}
+`;
+
+function buildScript(step: Step, contentOf: (f: HostFile) => string): string {
+    if (step.upload) {
+        throw new Error(`step ${step.name} runs locally; it has no host script`);
+    }
+    const body: string[] = [];
+    for (const d of step.directories) {
+        body.push(`  ${shellJoin(["put_dir", d.path, d.mode, d.owner])}`);
+    }
+    for (const f of step.files) {
+        body.push(`  ${shellJoin(["put_file", f.path, f.mode, f.owner])} <<'${EOF_MARK}'\n${base64Lines(contentOf(f))}${EOF_MARK}`);
+    }
+    body.push("  run_step");
+    const run = step.run === "" ? ["  :"] : step.run.split("\n").map((l) => (l === "" ? l : `  ${l}`));
+    return [
+        "#!/usr/bin/env bash",
+        `# onebox step "${step.name}": ${step.description}.`,
+        "# Rendered by onebox; runs as root on the host through `bash -s` (this text is its stdin).",
+        "set -euo pipefail",
+        "",
+        SCRIPT_HELPERS,
+        "run_step() {",
+        ...run,
+        "}",
+        "",
+        "main() {",
+        // Nothing below may read the rest of this script as its input.
+        "  exec </dev/null",
+        "  umask 022",
+        "  work=\"$(mktemp -d)\"",
+        "  trap 'rm -rf -- \"${work}\"' EXIT",
+        ...body,
+        "}",
+        "",
+        // Last line: a truncated transfer never runs a partial script.
+        'main "$@"',
+        "",
+    ].join("\n");
+}
+
+/** The step's stdin with the secret values substituted (for the SSH command only). */
+export function renderStepScript(step: Step, secretValues: Readonly<Record<string, string>>): string {
+    const missing = stepSecrets(step).filter((n) => !(n in secretValues));
+    if (missing.length > 0) {
+        throw new Error(`step ${step.name}: no value for secret${missing.length === 1 ? "" : "s"} ${missing.join(", ")}`);
+    }
+    return buildScript(step, (f) => substituteSecrets(f.content, secretValues));
+}
+
+/** The step's stdin with every secret shown as ******** (for the render command and logs). */
+export function maskStepScript(step: Step): string {
+    return buildScript(step, (f) => maskSecrets(f.content));
+}
+
+export function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
+}

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# Deploys one onebox release behind a health gate; the previous release keeps
+# (or resumes) serving when the new one fails.
+#
+# Usage: deploy.sh RELEASE_DIR
+#   RELEASE_DIR  /srv/onebox/<app>/releases/<id>: compose.yaml, release.manifest
+#                and, when the stack has a proxy of its own, Caddyfile.
+#
+# Activating a release:
+#   1. check the env files exist and `docker compose config` accepts the file;
+#   2. pull the images (registry mode, bounded retries);
+#   3. install the Caddyfile as the live proxy config (validated by the running
+#      proxy first), so the proxy container itself is not recreated;
+#   4. start PostgreSQL and set the role's password from the password file
+#      (initdb applies it only once; this makes rotation work);
+#   5. `docker compose up --wait --remove-orphans`, then reload the proxy;
+#   6. request every route through the proxy (`curl --resolve host:443:127.0.0.1`).
+# Success: `current` points at the release and old releases are pruned.
+# Failure: which service failed and why (state, health probe output, last log
+# lines), then the previous release is activated again and the exit status is 1.
+#
+# Manual rollback: run it with an earlier release directory (`ls -t releases/`);
+# the next `pulumi up` that changes the configuration deploys the configured one.
+set -euo pipefail
+
+readonly LOG_TAG="onebox-deploy"
+readonly PULL_ATTEMPTS=3
+readonly PULL_RETRY_DELAY=5
+readonly CHECK_INTERVAL=3
+readonly LOG_TAIL=30
+
+log() { printf '%s: %s\n' "${LOG_TAG}" "$*"; }
+warn() { printf '%s: warning: %s\n' "${LOG_TAG}" "$*" >&2; }
+die() {
+  printf '%s: error: %s\n' "${LOG_TAG}" "$*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+# Settings of the release being activated (read from its release.manifest).
+PROJECT=""
+PROXY=""
+PROXY_SERVICE=""
+PROXY_DIR=""
+TLS_MODE=""
+IMAGE_SOURCE=""
+HEALTH_TIMEOUT=""
+KEEP_RELEASES=""
+DATABASE_SERVICE=""
+DATABASE_USER=""
+ENV_FILES=()
+CHECKS=()
+# The release directory compose commands act on, and what went wrong in it.
+ACTIVE_DIR=""
+FAILURE=""
+PROXY_CHANGED=0
+WORK=""
+
+# read_manifest FILE: KEY=value lines; never sourced, unknown keys refused.
+read_manifest() {
+  local file="$1" line key value
+  [[ -f "${file}" ]] || die "no release manifest at ${file}"
+  PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE=""
+  HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER=""
+  ENV_FILES=()
+  CHECKS=()
+  while IFS= read -r line || [[ -n "${line}" ]]; do
+    [[ -z "${line}" || "${line}" == \#* ]] && continue
+    key="${line%%=*}"
+    value="${line#*=}"
+    case "${key}" in
+      PROJECT) PROJECT="${value}" ;;
+      PROXY) PROXY="${value}" ;;
+      PROXY_SERVICE) PROXY_SERVICE="${value}" ;;
+      PROXY_DIR) PROXY_DIR="${value}" ;;
+      TLS_MODE) TLS_MODE="${value}" ;;
+      IMAGE_SOURCE) IMAGE_SOURCE="${value}" ;;
+      HEALTH_TIMEOUT) HEALTH_TIMEOUT="${value}" ;;
+      KEEP_RELEASES) KEEP_RELEASES="${value}" ;;
+      DATABASE_SERVICE) DATABASE_SERVICE="${value}" ;;
+      DATABASE_USER) DATABASE_USER="${value}" ;;
+      ENV_FILE) ENV_FILES+=("${value}") ;;
+      CHECK) CHECKS+=("${value}") ;;
+      *) die "${file}: unknown key ${key}" ;;
+    esac
+  done <"${file}"
+  [[ "${PROJECT}" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "${file}: PROJECT is missing or invalid"
+  [[ "${HEALTH_TIMEOUT}" =~ ^[0-9]+$ ]] || die "${file}: HEALTH_TIMEOUT must be a number of seconds"
+  [[ "${KEEP_RELEASES}" =~ ^[0-9]+$ ]] || die "${file}: KEEP_RELEASES must be a number"
+}
+
+# Plain output (no colours or terminal control codes): it ends up in Pulumi's log.
+compose() {
+  docker compose --ansi never --project-name "${PROJECT}" --project-directory "${ACTIVE_DIR}" \
+    --file "${ACTIVE_DIR}/compose.yaml" "$@"
+}
+
+check_env_files() {
+  local f
+  for f in "${ENV_FILES[@]}"; do
+    if [[ ! -f "${f}" ]]; then
+      FAILURE="env file ${f} is missing (the secrets step writes it)"
+      return 1
+    fi
+  done
+}
+
+pull_images() {
+  local attempt
+  for ((attempt = 1; attempt <= PULL_ATTEMPTS; attempt++)); do
+    if compose pull --quiet; then
+      return 0
+    fi
+    warn "pulling images failed (attempt ${attempt} of ${PULL_ATTEMPTS})"
+    if ((attempt < PULL_ATTEMPTS)); then
+      sleep "${PULL_RETRY_DELAY}"
+    fi
+  done
+  FAILURE="could not pull the images after ${PULL_ATTEMPTS} attempts"
+  return 1
+}
+
+proxy_running() {
+  [[ -n "$(compose ps --status running --quiet "${PROXY_SERVICE}" 2>/dev/null)" ]]
+}
+
+# install_proxy_config DIR: the release's Caddyfile becomes the live one. The
+# proxy mounts the live directory, so this never recreates the proxy container.
+install_proxy_config() {
+  local dir="$1"
+  PROXY_CHANGED=0
+  [[ -n "${PROXY_SERVICE}" ]] || return 0
+  if [[ ! -f "${dir}/Caddyfile" ]]; then
+    FAILURE="${dir}/Caddyfile is missing"
+    return 1
+  fi
+  mkdir -p -- "${PROXY_DIR}" || return 1
+  if cmp -s -- "${dir}/Caddyfile" "${PROXY_DIR}/Caddyfile"; then
+    return 0
+  fi
+  install -m 0644 -- "${dir}/Caddyfile" "${PROXY_DIR}/Caddyfile.next" || return 1
+  if proxy_running; then
+    if ! compose exec -T "${PROXY_SERVICE}" caddy validate --config /etc/caddy/Caddyfile.next \
+      --adapter caddyfile >"${WORK}/validate.log" 2>&1; then
+      rm -f -- "${PROXY_DIR}/Caddyfile.next"
+      FAILURE="the proxy rejects the new Caddyfile: $(grep -v '"level":"info"' "${WORK}/validate.log" | tail -n 5)"
+      return 1
+    fi
+  fi
+  mv -f -T -- "${PROXY_DIR}/Caddyfile.next" "${PROXY_DIR}/Caddyfile" || return 1
+  PROXY_CHANGED=1
+}
+
+reload_proxy() {
+  [[ -n "${PROXY_SERVICE}" && "${PROXY_CHANGED}" == 1 ]] || return 0
+  if ! compose exec -T "${PROXY_SERVICE}" caddy reload --config /etc/caddy/Caddyfile \
+    --adapter caddyfile >"${WORK}/reload.log" 2>&1; then
+    FAILURE="the proxy did not reload its configuration: $(tail -n 5 "${WORK}/reload.log")"
+    return 1
+  fi
+  log "proxy configuration reloaded"
+}
+
+# The password file is applied by initdb on the first start only; setting it on
+# every deploy makes a rotated password take effect before the apps restart.
+# psql reads it inside the container, so it appears in no argument list.
+sync_database_password() {
+  local sql
+  # shellcheck disable=SC2016 # backquotes and :'pw' are psql syntax, not shell
+  sql='\set pw `cat /run/secrets/postgres-password`
+ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
+  if ! compose exec -T "${DATABASE_SERVICE}" psql -v ON_ERROR_STOP=1 -q -X \
+    -U "${DATABASE_USER}" -d postgres -v role="${DATABASE_USER}" <<<"${sql}" >"${WORK}/psql.log" 2>&1; then
+    FAILURE="could not set the password of role ${DATABASE_USER}: $(tail -n 5 "${WORK}/psql.log")"
+    return 1
+  fi
+}
+
+# route_ok EXPECT CURL_STATUS HTTP_CODE
+route_ok() {
+  local expect="$1" rc="$2" code="$3"
+  [[ "${rc}" == 0 && "${code}" =~ ^[0-9]{3}$ ]] || return 1
+  case "${expect}" in
+    2xx) ((code >= 200 && code < 300)) ;;
+    *) ((code >= 100 && code < 500)) ;;
+  esac
+}
+
+# Requests every route through the proxy on this host until it answers as
+# expected or the health timeout passes.
+check_routes() {
+  [[ "${PROXY}" == "caddy" && "${#CHECKS[@]}" -gt 0 ]] || return 0
+  if ! command -v curl >/dev/null 2>&1; then
+    FAILURE="curl is not installed on the host; the route checks need it"
+    return 1
+  fi
+  local check host path expect code rc url deadline
+  deadline=$((SECONDS + HEALTH_TIMEOUT))
+  for check in "${CHECKS[@]}"; do
+    read -r host path expect <<<"${check}"
+    url="https://${host}${path}"
+    while :; do
+      rc=0
+      code="$(curl --silent --show-error --insecure --output /dev/null --write-out '%{http_code}' \
+        --max-time 10 --resolve "${host}:443:127.0.0.1" "${url}" 2>"${WORK}/curl.log")" || rc=$?
+      if route_ok "${expect}" "${rc}" "${code}"; then
+        log "route ok: ${url} answered ${code}"
+        break
+      fi
+      if ((SECONDS >= deadline)); then
+        if [[ "${rc}" == 35 && "${TLS_MODE}" == "acme" ]]; then
+          # No certificate yet (DNS not pointing here, or issuance pending): the services are
+          # healthy, only the public name is not served yet. Not a reason to roll back.
+          warn "${url}: no TLS certificate yet (ACME); routing not verified"
+          break
+        fi
+        FAILURE="route ${url} answered ${code:-nothing} (curl status ${rc}: $(tr '\n' ' ' <"${WORK}/curl.log")); expected ${expect}"
+        return 1
+      fi
+      sleep "${CHECK_INTERVAL}"
+    done
+  done
+}
+
+# activate DIR [rollback]: brings the release in DIR up; 0 when it serves.
+# Every command is checked explicitly: errexit does not apply inside `if activate`.
+activate() {
+  local dir="$1" mode="${2:-deploy}"
+  ACTIVE_DIR="${dir}"
+  FAILURE=""
+  read_manifest "${dir}/release.manifest"
+  check_env_files || return 1
+  if ! compose config --quiet 2>"${WORK}/config.log"; then
+    FAILURE="compose.yaml does not validate: $(tail -n 5 "${WORK}/config.log")"
+    return 1
+  fi
+  # A rollback uses the images already on the host; the registry may be the problem.
+  if [[ "${IMAGE_SOURCE}" == "registry" && "${mode}" == "deploy" ]]; then
+    pull_images || return 1
+  fi
+  install_proxy_config "${dir}" || return 1
+  if [[ -n "${DATABASE_SERVICE}" ]]; then
+    if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" "${DATABASE_SERVICE}"; then
+      FAILURE="${DATABASE_SERVICE} did not become healthy within ${HEALTH_TIMEOUT} s"
+      return 1
+    fi
+    sync_database_password || return 1
+  fi
+  if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" --remove-orphans; then
+    FAILURE="not every service became healthy within ${HEALTH_TIMEOUT} s"
+    return 1
+  fi
+  reload_proxy || return 1
+  check_routes || return 1
+}
+
+# Prints the failure, then state, health probe output and last log lines of
+# every service that is not running and healthy.
+report_failure() {
+  local service state health id
+  printf '%s: error: release %s failed: %s\n' "${LOG_TAG}" "$(basename -- "${ACTIVE_DIR}")" "${FAILURE:-unknown error}" >&2
+  compose ps --all >&2 || true
+  while read -r service state health; do
+    [[ -n "${service}" ]] || continue
+    if [[ "${state}" == "running" && ("${health}" == "" || "${health}" == "healthy") ]]; then
+      continue
+    fi
+    printf '%s: service %s is %s%s\n' "${LOG_TAG}" "${service}" "${state}" "${health:+ (${health})}" >&2
+    id="$(compose ps --all --quiet "${service}" 2>/dev/null | head -n 1)"
+    if [[ -n "${id}" ]]; then
+      docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}  probe exit {{.ExitCode}}: {{.Output}}{{println}}{{end}}{{end}}' \
+        "${id}" 2>/dev/null | tail -n 6 >&2 || true
+    fi
+    # Some compose versions emit terminal control codes even with --no-color; strip them.
+    compose logs --no-color --tail "${LOG_TAIL}" "${service}" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' >&2 || true
+  done < <(compose ps --all --format '{{.Service}} {{.State}} {{.Health}}' 2>/dev/null || true)
+}
+
+switch_current() {
+  local app_dir="$1" id="$2"
+  ln -sfn -- "releases/${id}" "${app_dir}/current.new"
+  mv -f -T -- "${app_dir}/current.new" "${app_dir}/current"
+}
+
+# Keeps the newest KEEP_RELEASES release directories (by the time they were last
+# deployed) and never the current one.
+prune_releases() {
+  local releases_dir="$1" current="$2" count=0 dir
+  while IFS= read -r dir; do
+    count=$((count + 1))
+    if ((count > KEEP_RELEASES)) && [[ "${dir}" != "${current}" ]]; then
+      rm -rf -- "${dir}"
+      log "pruned release $(basename -- "${dir}")"
+    fi
+  done < <(find "${releases_dir}" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2-)
+}
+
+main() {
+  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    usage
+    return 0
+  fi
+  [[ $# -eq 1 ]] || die "usage: deploy.sh RELEASE_DIR"
+  # Rendered compose files may relocate the config directory for offline validation only.
+  unset ONEBOX_CONFIG_DIR
+  command -v docker >/dev/null 2>&1 || die "docker is not installed"
+  docker compose version >/dev/null 2>&1 || die "the docker compose plugin (v2) is not installed"
+
+  local release_dir app_dir id previous=""
+  release_dir="$(realpath -e -- "$1")" || die "no release directory $1"
+  id="$(basename -- "${release_dir}")"
+  app_dir="$(dirname -- "$(dirname -- "${release_dir}")")"
+  if [[ -L "${app_dir}/current" ]]; then
+    previous="$(realpath -e -- "${app_dir}/current" 2>/dev/null || true)"
+  fi
+  WORK="$(mktemp -d)"
+  trap 'rm -rf -- "${WORK}"' EXIT
+  # The modification time orders releases for pruning; a redeployed old release is the newest.
+  touch -- "${release_dir}"
+
+  log "deploying release ${id}${previous:+ (current: $(basename -- "${previous}"))}"
+  if activate "${release_dir}"; then
+    switch_current "${app_dir}" "${id}"
+    prune_releases "${app_dir}/releases" "${release_dir}"
+    docker image prune --force >/dev/null 2>&1 || true
+    log "release ${id} is live"
+    return 0
+  fi
+
+  report_failure
+  if [[ -n "${previous}" && "${previous}" != "${release_dir}" ]]; then
+    log "rolling back to release $(basename -- "${previous}")"
+    if activate "${previous}" rollback; then
+      log "release $(basename -- "${previous}") is serving again"
+    else
+      report_failure
+      printf '%s: error: the rollback failed as well\n' "${LOG_TAG}" >&2
+    fi
+  else
+    log "no previous release to return to; the containers are left as they are for inspection"
+  fi
+  return 1
+}
+
+main "$@"

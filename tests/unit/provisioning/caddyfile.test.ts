@@ -1,0 +1,232 @@
+/**
+ * The Caddyfile for both routing styles (app./api. subdomains; one hostname
+ * with path prefixes): security headers, TLS modes, routes longest-first with
+ * retrying upstreams, HTTP->HTTPS redirects left on, and the B3 status endpoint.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { caddyQuote, renderCaddyfile, renderStatusCaddyfile, routesByHost } from "../../../components/provisioning/render/caddyfile";
+import { configOf } from "./fixtures";
+
+/** Expected text written with 4-space indents; Caddyfiles use tabs. */
+function tabs(text: string): string {
+    return text.replace(/^((?: {4})+)/gm, (m) => "\t".repeat(m.length / 4));
+}
+
+const GLOBAL_AND_SNIPPETS = (email: string | undefined, csp: string) =>
+    tabs(`{
+${email ? `    email ${email}\n` : ""}    admin localhost:2019
+    servers {
+        protocols h1 h2
+    }
+}
+
+(security_headers) {
+    header {
+        Strict-Transport-Security "max-age=31536000"
+        Content-Security-Policy "${csp}"
+        X-Frame-Options "DENY"
+        X-Content-Type-Options "nosniff"
+        Referrer-Policy "strict-origin-when-cross-origin"
+        -Server
+    }
+}
+
+(backup_status) {
+    root * /srv/status
+    header Cache-Control "no-store"
+    @missing not file /backup.json
+    respond @missing "backup status unknown: no backup has reported yet" 503
+    @stale file /backup.stale
+    rewrite * /backup.json
+    file_server @stale {
+        status 503
+    }
+    file_server
+}
+`);
+
+const PROXY = (upstream: string) =>
+    `reverse_proxy ${upstream} {
+    lb_try_duration 30s
+    lb_try_interval 250ms
+}`;
+
+function indentBlock(text: string, depth: number): string {
+    return text
+        .split("\n")
+        .map((l) => " ".repeat(4 * depth) + l)
+        .join("\n");
+}
+
+const LOG = (host: string) => `    log {
+        output file /var/log/caddy/${host}.log {
+            roll_size 10MiB
+            roll_keep 10
+        }
+    }
+`;
+
+describe("Caddyfile: app. and api. subdomains (finances, Cloudflare origin certificate)", () => {
+    const text = renderCaddyfile(configOf("finances"), "finances-prod");
+
+    test("exact text", () => {
+        const csp = "default-src 'self'; connect-src 'self' https://api.example.com; frame-ancestors 'none'; object-src 'none'; base-uri 'self'";
+        const expected =
+            "# Caddyfile of finances-prod, rendered by onebox; do not edit on the host.\n" +
+            "# deploy.sh installs it as the live config and reloads the proxy gracefully.\n" +
+            GLOBAL_AND_SNIPPETS(undefined, csp) +
+            "\n" +
+            tabs(`api.example.com {
+    tls /etc/caddy/certs/origin.pem /etc/caddy/certs/origin.key
+    import security_headers
+    encode zstd gzip
+${LOG("api.example.com")}
+    handle /healthz/backup {
+        import backup_status
+    }
+    handle {
+${indentBlock(PROXY("api:8000"), 2)}
+    }
+}
+
+app.example.com {
+    tls /etc/caddy/certs/origin.pem /etc/caddy/certs/origin.key
+    import security_headers
+    encode zstd gzip
+${LOG("app.example.com")}
+    handle {
+${indentBlock(PROXY("web:3000"), 2)}
+    }
+}
+`);
+        assert.equal(text, expected);
+    });
+
+    test("B3: /healthz/backup is served on the host routed to the database service only", () => {
+        assert.equal(text.match(/handle \/healthz\/backup/g)?.length, 1);
+        assert.ok(text.indexOf("handle /healthz/backup") > text.indexOf("api.example.com {"));
+        assert.ok(text.indexOf("handle /healthz/backup") < text.indexOf("app.example.com {"));
+    });
+});
+
+describe("Caddyfile: one hostname with path prefixes (social, internal CA)", () => {
+    const text = renderCaddyfile(configOf("social"), "social-prod");
+
+    test("exact site block: longest prefix first, each matching /p and /p/*, catch-all last", () => {
+        const site = tabs(`social.example {
+    tls internal
+    import security_headers
+    encode zstd gzip
+${LOG("social.example")}
+    handle /healthz/backup {
+        import backup_status
+    }
+    @route1 path /health /health/*
+    handle @route1 {
+${indentBlock(PROXY("api:8000"), 2)}
+    }
+    @route2 path /api /api/*
+    handle @route2 {
+${indentBlock(PROXY("api:8000"), 2)}
+    }
+    handle {
+${indentBlock(PROXY("web:8080"), 2)}
+    }
+}
+`);
+        assert.ok(text.endsWith(`\n${site}`), text);
+    });
+
+    test("FingerFlow's routes behind Caddy: /api, /auth, /health to the backend, the rest to the frontend", () => {
+        const config = configOf("fingerflow", (r) => {
+            r.proxy = { kind: "caddy" };
+            r.tls = { mode: "acme", acmeEmail: "ops@fingerflow.example" };
+        });
+        const routes = routesByHost(config).get("app.fingerflow.example");
+        assert.deepEqual(routes?.map((r) => `${r.prefix || "/"} -> ${r.service}:${r.port}`), [
+            "/health -> backend:8000",
+            "/auth -> backend:8000",
+            "/api -> backend:8000",
+            "/ -> frontend:80",
+        ]);
+    });
+
+    test("a hostname without a / route answers 404 for other paths (not Caddy's empty 200)", () => {
+        const config = configOf("social", (r) => {
+            r.routes = (r.routes as { path: string }[]).filter((x) => x.path !== "/");
+        });
+        assert.ok(renderCaddyfile(config, "social-prod").includes(tabs("    handle {\n        respond 404\n    }\n}\n")));
+    });
+});
+
+describe("Caddyfile: TLS, redirects and headers", () => {
+    test("acme: the contact e-mail is a global option and sites have no tls directive", () => {
+        const text = renderCaddyfile(configOf("cleaning"), "cleaning-prod");
+        assert.ok(text.includes("{\n\temail ops@clean.example\n\tadmin localhost:2019\n"));
+        assert.doesNotMatch(text, /^\s*tls /m);
+        assert.deepEqual([...routesByHost(configOf("cleaning")).keys()], ["api.clean.example", "clean.example", "www.clean.example"]);
+    });
+
+    for (const name of ["finances", "chronos", "cleaning", "social"] as const) {
+        test(`${name}: HTTP->HTTPS redirects stay on (no auto_https, no http:// sites, no port-80 listeners)`, () => {
+            const text = renderCaddyfile(configOf(name), `${name}-prod`);
+            assert.doesNotMatch(text, /auto_https|http:\/\/|:80\b/);
+        });
+
+        test(`${name}: every site imports the security headers and compresses`, () => {
+            const text = renderCaddyfile(configOf(name), `${name}-prod`);
+            const sites = text.split("\n").filter((l) => /^[a-z0-9.-]+ \{$/.test(l)).length;
+            assert.equal(text.match(/\timport security_headers\n\tencode zstd gzip\n/g)?.length, sites);
+        });
+    }
+
+    test("hstsMaxAge 0 drops the HSTS header", () => {
+        const text = renderCaddyfile(configOf("social", (r) => (r.proxy = { hstsMaxAge: 0 })), "social-prod");
+        assert.doesNotMatch(text, /Strict-Transport-Security/);
+    });
+
+    test("B3: no /healthz/backup without backups", () => {
+        assert.doesNotMatch(renderCaddyfile(configOf("social", (r) => delete r.backups), "social-prod"), /healthz\/backup|backup_status/);
+    });
+
+    test("values the Caddyfile cannot carry are refused, naming the setting", () => {
+        assert.equal(caddyQuote("default-src 'self'", "x"), "\"default-src 'self'\"");
+        for (const bad of ['a"b', "a{b}", "a\\b", "a\nb"]) {
+            assert.throws(() => caddyQuote(bad, "proxy.contentSecurityPolicy"), /^Error: proxy\.contentSecurityPolicy:/);
+        }
+    });
+});
+
+test("B3: status server behind Traefik: plain HTTP on 8080, the same status handler, 404 elsewhere (exact)", () => {
+    assert.equal(
+        renderStatusCaddyfile("fingerflow-prod"),
+        "# Backup status server of fingerflow-prod, rendered by onebox; Traefik routes /healthz/backup here.\n" +
+            tabs(`{
+    admin localhost:2019
+}
+
+(backup_status) {
+    root * /srv/status
+    header Cache-Control "no-store"
+    @missing not file /backup.json
+    respond @missing "backup status unknown: no backup has reported yet" 503
+    @stale file /backup.stale
+    rewrite * /backup.json
+    file_server @stale {
+        status 503
+    }
+    file_server
+}
+
+:8080 {
+    handle /healthz/backup {
+        import backup_status
+    }
+    handle {
+        respond 404
+    }
+}
+`),
+    );
+});

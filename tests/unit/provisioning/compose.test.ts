@@ -1,0 +1,365 @@
+/**
+ * compose.yaml for the five deployments: H8 (only the proxy publishes ports,
+ * internal network), H9 (health checks, restart, non-root, hardening), the
+ * Chronos database publish, the FingerFlow Traefik labels and exact strings
+ * where quoting matters.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { appPaths } from "../../../components/provisioning/paths";
+import {
+    composeEscape,
+    composeImages,
+    composeModel,
+    httpProbe,
+    postgresUid,
+    projectName,
+    renderCompose,
+    traefikLabels,
+    traefikRule,
+    type ComposeContext,
+} from "../../../components/provisioning/render/compose";
+import type { StackConfig } from "../../../components/config/schema";
+import { configOf, DEPLOYMENTS, type DeploymentName } from "./fixtures";
+
+type Service = Record<string, unknown> & {
+    ports?: { target: number; published: string; protocol: string }[];
+    networks?: string[];
+    healthcheck?: { test: string[] };
+    volumes?: { source: string; target: string; read_only?: boolean }[];
+    labels?: Record<string, string>;
+    environment?: Record<string, string>;
+};
+
+function ctxOf(config: StackConfig): ComposeContext {
+    const dataPath = config.host.provider === "existing" ? config.host.dataPath : "/mnt/data";
+    return { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath };
+}
+
+/** The compose file as Docker Compose would read it (rendered, then parsed). */
+function composeOf(config: StackConfig): { services: Record<string, Service>; networks: Record<string, Record<string, unknown>> } {
+    return parse(renderCompose(config, ctxOf(config))) as never;
+}
+
+const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
+const BUILT_IN = ["proxy", "postgres", "redis", "backup-status"];
+
+describe("H8: published ports and networks", () => {
+    for (const name of NAMES) {
+        test(`${name}: only the proxy publishes ports (and PostgreSQL only with allowedCidrs)`, () => {
+            const config = configOf(name);
+            const { services } = composeOf(config);
+            for (const [svc, def] of Object.entries(services)) {
+                if (svc === "proxy") {
+                    assert.deepEqual(def.ports, [
+                        { target: 80, published: "80", protocol: "tcp" },
+                        { target: 443, published: "443", protocol: "tcp" },
+                    ]);
+                } else if (svc === "postgres" && config.database.allowedCidrs.length > 0) {
+                    assert.deepEqual(def.ports, [{ target: 5432, published: String(config.database.publicPort), protocol: "tcp" }]);
+                } else {
+                    assert.equal(def.ports, undefined, `${svc} must not publish ports`);
+                    assert.equal(def.expose, undefined);
+                }
+            }
+        });
+
+        test(`${name}: the internal network has no route out; the database and Redis sit on it`, () => {
+            const config = configOf(name);
+            const { services, networks } = composeOf(config);
+            assert.deepEqual(networks.internal, { internal: true });
+            if (config.database.allowedCidrs.length === 0) {
+                assert.deepEqual(services.postgres.networks, ["internal"]);
+            }
+            if (services.redis) {
+                assert.deepEqual(services.redis.networks, ["internal"]);
+            }
+        });
+    }
+
+    test("the proxy is on the edge network only", () => {
+        assert.deepEqual(composeOf(configOf("finances")).services.proxy.networks, ["edge"]);
+    });
+
+    test("Chronos: PostgreSQL is published on publicPort and joins a plain bridge (internal networks cannot publish)", () => {
+        const { services, networks } = composeOf(configOf("chronos"));
+        assert.deepEqual(services.postgres.networks, ["internal", "db-published"]);
+        assert.deepEqual(networks["db-published"], {});
+        const noCidrs = composeOf(configOf("chronos", (r) => ((r.database as Record<string, unknown>).allowedCidrs = [])));
+        assert.equal(noCidrs.services.postgres.ports, undefined);
+        assert.equal(noCidrs.networks["db-published"], undefined);
+    });
+
+    test("FingerFlow: no proxy of ours; routed services join the external network", () => {
+        const { services, networks } = composeOf(configOf("fingerflow"));
+        assert.equal(services.proxy, undefined);
+        assert.deepEqual(networks.proxy, { external: true, name: "proxy" });
+        assert.deepEqual(services.backend.networks, ["edge", "internal", "proxy"]);
+        assert.deepEqual(services.frontend.networks, ["edge", "internal", "proxy"]);
+    });
+});
+
+describe("H9: health checks, restart policy, users, hardening", () => {
+    for (const name of NAMES) {
+        test(`${name}: every service restarts unless stopped (H9), logs rotate (H7), privileges are dropped`, () => {
+            const { services } = composeOf(configOf(name));
+            for (const [svc, def] of Object.entries(services)) {
+                assert.equal(def.restart, "unless-stopped", svc);
+                assert.deepEqual(def.security_opt, ["no-new-privileges:true"], svc);
+                assert.deepEqual(def.cap_drop, ["ALL"], svc);
+                assert.deepEqual(def.logging, { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } }, svc);
+                assert.match(String(def.mem_limit), /^\d+m$/, svc);
+                assert.equal(typeof def.cpus, "number", svc);
+            }
+        });
+
+        test(`${name}: every built-in service and every service with health config has a health check`, () => {
+            const config = configOf(name);
+            const { services } = composeOf(config);
+            for (const [svc, def] of Object.entries(services)) {
+                if (BUILT_IN.includes(svc) || config.services[svc]?.health) {
+                    assert.ok(def.healthcheck, `${svc} has no healthcheck`);
+                }
+            }
+        });
+
+        test(`${name}: app services run as their configured user and never get capabilities back`, () => {
+            const config = configOf(name);
+            const { services } = composeOf(config);
+            for (const [svc, s] of Object.entries(config.services)) {
+                assert.equal(services[svc].user, s.user ?? undefined, svc);
+                assert.equal(services[svc].cap_add, undefined, svc);
+            }
+        });
+    }
+
+    test("the default user is 10001:10001; user: null keeps the image's user", () => {
+        const { services } = composeOf(configOf("fingerflow"));
+        assert.equal(services.backend.user, "10001:10001");
+        assert.equal(services.frontend.user, undefined);
+    });
+
+    test("built-in services get back only the capabilities their entrypoints need", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.deepEqual(services.proxy.cap_add, ["NET_BIND_SERVICE"]);
+        assert.deepEqual(services.postgres.cap_add, ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]);
+        assert.deepEqual(services.redis.cap_add, ["CHOWN", "SETGID", "SETUID"]);
+    });
+
+    test("an HTTP health path becomes a probe using the first HTTP client the image has (exact)", () => {
+        assert.deepEqual(httpProbe(8000, "/health"), [
+            "CMD-SHELL",
+            "if command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8000/health; " +
+                "elif command -v wget >/dev/null 2>&1; then exec wget -q -O /dev/null -T 5 http://127.0.0.1:8000/health; " +
+                "elif command -v python3 >/dev/null 2>&1; then exec python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8000/health\", timeout=5)'; " +
+                "elif command -v node >/dev/null 2>&1; then exec node -e 'require(\"http\").get(\"http://127.0.0.1:8000/health\",(r)=>process.exit(r.statusCode<400?0:1)).on(\"error\",()=>process.exit(1))'; " +
+                "else echo 'no curl, wget, python3 or node in the image; set health.command' >&2; exit 1; fi",
+        ]);
+        const { services } = composeOf(configOf("finances"));
+        assert.deepEqual(services.api.healthcheck, { test: httpProbe(8000, "/health"), interval: "10s", timeout: "5s", retries: 3, start_period: "30s" });
+        for (const def of Object.values(services)) {
+            assert.equal(JSON.stringify(def.healthcheck).includes("$"), false, "probes must not contain $ (Compose would interpolate it)");
+        }
+    });
+
+    test("a health command runs as given (exec form), e.g. the jobs runner's heartbeat", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.deepEqual(services.worker.healthcheck?.test, ["CMD", "python", "-m", "app.heartbeat", "--max-age", "120"]);
+        assert.equal(services.worker.ports, undefined);
+    });
+
+    test("PostgreSQL is healthy only when it accepts TCP connections (not the init-time socket server)", () => {
+        const { services } = composeOf(configOf("finances"));
+        assert.deepEqual(services.postgres.healthcheck?.test, ["CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-U", "finances", "-d", "finances"]);
+        assert.deepEqual(composeOf(configOf("cleaning")).services.redis.healthcheck?.test, ["CMD", "redis-cli", "ping"]);
+    });
+
+    test("readOnly services get a read-only root and a tmpfs /tmp", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.equal(services.api.read_only, true);
+        assert.deepEqual(services.api.tmpfs, ["/tmp"]);
+        assert.equal(services.web.read_only, undefined);
+    });
+});
+
+describe("environment, secrets and volumes", () => {
+    test("env files are referenced at the real path, relocatable only for offline validation", () => {
+        const { services } = composeOf(configOf("finances"));
+        assert.deepEqual(services.api.env_file, ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/env/api.env"]);
+    });
+
+    test("database services get DATABASE_* and the password file, read-only; never the password", () => {
+        const { services } = composeOf(configOf("finances"));
+        assert.deepEqual(services.api.environment, {
+            COOKIE_DOMAIN: ".example.com",
+            CORS_ORIGINS: "https://app.example.com",
+            DATABASE_HOST: "finances-prod-postgres",
+            DATABASE_NAME: "finances",
+            DATABASE_PASSWORD_FILE: "/run/secrets/database-password",
+            DATABASE_PORT: "5432",
+            DATABASE_USER: "finances",
+        });
+        // The directory, not the file: a rotated password is visible without recreating the container.
+        assert.deepEqual(services.api.volumes, [
+            {
+                type: "bind",
+                source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/secrets/api",
+                target: "/run/secrets",
+                read_only: true,
+                bind: { create_host_path: false },
+            },
+        ]);
+        assert.deepEqual(services.postgres.volumes?.[1], {
+            type: "bind",
+            source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/secrets/postgres",
+            target: "/run/secrets",
+            read_only: true,
+            bind: { create_host_path: false },
+        });
+        assert.deepEqual(services.postgres.environment, { POSTGRES_DB: "finances", POSTGRES_PASSWORD_FILE: "/run/secrets/postgres-password", POSTGRES_USER: "finances" });
+        assert.equal(services.web.environment?.DATABASE_HOST, undefined);
+    });
+
+    test("Redis services get REDIS_URL; Redis persists and never evicts", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.equal(services.api.environment?.REDIS_URL, "redis://cleaning-prod-redis:6379/0");
+        assert.equal(services.web.environment?.REDIS_URL, undefined);
+        assert.deepEqual(services.redis.command, ["redis-server", "--appendonly", "yes", "--maxmemory", "96mb", "--maxmemory-policy", "noeviction"]);
+    });
+
+    test("volumes live under <dataPath>/volumes/<service>/<name> and must exist (no silent directory creation)", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.deepEqual(services.api.volumes?.[0], { type: "bind", source: "/mnt/data/volumes/api/uploads", target: "/app/uploads", bind: { create_host_path: false } });
+        assert.deepEqual(composeOf(configOf("finances")).services.postgres.volumes?.[0], {
+            type: "bind",
+            source: "/mnt/data/postgres",
+            target: "/var/lib/postgresql/data",
+            bind: { create_host_path: false },
+        });
+    });
+
+    test("PostgreSQL 18 mounts the parent directory its official image expects", () => {
+        const { services } = composeOf(configOf("finances", (r) => ((r.database as Record<string, unknown>).version = 18)));
+        assert.equal(services.postgres.volumes?.[0].target, "/var/lib/postgresql");
+        assert.equal(services.postgres.image, "postgres:18");
+    });
+
+    test("$ in configured values is escaped for Compose ($$), so it reaches the container literally", () => {
+        assert.equal(composeEscape("a$b${C}"), "a$$b$${C}");
+        const yaml = renderCompose(configOf("cleaning"), ctxOf(configOf("cleaning")));
+        assert.ok(yaml.includes("PRICE_NOTE: costs $$5\n"), yaml);
+    });
+
+    test("no YAML anchors or aliases: every service reads on its own", () => {
+        assert.doesNotMatch(renderCompose(configOf("cleaning"), ctxOf(configOf("cleaning"))), /[&*]a\d/);
+    });
+
+    test("the postgres uid that reads the password file: 999, or 70 for Alpine images", () => {
+        assert.equal(postgresUid("postgres:17"), "999:999");
+        assert.equal(postgresUid("postgres:17-alpine"), "70:70");
+        assert.equal(postgresUid("ghcr.io/acme/postgres:17"), "999:999");
+    });
+});
+
+describe("traefik-external (FingerFlow)", () => {
+    test("router rules match a path prefix exactly as Caddy does", () => {
+        assert.equal(traefikRule("app.fingerflow.example", "/"), "Host(`app.fingerflow.example`)");
+        assert.equal(traefikRule("app.fingerflow.example", "/api"), "Host(`app.fingerflow.example`) && (Path(`/api`) || PathPrefix(`/api/`))");
+        assert.equal(traefikRule("a.example.com", "/api/"), "Host(`a.example.com`) && (Path(`/api`) || PathPrefix(`/api/`))");
+    });
+
+    test("backend labels: routers for /api, /auth and /health, headers and compression (exact)", () => {
+        const labels = traefikLabels(configOf("fingerflow"), "fingerflow-prod", "backend");
+        const m = "traefik.http.middlewares.fingerflow-prod-headers.headers";
+        const router = (i: number, rule: string) => ({
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.entrypoints`]: "websecure",
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.middlewares`]: "fingerflow-prod-headers,fingerflow-prod-compress",
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.rule`]: rule,
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.service`]: "fingerflow-prod-backend",
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.tls`]: "true",
+            [`traefik.http.routers.fingerflow-prod-backend-${i}.tls.certresolver`]: "letsencrypt",
+        });
+        assert.deepEqual(labels, {
+            "traefik.docker.network": "proxy",
+            "traefik.enable": "true",
+            "traefik.http.middlewares.fingerflow-prod-compress.compress": "true",
+            [`${m}.contentSecurityPolicy`]: "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
+            [`${m}.contentTypeNosniff`]: "true",
+            [`${m}.customResponseHeaders.Server`]: "",
+            [`${m}.frameDeny`]: "true",
+            [`${m}.referrerPolicy`]: "strict-origin-when-cross-origin",
+            [`${m}.stsSeconds`]: "31536000",
+            ...router(0, "Host(`app.fingerflow.example`) && (Path(`/api`) || PathPrefix(`/api/`))"),
+            ...router(1, "Host(`app.fingerflow.example`) && (Path(`/auth`) || PathPrefix(`/auth/`))"),
+            ...router(2, "Host(`app.fingerflow.example`) && (Path(`/health`) || PathPrefix(`/health/`))"),
+            "traefik.http.services.fingerflow-prod-backend.loadbalancer.server.port": "8000",
+        });
+        assert.deepEqual(Object.keys(labels), Object.keys(labels).sort(), "labels are sorted");
+    });
+
+    test("the frontend gets the catch-all router; longer rules win by Traefik's default priority", () => {
+        const labels = traefikLabels(configOf("fingerflow"), "fingerflow-prod", "frontend");
+        assert.equal(labels["traefik.http.routers.fingerflow-prod-frontend-0.rule"], "Host(`app.fingerflow.example`)");
+        assert.equal(labels["traefik.http.services.fingerflow-prod-frontend.loadbalancer.server.port"], "80");
+        assert.equal(labels["traefik.http.routers.fingerflow-prod-frontend-0.priority"], undefined);
+    });
+
+    test("B3 behind Traefik: a small status server answers /healthz/backup on the app's host", () => {
+        const { services } = composeOf(configOf("fingerflow"));
+        const status = services["backup-status"];
+        assert.equal(status.image, "caddy:2");
+        assert.deepEqual(status.networks, ["proxy"]);
+        assert.equal(status.labels?.["traefik.http.routers.fingerflow-prod-backup-status.rule"], "Host(`app.fingerflow.example`) && Path(`/healthz/backup`)");
+        assert.equal(status.labels?.["traefik.http.routers.fingerflow-prod-backup-status.priority"], "10000");
+        assert.deepEqual(status.volumes?.map((v) => [v.source, v.target, v.read_only]), [
+            ["/srv/onebox/fingerflow/proxy", "/etc/caddy", true],
+            ["/var/lib/onebox/status", "/srv/status", true],
+        ]);
+        const noBackups = composeOf(configOf("fingerflow", (r) => delete r.backups));
+        assert.equal(noBackups.services["backup-status"], undefined);
+    });
+});
+
+describe("proxy service and image sources", () => {
+    test("the proxy mounts the live config directory (reloaded, never recreated), data, logs, status and origin certificates", () => {
+        const { services } = composeOf(configOf("finances"));
+        assert.deepEqual(services.proxy.volumes?.map((v) => [v.source, v.target, v.read_only ?? false]), [
+            ["/srv/onebox/finances/proxy", "/etc/caddy", true],
+            ["/mnt/data/caddy/data", "/data", false],
+            ["/mnt/data/caddy/config", "/config", false],
+            ["/var/log/onebox/finances/caddy", "/var/log/caddy", false],
+            ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/certs", "/etc/caddy/certs", true],
+            ["/var/lib/onebox/status", "/srv/status", true],
+        ]);
+    });
+
+    test("upload mode never pulls; registry mode leaves the pull policy alone", () => {
+        const upload = composeOf(configOf("social", (r) => (r.deploy = { imageSource: "upload" })));
+        for (const [svc, def] of Object.entries(upload.services)) {
+            assert.equal(def.pull_policy, "never", svc);
+        }
+        for (const def of Object.values(composeOf(configOf("social")).services)) {
+            assert.equal(def.pull_policy, undefined);
+        }
+    });
+
+    test("composeImages lists every image once, built-ins first", () => {
+        assert.deepEqual(composeImages(configOf("cleaning")), ["caddy:2", "postgres:16", "redis:7-alpine", "ghcr.io/clean/api:5.0.2", "ghcr.io/clean/web:5.0.2"]);
+    });
+
+    test("a user service named like a built-in one is refused", () => {
+        const config = configOf("fingerflow");
+        const clash = { ...config, services: { ...config.services, "backup-status": config.services.backend } };
+        assert.throws(() => composeModel(clash, ctxOf(clash)), /built-in service/);
+    });
+
+    test("the compose file is the same whatever the order of services in the config", () => {
+        const a = configOf("finances");
+        const b = configOf("finances", (r) => {
+            const s = r.services as Record<string, unknown>;
+            r.services = { api: s.api, web: s.web };
+        });
+        assert.equal(renderCompose(a, ctxOf(a)), renderCompose(b, ctxOf(b)));
+    });
+});

@@ -1,0 +1,232 @@
+/**
+ * scripts/host/deploy/deploy.sh against a rendered release, with `docker` and
+ * `curl` replaced by recording fakes: the health gate, the route checks
+ * through the proxy, rollback to the previous release, pruning.
+ */
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { renderRelease } from "../../../components/provisioning/steps";
+import { configOf } from "./fixtures";
+
+const DEPLOY_SH = path.resolve(__dirname, "../../../scripts/host/deploy/deploy.sh");
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-deploy-"));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const FAKE_DOCKER = `#!/usr/bin/env bash
+printf 'docker %s\\n' "$*" >>"\${FAKE_LOG}"
+if [[ "$1" == compose ]]; then
+  shift
+  dir=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --ansi|--project-name|--file) shift 2 ;;
+      --project-directory) dir="$2"; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  sub="$1"; shift
+  case "\${sub}" in
+    up) if [[ -e "\${dir}/FAIL_UP" && " $* " == *" --remove-orphans "* ]]; then echo "container app-api-1 is unhealthy" >&2; exit 1; fi ;;
+    exec) cat >>"\${FAKE_LOG}.stdin" ;;
+    ps)
+      if [[ " $* " == *" --format "* ]]; then
+        if [[ -e "\${dir}/FAIL_UP" ]]; then printf 'api running unhealthy\\npostgres running healthy\\n'; else printf 'api running healthy\\n'; fi
+      elif [[ " $* " == *" --status running "* ]]; then
+        [[ -n "\${FAKE_PROXY_RUNNING:-}" ]] && echo c0ffee
+      elif [[ " $* " == *" --quiet "* ]]; then
+        echo c0ffee
+      fi ;;
+  esac
+  exit 0
+fi
+[[ "$1" == inspect ]] && echo "  probe exit 1: connection refused"
+exit 0
+`;
+
+const FAKE_CURL = `#!/usr/bin/env bash
+printf 'curl %s\\n' "$*" >>"\${FAKE_LOG}"
+if [[ "\${FAKE_CURL_CODE:-200}" == tls ]]; then echo "curl: (35) TLS alert internal error" >&2; printf 000; exit 35; fi
+printf '%s' "\${FAKE_CURL_CODE:-200}"
+`;
+
+interface Site {
+    dir: string;
+    appDir: string;
+    log: string;
+    env: NodeJS.ProcessEnv;
+}
+
+let counter = 0;
+
+/** A fake host root: bin/ with the fakes, the app directory, the env files the manifest names. */
+function site(): Site {
+    const dir = path.join(root, `site-${++counter}`);
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, "docker"), FAKE_DOCKER, { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "curl"), FAKE_CURL, { mode: 0o755 });
+    fs.mkdirSync(path.join(dir, "env"));
+    for (const s of ["api", "web"]) {
+        fs.writeFileSync(path.join(dir, "env", `${s}.env`), "");
+    }
+    const log = path.join(dir, "calls.log");
+    fs.writeFileSync(log, "");
+    return { dir, appDir: path.join(dir, "srv", "social"), log, env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_LOG: log } };
+}
+
+/** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string } = {}): string {
+    const config = configOf("social", (r) => {
+        if (opts.tls) {
+            r.tls = opts.tls === "acme" ? { mode: "acme", acmeEmail: "ops@social.example" } : { mode: opts.tls };
+        }
+        if (opts.webImage) {
+            (r.services as Record<string, { image: string }>).web.image = opts.webImage;
+        }
+    });
+    const dir = path.join(s.appDir, "releases", id);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of renderRelease(config, "/mnt/data").files) {
+        let content = f.content;
+        if (f.name === "release.manifest") {
+            content = content
+                .replace(/^PROXY_DIR=.*$/m, `PROXY_DIR=${s.appDir}/proxy`)
+                .replace(/^ENV_FILE=\/etc\/onebox\/social\/env\//gm, `ENV_FILE=${s.dir}/env/`)
+                .replace(/^HEALTH_TIMEOUT=.*$/m, "HEALTH_TIMEOUT=0")
+                .replace(/^KEEP_RELEASES=.*$/m, `KEEP_RELEASES=${opts.keep ?? 5}`);
+        }
+        fs.writeFileSync(path.join(dir, f.name), content);
+    }
+    if (opts.fail) {
+        fs.writeFileSync(path.join(dir, "FAIL_UP"), "");
+    }
+    return dir;
+}
+
+function deploy(s: Site, dir: string, env: NodeJS.ProcessEnv = {}) {
+    fs.writeFileSync(s.log, "");
+    const r = spawnSync("bash", [DEPLOY_SH, dir], { env: { ...s.env, ...env }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, calls: fs.readFileSync(s.log, "utf8").trim().split("\n") };
+}
+
+function current(s: Site): string {
+    return fs.readlinkSync(path.join(s.appDir, "current"));
+}
+
+describe("deploy.sh", () => {
+    test("a healthy release goes live: validate, pull, database first, up --wait, reload, route checks, current", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        const r = deploy(s, dir);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        const compose = `docker compose --ansi never --project-name social-prod --project-directory ${dir} --file ${dir}/compose.yaml`;
+        assert.deepEqual(r.calls.filter((c) => !c.startsWith("docker image prune")), [
+            "docker compose version",
+            `${compose} config --quiet`,
+            `${compose} pull --quiet`,
+            `${compose} ps --status running --quiet proxy`,
+            `${compose} up --detach --wait --wait-timeout 0 postgres`,
+            `${compose} exec -T postgres psql -v ON_ERROR_STOP=1 -q -X -U app -d postgres -v role=app`,
+            `${compose} up --detach --wait --wait-timeout 0 --remove-orphans`,
+            `${compose} exec -T proxy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile`,
+            "curl --silent --show-error --insecure --output /dev/null --write-out %{http_code} --max-time 10 --resolve social.example:443:127.0.0.1 https://social.example/api",
+            "curl --silent --show-error --insecure --output /dev/null --write-out %{http_code} --max-time 10 --resolve social.example:443:127.0.0.1 https://social.example/health",
+            "curl --silent --show-error --insecure --output /dev/null --write-out %{http_code} --max-time 10 --resolve social.example:443:127.0.0.1 https://social.example/",
+        ]);
+        assert.equal(fs.readFileSync(path.join(s.appDir, "proxy", "Caddyfile"), "utf8"), fs.readFileSync(path.join(dir, "Caddyfile"), "utf8"));
+        // The rotated password is set from the file inside the container; no password on any command line.
+        assert.equal(fs.readFileSync(`${s.log}.stdin`, "utf8"), "\\set pw `cat /run/secrets/postgres-password`\nALTER ROLE :\"role\" PASSWORD :'pw';\n");
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is live/);
+    });
+
+    test("a running proxy validates the new Caddyfile before it becomes live", () => {
+        const s = site();
+        const r = deploy(s, release(s, "aaaaaaaaaaa1"), { FAKE_PROXY_RUNNING: "1" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.ok(r.calls.some((c) => c.endsWith("exec -T proxy caddy validate --config /etc/caddy/Caddyfile.next --adapter caddyfile")));
+        assert.ok(!fs.existsSync(path.join(s.appDir, "proxy", "Caddyfile.next")));
+    });
+
+    test("an unhealthy release: says which service and why, brings the previous release back, exits 1", () => {
+        const s = site();
+        const good = release(s, "aaaaaaaaaaa1");
+        assert.equal(deploy(s, good).status, 0);
+        const bad = release(s, "bbbbbbbbbbb2", { fail: true, webImage: "ghcr.io/social/web:0.9.1" });
+        fs.writeFileSync(path.join(bad, "Caddyfile"), `${fs.readFileSync(path.join(bad, "Caddyfile"), "utf8")}# changed\n`);
+        const r = deploy(s, bad);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /release bbbbbbbbbbb2 failed: not every service became healthy within 0 s/);
+        assert.match(r.stderr, /service api is running \(unhealthy\)/);
+        assert.match(r.stderr, /probe exit 1: connection refused/);
+        assert.match(r.stdout, /rolling back to release aaaaaaaaaaa1/);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        assert.ok(r.calls.some((c) => c.includes(`--project-directory ${bad} --file ${bad}/compose.yaml logs --no-color --tail 30 api`)));
+        assert.ok(r.calls.some((c) => c.includes(`--project-directory ${good} --file ${good}/compose.yaml up --detach --wait --wait-timeout 0 --remove-orphans`)));
+        assert.ok(!r.calls.some((c) => c.includes(`--project-directory ${good}`) && c.includes(" pull ")), "a rollback does not pull");
+        assert.equal(fs.readFileSync(path.join(s.appDir, "proxy", "Caddyfile"), "utf8"), fs.readFileSync(path.join(good, "Caddyfile"), "utf8"), "the previous proxy config is live again");
+    });
+
+    test("a route that fails through the proxy fails the deploy", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const r = deploy(s, release(s, "bbbbbbbbbbb2", { webImage: "ghcr.io/social/web:0.9.1" }), { FAKE_CURL_CODE: "502" });
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /route https:\/\/social\.example\/api answered 502 \(curl status 0: \); expected lt500/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+    });
+
+    test("the first deploy has nothing to roll back to and says so", () => {
+        const s = site();
+        const r = deploy(s, release(s, "aaaaaaaaaaa1", { fail: true }));
+        assert.equal(r.status, 1);
+        assert.match(r.stdout, /no previous release to return to/);
+        assert.ok(!fs.existsSync(path.join(s.appDir, "current")));
+    });
+
+    test("ACME: a certificate not issued yet is a warning, not a failed deploy; other TLS modes fail", () => {
+        const s = site();
+        const acme = deploy(s, release(s, "aaaaaaaaaaa1", { tls: "acme" }), { FAKE_CURL_CODE: "tls" });
+        assert.equal(acme.status, 0, acme.stderr);
+        assert.match(acme.stderr, /warning: https:\/\/social\.example\/api: no TLS certificate yet \(ACME\); routing not verified/);
+        const internal = deploy(s, release(s, "bbbbbbbbbbb2", { tls: "internal", webImage: "ghcr.io/social/web:0.9.1" }), { FAKE_CURL_CODE: "tls" });
+        assert.equal(internal.status, 1);
+        assert.match(internal.stderr, /curl status 35/);
+    });
+
+    test("a missing env file stops the deploy before any container changes", () => {
+        const s = site();
+        fs.rmSync(path.join(s.dir, "env", "web.env"));
+        const r = deploy(s, release(s, "aaaaaaaaaaa1"));
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /env file .*\/env\/web\.env is missing \(the secrets step writes it\)/);
+        assert.ok(!r.calls.some((c) => c.includes(" up ")));
+    });
+
+    test("keeps KEEP_RELEASES releases, newest by deploy time, never the current one", () => {
+        const s = site();
+        for (const id of ["aaaaaaaaaaa1", "bbbbbbbbbbb2", "ccccccccccc3"]) {
+            assert.equal(deploy(s, release(s, id, { keep: 2 })).status, 0);
+        }
+        assert.deepEqual(fs.readdirSync(path.join(s.appDir, "releases")).sort(), ["bbbbbbbbbbb2", "ccccccccccc3"]);
+        // Redeploying an older release (same content, same id) makes it the newest.
+        assert.equal(deploy(s, release(s, "bbbbbbbbbbb2", { keep: 2 })).status, 0);
+        assert.equal(deploy(s, release(s, "ddddddddddd4", { keep: 2 })).status, 0);
+        assert.deepEqual(fs.readdirSync(path.join(s.appDir, "releases")).sort(), ["bbbbbbbbbbb2", "ddddddddddd4"]);
+    });
+
+    test("refuses an unknown manifest key and a missing release directory", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        fs.appendFileSync(path.join(dir, "release.manifest"), "SURPRISE=1\n");
+        const r = deploy(s, dir);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /unknown key SURPRISE/);
+        assert.equal(deploy(s, path.join(s.appDir, "releases", "nope")).status, 1);
+    });
+});

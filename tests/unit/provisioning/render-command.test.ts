@@ -1,0 +1,161 @@
+/**
+ * scripts/render.ts: exit status 2 with every config problem, the output
+ * layout, determinism (two renders byte-identical) and that no secret value
+ * from the stack file reaches the output.
+ */
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import type { RawConfig } from "../../../components/config/load";
+import { main, rawConfigFromStackFile, render } from "../../../scripts/render";
+import { DEPLOYMENTS, FAKE_SCRIPTS, type DeploymentName } from "./fixtures";
+
+const REPO = path.resolve(__dirname, "../../..");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-render-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** The fake host scripts as a scripts/host directory. */
+const scriptsDir = path.join(tmp, "scripts");
+for (const [name, content] of Object.entries(FAKE_SCRIPTS.bootstrap)) {
+    fs.mkdirSync(path.join(scriptsDir, "bootstrap"), { recursive: true });
+    fs.writeFileSync(path.join(scriptsDir, "bootstrap", name), content);
+}
+fs.mkdirSync(path.join(scriptsDir, "deploy"), { recursive: true });
+fs.writeFileSync(path.join(scriptsDir, "deploy", "deploy.sh"), FAKE_SCRIPTS.deploy);
+for (const [name, content] of Object.entries(FAKE_SCRIPTS.backup)) {
+    fs.mkdirSync(path.join(scriptsDir, "backup"), { recursive: true });
+    fs.writeFileSync(path.join(scriptsDir, "backup", name), content);
+}
+
+const PLAIN_SECRET = "plain-Secret-In-Stack-File-8Jq2Wv5Xc";
+
+/** Writes a Pulumi.<stack>.yaml holding the raw config under the onebox: namespace. */
+function stackFile(name: string, raw: RawConfig): string {
+    const config: Record<string, unknown> = { "aws:region": "eu-central-1" };
+    for (const [k, v] of Object.entries(raw)) {
+        config[`onebox:${k}`] = v;
+    }
+    const file = path.join(tmp, `Pulumi.${name}.yaml`);
+    fs.writeFileSync(file, stringify({ config }));
+    return file;
+}
+
+function tree(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (d: string) => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+            const p = path.join(d, e.name);
+            if (e.isDirectory()) {
+                walk(p);
+            } else {
+                out[path.relative(dir, p)] = fs.readFileSync(p, "utf8");
+            }
+        }
+    };
+    walk(dir);
+    return out;
+}
+
+describe("render command", () => {
+    test("invalid configuration: exit status 2 and every problem on stderr", () => {
+        const raw = structuredClone<RawConfig>(DEPLOYMENTS.finances);
+        raw.routes = [{ host: "*.example.com", service: "web" }, { host: "api.example.com", service: "nope" }];
+        const file = stackFile("broken", raw);
+        const r = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO, "scripts", "render.ts"), "--stack-file", file, "--out", path.join(tmp, "broken")], {
+            cwd: REPO,
+            encoding: "utf8",
+        });
+        assert.equal(r.status, 2, r.stderr);
+        assert.match(r.stderr, /invalid stack configuration \(2 problems\)/);
+        assert.match(r.stderr, /onebox:routes\[0\]\.host: "\*\.example\.com" is a wildcard/);
+        assert.match(r.stderr, /onebox:routes\[1\]\.service: no service named "nope"/);
+        assert.equal(fs.existsSync(path.join(tmp, "broken")), false, "nothing is written");
+    });
+
+    test("usage errors exit 1", () => {
+        assert.equal(main(["--out", path.join(tmp, "x")]), 1);
+        assert.equal(main(["--bogus"]), 1);
+    });
+
+    for (const name of Object.keys(DEPLOYMENTS) as DeploymentName[]) {
+        test(`${name}: two renders are byte-identical`, () => {
+            const file = stackFile(name, DEPLOYMENTS[name]);
+            render(file, path.join(tmp, `${name}-1`), { scriptsDir });
+            render(file, path.join(tmp, `${name}-2`), { scriptsDir });
+            assert.deepEqual(tree(path.join(tmp, `${name}-1`)), tree(path.join(tmp, `${name}-2`)));
+        });
+    }
+
+    test("layout: every step file under <out>/<step>/<path>, masked stdin scripts, steps.json, validate.sh", () => {
+        const out = path.join(tmp, "finances-1");
+        const files = Object.keys(tree(out));
+        for (const expected of [
+            "wait-ready.stdin.sh",
+            "bootstrap.stdin.sh",
+            "bootstrap/etc/onebox/bootstrap.env",
+            "bootstrap/usr/local/lib/onebox/bootstrap.sh",
+            "secrets.stdin.sh",
+            "secrets/etc/onebox/finances/env/api.env",
+            "secrets/etc/onebox/finances/certs/origin.key",
+            "deploy.stdin.sh",
+            "deploy/usr/local/lib/onebox/deploy.sh",
+            "backup/etc/onebox/backup.env",
+            "backup/etc/systemd/system/onebox-backup.timer",
+            "steps.json",
+            "validate.sh",
+        ]) {
+            assert.ok(files.includes(expected), `missing ${expected}`);
+        }
+        const summary = JSON.parse(fs.readFileSync(path.join(out, "steps.json"), "utf8")) as { steps: Record<string, unknown>[]; releaseId: string };
+        assert.ok(files.includes(`deploy/srv/onebox/finances/releases/${summary.releaseId}/compose.yaml`));
+        assert.deepEqual(summary.steps.map((s) => [s.name, s.secret, s.command]), [
+            ["wait-ready", false, "sudo -n bash -s"],
+            ["bootstrap", false, "sudo -n bash -s"],
+            ["secrets", true, "sudo -n bash -s"],
+            ["deploy", false, "sudo -n bash -s"],
+            ["backup", true, "sudo -n bash -s"],
+        ]);
+        const secrets = summary.steps[2] as { trigger: unknown; files: { path: string; mode: string; owner: string; sha256: string; masked: boolean }[] };
+        assert.equal(secrets.trigger, null, "secret triggers depend on values the render never sees");
+        assert.deepEqual(secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env"), {
+            path: "/etc/onebox/finances/env/api.env",
+            mode: "0600",
+            owner: "root:root",
+            sha256: secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env")?.sha256,
+            masked: true,
+        });
+        assert.match(String((summary.steps[1] as { trigger: string }).trigger), /^[0-9a-f]{64}$/);
+        assert.equal(fs.readFileSync(path.join(out, "secrets/etc/onebox/finances/env/api.env"), "utf8").includes("JWT_SECRET='********'"), true);
+        assert.equal(spawnSync("bash", ["-n", path.join(out, "validate.sh")]).status, 0);
+    });
+
+    test("secrets in the stack file, plain or encrypted, count as present and never reach the output", () => {
+        const raw = structuredClone<RawConfig>(DEPLOYMENTS.fingerflow);
+        raw.secrets = { BACKUP_S3_ACCESS_KEY_ID: { secure: "v1:AAAA" }, BACKUP_S3_SECRET_ACCESS_KEY: PLAIN_SECRET };
+        raw.sshPrivateKey = { secure: "v1:BBBB" };
+        const out = path.join(tmp, "ff-secure");
+        render(stackFile("ff-secure", raw), out, { scriptsDir });
+        for (const [file, content] of Object.entries(tree(out))) {
+            assert.ok(!content.includes(PLAIN_SECRET), `${file} holds a secret from the stack file`);
+            assert.ok(!content.includes("encrypted-in-stack-file") && !content.includes("v1:AAAA"), file);
+        }
+        assert.match(fs.readFileSync(path.join(out, "backup/etc/onebox/backup.env"), "utf8"), /^BACKUP_S3_SECRET_ACCESS_KEY='\*{8}'$/m);
+    });
+
+    test("reads only the onebox: namespace; a whole encrypted secrets map is refused with the fix", () => {
+        assert.deepEqual(Object.keys(rawConfigFromStackFile("config:\n  aws:region: x\n  onebox:app:\n    name: a1\n")), ["app"]);
+        assert.throws(() => rawConfigFromStackFile("config:\n  onebox:secrets:\n    secure: v1:x\n"), /--path 'secrets\.NAME'/);
+    });
+
+    test("an existing directory that is not an earlier render is left alone (exit 1)", () => {
+        const out = path.join(tmp, "precious");
+        fs.mkdirSync(out);
+        fs.writeFileSync(path.join(out, "notes.txt"), "keep me");
+        assert.equal(main(["--stack-file", stackFile("social", DEPLOYMENTS.social), "--out", out, "--scripts-dir", scriptsDir]), 1);
+        assert.equal(fs.readFileSync(path.join(out, "notes.txt"), "utf8"), "keep me");
+    });
+});

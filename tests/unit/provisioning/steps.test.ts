@@ -1,0 +1,451 @@
+/**
+ * The step list as data (names, order, secrets, files, modes) and the rendered
+ * stdin scripts, including one run of a rendered script with bash.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+    buildSteps,
+    maskStepScript,
+    remoteCommand,
+    renderBackupEnv,
+    renderBootstrapEnv,
+    renderServiceEnv,
+    renderStepScript,
+    STEP_NAMES,
+    stepSecrets,
+    type HostFile,
+    type Step,
+} from "../../../components/provisioning/steps";
+import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, type DeploymentName } from "./fixtures";
+
+const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
+
+function stepsOf(name: DeploymentName, change?: Parameters<typeof configOf>[1]): Step[] {
+    const config = configOf(name, change);
+    return buildSteps(config, contextFor(config));
+}
+
+function step(steps: Step[], name: string): Step {
+    const s = steps.find((x) => x.name === name);
+    assert.ok(s, `no step ${name}`);
+    return s;
+}
+
+function fileOf(s: Step, p: string): HostFile {
+    const f = s.files.find((x) => x.path === p);
+    assert.ok(f, `step ${s.name} has no file ${p}; files: ${s.files.map((x) => x.path).join(", ")}`);
+    return f;
+}
+
+describe("the step list", () => {
+    for (const name of NAMES) {
+        test(`${name}: fixed names and order, each step after the previous one`, () => {
+            const steps = stepsOf(name);
+            assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "deploy", "backup"]);
+            steps.forEach((s, i) => assert.deepEqual(s.dependsOn, i === 0 ? [] : [steps[i - 1].name]));
+            assert.ok(steps.every((s) => (STEP_NAMES as readonly string[]).includes(s.name)));
+        });
+
+        test(`${name}: R3/R4 only steps marked secret carry secret placeholders`, () => {
+            for (const s of stepsOf(name)) {
+                const refs = stepSecrets(s);
+                if (!s.secret) {
+                    assert.deepEqual(refs, [], s.name);
+                    assert.ok(!JSON.stringify(s).includes("{{secret:"), s.name);
+                }
+            }
+            assert.equal(step(stepsOf(name), "secrets").secret, true);
+        });
+    }
+
+    test("upload mode adds the local images step between secrets and deploy", () => {
+        const steps = stepsOf("social", (r) => (r.deploy = { imageSource: "upload" }));
+        assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup"]);
+        assert.deepEqual(step(steps, "images").upload, { images: ["caddy:2", "postgres:17", "ghcr.io/social/api:0.9.0", "ghcr.io/social/web:0.9.0"] });
+        assert.deepEqual(step(steps, "deploy").dependsOn, ["images"]);
+        assert.throws(() => renderStepScript(step(steps, "images"), {}), /runs locally/);
+    });
+
+    test("the secrets every deployment needs, by name", () => {
+        const names = (n: DeploymentName) => [...new Set(stepsOf(n).flatMap(stepSecrets))].sort();
+        assert.deepEqual(names("finances"), ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY", "JWT_REFRESH_SECRET", "JWT_SECRET", "POSTGRES_PASSWORD", "TLS_ORIGIN_CERT", "TLS_ORIGIN_KEY"]);
+        assert.deepEqual(names("cleaning"), ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY", "METRICS_TOKEN", "POSTGRES_PASSWORD", "SMTP_PASSWORD"]);
+        assert.deepEqual(names("fingerflow"), ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY", "CSRF_SECRET", "POSTGRES_PASSWORD", "SESSION_SECRET"]);
+    });
+
+    test("R3: the remote command is constant and secret-free (exact)", () => {
+        assert.equal(remoteCommand("root"), "bash -s");
+        assert.equal(remoteCommand("deploy"), "sudo -n bash -s");
+    });
+
+    test("pure: the same inputs give the same steps; the data device changes the bootstrap only", () => {
+        const config = configOf("finances");
+        assert.deepEqual(buildSteps(config, contextFor(config)), buildSteps(config, contextFor(config)));
+        const a = buildSteps(config, contextFor(config));
+        const b = buildSteps(config, contextFor(config, { dataDevice: "/dev/disk/by-id/scsi-0DO_Volume_data" }));
+        const changed = a.filter((s, i) => maskStepScript(s) !== maskStepScript(b[i])).map((s) => s.name);
+        assert.deepEqual(changed, ["bootstrap"]);
+    });
+});
+
+describe("wait-ready (H1)", () => {
+    test("waits for cloud-init, bounded, and only fails on the timeout (exact)", () => {
+        assert.equal(
+            step(stepsOf("finances"), "wait-ready").run,
+            [
+                "if ! command -v cloud-init >/dev/null 2>&1; then",
+                "  echo 'no cloud-init on this host; nothing to wait for'",
+                "  return 0",
+                "fi",
+                "echo 'waiting for cloud-init to finish (at most 900 s)'",
+                "rc=0",
+                "timeout 900 cloud-init status --wait >/dev/null || rc=$?",
+                'case "${rc}" in',
+                "  0) echo 'cloud-init: done' ;;",
+                "  124) echo 'cloud-init did not finish within 900 s' >&2; cloud-init status --long >&2 || true; exit 1 ;;",
+                '  *) echo "cloud-init finished with status ${rc}; continuing" >&2; cloud-init status --long >&2 || true ;;',
+                "esac",
+            ].join("\n"),
+        );
+    });
+});
+
+describe("bootstrap", () => {
+    test("installs bootstrap.sh with the files it ships, next to it, and runs it", () => {
+        const s = step(stepsOf("finances"), "bootstrap");
+        assert.deepEqual(s.files.map((f) => [f.path, f.mode, f.owner]), [
+            ["/usr/local/lib/onebox/bootstrap.sh", "0755", "root:root"],
+            ["/usr/local/lib/onebox/daemon.json", "0644", "root:root"],
+            ["/etc/onebox/bootstrap.env", "0600", "root:root"],
+        ]);
+        assert.equal(fileOf(s, "/usr/local/lib/onebox/bootstrap.sh").content, FAKE_SCRIPTS.bootstrap["bootstrap.sh"]);
+        assert.equal(s.run, "/usr/local/lib/onebox/bootstrap.sh");
+    });
+
+    test("bootstrap.env (exact): the settings bootstrap.sh documents", () => {
+        const config = configOf("finances");
+        assert.equal(
+            renderBootstrapEnv(config, contextFor(config, { dataDevice: "/dev/disk/by-id/scsi-0DO_Volume_data" })),
+            [
+                "# Bootstrap settings of finances, rendered by onebox; sourced by /usr/local/lib/onebox/bootstrap.sh.",
+                "ONEBOX_DEPLOY_USER='deploy'",
+                "ONEBOX_ADMIN_CAN_ROOT='false'",
+                "ONEBOX_DATA_PATH='/mnt/data'",
+                "ONEBOX_DATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_data'",
+                "ONEBOX_SWAP_MB='1024'",
+                "ONEBOX_SSH_ALLOWED_CIDRS='203.0.113.7/32'",
+                "ONEBOX_SSH_PORT='22'",
+                "ONEBOX_PUBLIC_TCP_PORTS='80 443'",
+                "ONEBOX_RESTRICTED_PORTS=''",
+                "ONEBOX_DOCKER_SOURCE='auto'",
+                "",
+            ].join("\n"),
+        );
+    });
+
+    test("Chronos: the database port is open to the listed networks only", () => {
+        const config = configOf("chronos");
+        assert.match(renderBootstrapEnv(config, contextFor(config)), /^ONEBOX_RESTRICTED_PORTS='5432:76\.76\.21\.0\/24 5432:198\.51\.100\.7\/32'$/m);
+    });
+
+    test("SSH from anywhere only with the opt-in, written as the bootstrap's \"any\"", () => {
+        const config = configOf("finances", (r) => Object.assign(r.host as object, { sshAllowedCidrs: ["0.0.0.0/0"], allowSshFromAnywhere: true }));
+        assert.match(renderBootstrapEnv(config, contextFor(config)), /^ONEBOX_SSH_ALLOWED_CIDRS='any'$/m);
+    });
+
+    test("root deploy user on an existing server: root may log in with keys; custom SSH port", () => {
+        const config = configOf("fingerflow", (r) => Object.assign(r.host as object, { user: "root", port: 2222 }));
+        const env = renderBootstrapEnv(config, contextFor(config));
+        assert.match(env, /^ONEBOX_DEPLOY_USER='root'$/m);
+        assert.match(env, /^ONEBOX_ADMIN_CAN_ROOT='true'$/m);
+        assert.match(env, /^ONEBOX_SSH_PORT='2222'$/m);
+        assert.match(env, /^ONEBOX_DATA_PATH='\/srv\/data'$/m);
+    });
+});
+
+describe("secrets (H10)", () => {
+    const s = step(stepsOf("finances"), "secrets");
+
+    test("env files are 0600 root in a 0700 root directory created before them", () => {
+        assert.deepEqual(s.directories.map((d) => [d.path, d.mode, d.owner]), [
+            ["/etc/onebox", "0755", "root:root"],
+            ["/etc/onebox/finances", "0700", "root:root"],
+            ["/etc/onebox/finances/env", "0700", "root:root"],
+            ["/etc/onebox/finances/secrets", "0700", "root:root"],
+            ["/etc/onebox/finances/secrets/postgres", "0500", "999:999"],
+            ["/etc/onebox/finances/secrets/api", "0500", "10001:10001"],
+            ["/etc/onebox/finances/certs", "0700", "root:root"],
+        ]);
+        for (const f of s.files.filter((x) => x.path.endsWith(".env"))) {
+            assert.equal(f.mode, "0600", f.path);
+            assert.equal(f.owner, "root:root", f.path);
+        }
+    });
+
+    test("password files: one directory per container, owned by the uid that reads it (postgres 999, the service's user)", () => {
+        assert.deepEqual(s.files.filter((f) => f.path.includes("/secrets/")).map((f) => [f.path, f.mode, f.owner, f.content]), [
+            ["/etc/onebox/finances/secrets/postgres/postgres-password", "0400", "999:999", "{{secret:POSTGRES_PASSWORD}}"],
+            ["/etc/onebox/finances/secrets/api/database-password", "0400", "10001:10001", "{{secret:POSTGRES_PASSWORD}}"],
+        ]);
+        const alpine = step(stepsOf("finances", (r) => ((r.database as Record<string, unknown>).image = "postgres:16-alpine")), "secrets");
+        assert.equal(fileOf(alpine, "/etc/onebox/finances/secrets/postgres/postgres-password").owner, "70:70");
+        const imageUser = step(stepsOf("fingerflow", (r) => ((r.services as Record<string, Record<string, unknown>>).backend.user = null)), "secrets");
+        const f = fileOf(imageUser, "/etc/onebox/fingerflow/secrets/backend/database-password");
+        assert.deepEqual([f.mode, f.owner], ["0444", "root:root"]);
+        assert.deepEqual(imageUser.directories.find((d) => d.path.endsWith("/secrets/backend")), { path: "/etc/onebox/fingerflow/secrets/backend", mode: "0555", owner: "root:root" });
+    });
+
+    test("origin certificate and key (Cloudflare origin TLS)", () => {
+        assert.deepEqual([fileOf(s, "/etc/onebox/finances/certs/origin.pem").mode, fileOf(s, "/etc/onebox/finances/certs/origin.key").mode], ["0644", "0600"]);
+        assert.equal(fileOf(s, "/etc/onebox/finances/certs/origin.key").content, "{{secret:TLS_ORIGIN_KEY}}");
+        assert.ok(!step(stepsOf("cleaning"), "secrets").files.some((x) => x.path.includes("/certs/")));
+    });
+
+    test("a service env file (exact): its secrets, then DATABASE_URL with the password URL-encoded", () => {
+        assert.equal(
+            renderServiceEnv(configOf("finances"), "api"),
+            [
+                "# Secrets of service api (finances-prod), rendered by onebox; root-only (H10).",
+                "JWT_REFRESH_SECRET={{secret:JWT_REFRESH_SECRET|env}}",
+                "JWT_SECRET={{secret:JWT_SECRET|env}}",
+                "DATABASE_URL='postgresql://finances:{{secret:POSTGRES_PASSWORD|url}}@finances-prod-postgres:5432/finances'",
+                "",
+            ].join("\n"),
+        );
+        assert.doesNotMatch(renderServiceEnv(configOf("finances"), "web"), /=/);
+    });
+
+    test("env files and secret directories of removed services are deleted (exact)", () => {
+        assert.equal(
+            s.run,
+            [
+                "shopt -s nullglob",
+                "for f in /etc/onebox/finances/env/*.env; do",
+                '  case "${f##*/}" in',
+                "    api.env|web.env) ;;",
+                "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
+                "  esac",
+                "done",
+                "for f in /etc/onebox/finances/secrets/*/; do",
+                '  case "$(basename -- "${f}")/" in',
+                "    postgres/|api/) ;;",
+                "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
+                "  esac",
+                "done",
+            ].join("\n"),
+        );
+    });
+
+    test("the prune loop, run with bash, removes only what no service uses", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-prune-"));
+        try {
+            for (const p of ["env/api.env", "env/web.env", "env/old.env", "env/notes.txt", "secrets/postgres/postgres-password", "secrets/api/database-password", "secrets/old/database-password"]) {
+                fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+                fs.writeFileSync(path.join(dir, p), "x");
+            }
+            const run = s.run.replaceAll("/etc/onebox/finances", dir);
+            const r = spawnSync("bash", ["-c", `set -euo pipefail\n${run}`], { encoding: "utf8" });
+            assert.equal(r.status, 0, r.stderr);
+            assert.deepEqual(fs.readdirSync(path.join(dir, "env")).sort(), ["api.env", "notes.txt", "web.env"]);
+            assert.deepEqual(fs.readdirSync(path.join(dir, "secrets")).sort(), ["api", "postgres"]);
+            assert.equal(r.stdout, `removed   ${dir}/env/old.env\nremoved   ${dir}/secrets/old/\n`);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
+describe("deploy", () => {
+    test("installs deploy.sh and the release, creates data directories, runs deploy.sh (exact run)", () => {
+        const steps = stepsOf("cleaning");
+        const s = step(steps, "deploy");
+        const id = /releases\/([0-9a-f]{12})\//.exec(s.files[1].path)?.[1];
+        assert.ok(id);
+        assert.deepEqual(s.files.map((f) => [f.path, f.mode]), [
+            ["/usr/local/lib/onebox/deploy.sh", "0755"],
+            [`/srv/onebox/cleaning/releases/${id}/compose.yaml`, "0644"],
+            [`/srv/onebox/cleaning/releases/${id}/Caddyfile`, "0644"],
+            [`/srv/onebox/cleaning/releases/${id}/release.manifest`, "0644"],
+        ]);
+        assert.equal(s.run, `mkdir -p -- /mnt/data/postgres /mnt/data/redis\n/usr/local/lib/onebox/deploy.sh /srv/onebox/cleaning/releases/${id}`);
+        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/volumes/api/uploads"), { path: "/mnt/data/volumes/api/uploads", mode: "0750", owner: "10001:10001" });
+        assert.ok(s.directories.some((d) => d.path === "/srv/onebox/cleaning/proxy/certs"), "mount point of the certificates inside the read-only /etc/caddy");
+    });
+
+    test("R5: changing one image changes the deploy step only", () => {
+        const a = stepsOf("finances");
+        const b = stepsOf("finances", (r) => ((r.services as Record<string, { image: string }>).api.image = "ghcr.io/example/finances-api:1.0.1"));
+        const changed = a.filter((s, i) => maskStepScript(s) !== maskStepScript(b[i])).map((s) => s.name);
+        assert.deepEqual(changed, ["deploy"]);
+    });
+});
+
+describe("backup", () => {
+    test("backup.env (exact): bucket, database, encryption, status paths; credentials as placeholders", () => {
+        const config = configOf("finances");
+        assert.equal(
+            renderBackupEnv(config, contextFor(config)),
+            [
+                "# Backup settings of finances-prod, rendered by onebox; secret (0600). Read by /usr/local/lib/onebox/backup/*.sh.",
+                "BACKUP_S3_BUCKET='example-finances-prod-backups'",
+                "BACKUP_S3_REGION='eu-central-1'",
+                "BACKUP_S3_ENDPOINT=''",
+                "BACKUP_S3_PREFIX='finances/prod'",
+                "BACKUP_S3_ACCESS_KEY_ID={{secret:BACKUP_S3_ACCESS_KEY_ID|env}}",
+                "BACKUP_S3_SECRET_ACCESS_KEY={{secret:BACKUP_S3_SECRET_ACCESS_KEY|env}}",
+                "BACKUP_S3_FORCE_PATH_STYLE='false'",
+                "BACKUP_DB_CONTAINER='finances-prod-postgres'",
+                "BACKUP_DB_NAME='finances'",
+                "BACKUP_DB_USER='finances'",
+                "BACKUP_AGE_RECIPIENT='age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'",
+                "BACKUP_DIRS=''",
+                "BACKUP_WEEKLY_DAY='7'",
+                "BACKUP_STATE_DIR='/var/lib/onebox/backup'",
+                "BACKUP_STATUS_FILE='/var/lib/onebox/status/backup.json'",
+                "BACKUP_MAX_AGE_HOURS='26'",
+                "BACKUP_ALERT_URL=''",
+                "BACKUP_HEARTBEAT_URL=''",
+                "DRILL_IMAGE='postgres:16'",
+                "DRILL_TABLES='users'",
+                "",
+            ].join("\n"),
+        );
+    });
+
+    test("uploads are backed up; an S3-compatible endpoint uses path-style; no weekly copies sets day 0", () => {
+        const cleaning = configOf("cleaning");
+        assert.match(renderBackupEnv(cleaning, contextFor(cleaning)), /^BACKUP_DIRS='\/mnt\/data\/volumes\/api\/uploads'$/m);
+        const ff = configOf("fingerflow", (r) => ((r.backups as Record<string, unknown>).weeklyRetentionWeeks = 0));
+        const env = renderBackupEnv(ff, contextFor(ff));
+        assert.match(env, /^BACKUP_S3_ENDPOINT='https:\/\/s3\.eu-west-1\.example-storage\.net'$/m);
+        assert.match(env, /^BACKUP_S3_FORCE_PATH_STYLE='true'$/m);
+        assert.match(env, /^BACKUP_WEEKLY_DAY='0'$/m);
+    });
+
+    test("installs every backup script, the 0600 settings and the units, then enables the timers (exact run)", () => {
+        const s = step(stepsOf("finances"), "backup");
+        assert.equal(s.secret, true);
+        assert.deepEqual(s.files.map((f) => [f.path, f.mode]), [
+            ["/usr/local/lib/onebox/backup/backup-status.sh", "0755"],
+            ["/usr/local/lib/onebox/backup/backup.sh", "0755"],
+            ["/usr/local/lib/onebox/backup/lib.sh", "0755"],
+            ["/usr/local/lib/onebox/backup/restore-drill.sh", "0755"],
+            ["/etc/onebox/backup.env", "0600"],
+            ["/etc/systemd/system/onebox-backup.service", "0644"],
+            ["/etc/systemd/system/onebox-backup.timer", "0644"],
+            ["/etc/systemd/system/onebox-restore-drill.service", "0644"],
+            ["/etc/systemd/system/onebox-restore-drill.timer", "0644"],
+            ["/etc/systemd/system/onebox-backup-status.service", "0644"],
+            ["/etc/systemd/system/onebox-backup-status.timer", "0644"],
+        ]);
+        assert.equal(s.run, "systemctl daemon-reload\nsystemctl enable --now onebox-backup.timer onebox-restore-drill.timer onebox-backup-status.timer");
+    });
+
+    test("backups off: the step only stops timers left from before (exact)", () => {
+        const s = step(stepsOf("social", (r) => delete r.backups), "backup");
+        assert.equal(s.secret, false);
+        assert.deepEqual(s.files, []);
+        assert.equal(
+            s.run,
+            [
+                "systemctl disable --now onebox-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-restore-drill.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-backup-status.timer 2>/dev/null || true",
+            ].join("\n"),
+        );
+    });
+
+    test("missing backup scripts are named", () => {
+        const config = configOf("finances");
+        assert.throws(() => buildSteps(config, contextFor(config, { scripts: { ...FAKE_SCRIPTS, backup: { "backup.sh": "" } } })), /lacks backup-status\.sh, restore-drill\.sh/);
+    });
+});
+
+describe("rendered step scripts", () => {
+    const steps = stepsOf("finances");
+    const secrets = step(steps, "secrets");
+    const values = fakeSecretValues([...new Set(steps.flatMap(stepSecrets))]);
+
+    test("shape: bash, strict mode, helpers, main as the last line, stdin detached", () => {
+        const script = renderStepScript(secrets, values);
+        const lines = script.split("\n");
+        assert.equal(lines[0], "#!/usr/bin/env bash");
+        assert.ok(lines.includes("set -euo pipefail"));
+        assert.equal(lines.at(-2), 'main "$@"');
+        assert.equal(lines.at(-1), "");
+        assert.ok(script.includes("main() {\n  exec </dev/null\n  umask 022\n  work=\"$(mktemp -d)\"\n  trap 'rm -rf -- \"${work}\"' EXIT\n"));
+    });
+
+    test("every file is one put_file with quoted arguments and base64 content (exact line)", () => {
+        const script = renderStepScript(secrets, values);
+        assert.ok(script.includes("  put_dir /etc/onebox/finances 0700 root:root\n"));
+        assert.ok(script.includes("  put_dir /etc/onebox/finances/secrets/postgres 0500 999:999\n"));
+        assert.ok(script.includes("  put_file /etc/onebox/finances/secrets/postgres/postgres-password 0400 999:999 <<'ONEBOX_EOF'\n"));
+        const b64 = /put_file \/etc\/onebox\/finances\/env\/api\.env 0600 root:root <<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/.exec(script)?.[1];
+        assert.ok(b64);
+        const content = Buffer.from(b64.replace(/\n/g, ""), "base64").toString("utf8");
+        assert.ok(content.includes(`JWT_SECRET='${FAKE_SECRET}-JWT_SECRET'\n`));
+    });
+
+    test("the masked script holds no secret value and no placeholder", () => {
+        for (const s of steps) {
+            const masked = maskStepScript(s);
+            const decoded = [...masked.matchAll(/<<'ONEBOX_EOF'\n([^]*?)ONEBOX_EOF/g)].map((m) => Buffer.from(m[1].replace(/\n/g, ""), "base64").toString("utf8")).join("");
+            assert.ok(!masked.includes(FAKE_SECRET) && !decoded.includes(FAKE_SECRET), s.name);
+            assert.ok(!decoded.includes("{{secret:"), s.name);
+        }
+    });
+
+    test("a missing secret value stops the render", () => {
+        assert.throws(() => renderStepScript(secrets, {}), /^Error: step secrets: no value for secrets JWT_REFRESH_SECRET, JWT_SECRET, POSTGRES_PASSWORD, TLS_ORIGIN_CERT, TLS_ORIGIN_KEY$/);
+    });
+
+    test("run with bash: files land atomically with their modes, directories converge, a second run changes nothing", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-step-"));
+        try {
+            const owner = `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`;
+            const secretDir = path.join(dir, "etc", "app");
+            fs.mkdirSync(secretDir, { recursive: true, mode: 0o755 });
+            const synthetic: Step = {
+                name: "secrets",
+                description: "test",
+                directories: [{ path: secretDir, mode: "0700", owner }],
+                files: [
+                    { path: path.join(secretDir, "env", "api.env"), content: "A={{secret:A|env}}\n", mode: "0600", owner },
+                    { path: path.join(dir, "plain file.txt"), content: "", mode: "0644", owner },
+                ],
+                // Reading stdin here must not swallow the rest of the script.
+                run: `cat >/dev/null\necho "ran as $(id -u)"`,
+                secret: true,
+                dependsOn: [],
+            };
+            const script = renderStepScript(synthetic, { A: "x$y z" });
+            const first = spawnSync("bash", ["-s"], { input: script, encoding: "utf8" });
+            assert.equal(first.status, 0, first.stderr);
+            assert.equal(fs.readFileSync(path.join(secretDir, "env", "api.env"), "utf8"), "A='x$y z'\n");
+            assert.equal(fs.statSync(path.join(secretDir, "env", "api.env")).mode & 0o777, 0o600);
+            assert.equal(fs.statSync(secretDir).mode & 0o777, 0o700);
+            assert.equal(fs.readFileSync(path.join(dir, "plain file.txt"), "utf8"), "");
+            assert.match(first.stdout, /^updated {3}.*api\.env$/m);
+            assert.match(first.stdout, /^ran as \d+$/m);
+            assert.deepEqual(fs.readdirSync(path.join(secretDir, "env")), ["api.env"], "no temporary file left behind");
+
+            fs.chmodSync(secretDir, 0o755);
+            const second = spawnSync("bash", ["-s"], { input: script, encoding: "utf8" });
+            assert.equal(second.status, 0, second.stderr);
+            assert.match(second.stdout, /^unchanged .*api\.env$/m);
+            assert.equal(fs.statSync(secretDir).mode & 0o777, 0o700, "directory mode converged");
+
+            const truncated = spawnSync("bash", ["-s"], { input: script.slice(0, script.lastIndexOf("main")), encoding: "utf8" });
+            assert.equal(truncated.status, 0);
+            assert.equal(truncated.stdout, "", "a truncated script runs nothing");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
