@@ -109,6 +109,10 @@ export function validateConfig(raw: RawConfig): ValidatedConfig {
                 problems.push({ path: `secrets.${name}`, message: "must be a string" });
                 continue;
             }
+            if (/['\n\r\0]/.test(value)) {
+                problems.push({ path: `secrets.${name}`, message: "must not contain a single quote, a newline or NUL (env files cannot carry them safely); generate a value without them" });
+                continue;
+            }
             const weak = weakSecretProblem(value, MIN_SECRET_LENGTH);
             if (weak) {
                 problems.push({ path: `secrets.${name}`, message: weak });

@@ -467,14 +467,19 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
 
     // Services, routes and secrets reference each other by name.
     const serviceNames = Object.keys(c.services);
-    const reserved = ["proxy", "postgres", "redis", "backup"];
+    const reserved = ["proxy", "postgres", "redis", "backup", "backup-status"];
     for (const name of serviceNames) {
         if (reserved.includes(name)) {
             issue(["services", name], `"${name}" is reserved for a built-in service; rename it`);
         }
         const s = c.services[name];
-        if (s.port !== undefined && !s.health) {
-            issue(["services", name, "health"], "services with a port need a health check (H9); e.g. health: { path: /health }");
+        if (!s.health) {
+            issue(
+                ["services", name, "health"],
+                s.port === undefined
+                    ? "every service needs a health check (H9); for a worker use a command, e.g. health: { command: [\"python\", \"-m\", \"app.healthcheck\"] }"
+                    : "every service needs a health check (H9); e.g. health: { path: /health }",
+            );
         }
         if (s.database && !c.database.enabled) {
             issue(["services", name, "database"], "database.enabled is false; enable it or remove this flag");
@@ -491,6 +496,19 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
                 issue(["services", name, "env", ref], `"${ref}" is also a secret of this service; keep it in one place`);
             }
         });
+    }
+    // Names the program fills itself; BACKUP_S3_* may be user-supplied (backups.create: false).
+    const programSecrets = ["POSTGRES_PASSWORD", "TLS_ORIGIN_CERT", "TLS_ORIGIN_KEY"];
+    c.generatedSecrets.forEach((n, i) => {
+        if (programSecrets.includes(n) || n.startsWith("BACKUP_S3_")) {
+            issue(["generatedSecrets", i], `"${n}" is reserved for a value the program manages; pick another name`);
+        }
+    });
+    for (const n of c.secretNames.filter((x) => programSecrets.includes(x))) {
+        issue(["secrets", n], `"${n}" is reserved for a value the program manages; pick another name`);
+    }
+    if (/["\\{}]/.test(c.proxy.contentSecurityPolicy)) {
+        issue(["proxy", "contentSecurityPolicy"], "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'");
     }
     const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
     for (const n of dupSecret) {

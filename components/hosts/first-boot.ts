@@ -239,7 +239,7 @@ export function renderFirstBoot(input: FirstBootInput): string {
         "# empty mount point: such files would land on the root disk and disappear",
         "# from view (and from backups) once the volume is mounted over them.",
         "prepare_data_mount_point() {",
-        "    install -d -m 0755 /etc/onebox",
+        "    install -d -m 0700 /etc/onebox",
         "    printf 'ONEBOX_DATA_DEVICE=%s\\nONEBOX_DATA_PATH=%s\\n' \"$DATA_DEVICE\" \"$DATA_PATH\" >/etc/onebox/data-volume.env",
         "    chmod 0644 /etc/onebox/data-volume.env",
         "    if mountpoint -q \"$DATA_PATH\"; then",

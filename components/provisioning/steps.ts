@@ -209,7 +209,7 @@ function bootstrapStep(config: StackConfig, ctx: StepContext): Step {
     return {
         name: "bootstrap",
         description: "Install and run the host bootstrap: Docker, firewall, SSH hardening, data volume, swap",
-        directories: [dir(ETC_DIR, "0755"), dir(LIB_DIR, "0755")],
+        directories: [dir(ETC_DIR, "0700"), dir(LIB_DIR, "0755")],
         files: [
             ...names.map((n) => file(`${LIB_DIR}/${n}`, ctx.scripts.bootstrap[n], n.endsWith(".sh") ? "0755" : "0644")),
             file(BOOTSTRAP_ENV, renderBootstrapEnv(config, ctx), "0600"),
@@ -257,7 +257,7 @@ function pruneLines(directory: string, glob: string, keep: string[]): string[] {
 
 function secretsStep(config: StackConfig, paths: AppPaths): Step {
     const services = appServiceNames(config);
-    const directories = [dir(ETC_DIR, "0755"), dir(paths.configDir, "0700"), dir(paths.envDir, "0700"), dir(paths.secretsDir, "0700")];
+    const directories = [dir(ETC_DIR, "0700"), dir(paths.configDir, "0700"), dir(paths.envDir, "0700"), dir(paths.secretsDir, "0700")];
     const files: HostFile[] = services.map((s) => file(envFilePath(paths, s), renderServiceEnv(config, s), "0600"));
     // One directory per container, owned by the uid that reads it inside the container (the
     // 0700 root parent keeps host users out); mounted read-only at /run/secrets.
@@ -450,7 +450,7 @@ function backupStep(config: StackConfig, ctx: StepContext): Step {
     return {
         ...base,
         description: "Install the backup scripts, their settings and the backup, drill and status timers",
-        directories: [dir(ETC_DIR, "0755"), dir(BACKUP_LIB_DIR, "0755"), dir(BACKUP_STATE_DIR, "0700"), dir(STATUS_DIR, "0755")],
+        directories: [dir(ETC_DIR, "0700"), dir(BACKUP_LIB_DIR, "0755"), dir(BACKUP_STATE_DIR, "0700"), dir(STATUS_DIR, "0755")],
         files: [
             ...scripts.map((n) => file(`${BACKUP_LIB_DIR}/${n}`, ctx.scripts.backup[n], "0755")),
             file(BACKUP_ENV, renderBackupEnv(config, ctx), "0600"),

@@ -173,7 +173,7 @@ describe("secrets (H10)", () => {
 
     test("env files are 0600 root in a 0700 root directory created before them", () => {
         assert.deepEqual(s.directories.map((d) => [d.path, d.mode, d.owner]), [
-            ["/etc/onebox", "0755", "root:root"],
+            ["/etc/onebox", "0700", "root:root"],
             ["/etc/onebox/finances", "0700", "root:root"],
             ["/etc/onebox/finances/env", "0700", "root:root"],
             ["/etc/onebox/finances/secrets", "0700", "root:root"],
