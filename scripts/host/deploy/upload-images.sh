@@ -40,7 +40,7 @@ main() {
     docker image inspect "${image}" >/dev/null 2>&1 || die "image ${image} is not in the local Docker; build or pull it first"
   done
 
-  local dir
+  # Global, not local: the EXIT trap runs after main has returned.
   dir="$(mktemp -d)"
   trap 'rm -rf -- "${dir}"' EXIT
   (umask 077 && printf '%s\n' "${ONEBOX_SSH_PRIVATE_KEY}" >"${dir}/key")

@@ -1,0 +1,380 @@
+/**
+ * Real-host harness: a fresh Debian 13 server container (tests/host/fixture),
+ * first boot as a cloud would run it, then the program's own step list
+ * (buildSteps) executed over real SSH exactly as HostProvisioner runs it: the
+ * same rendered stdin, the same constant command, the same content-hash
+ * triggers deciding what re-runs.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { validateConfig } from "../../../components/config/load";
+import type { StackConfig } from "../../../components/config/schema";
+import { renderFirstBoot } from "../../../components/hosts/first-boot";
+import { DEPLOY_USER } from "../../../components/hosts/host";
+import { loadHostScripts, UPLOAD_IMAGES_SCRIPT } from "../../../components/provisioning/host-scripts";
+import { buildSteps, remoteCommand, renderStepScript, sha256, type Step, type StepName } from "../../../components/provisioning/steps";
+import { runProcess, ssh, sshOk, type RunResult, type SshTarget } from "./ssh";
+
+export const ROOT = path.resolve(__dirname, "../../..");
+const FIXTURE = path.join(ROOT, "tests/host/fixture");
+
+export function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): string {
+    const r = spawnSync(cmd, args, { encoding: "utf8", env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 600_000 });
+    if (r.status !== 0) {
+        throw new Error(`${cmd} ${args.join(" ")} exited ${String(r.status)}\n${r.stdout}\n${r.stderr}`);
+    }
+    return r.stdout;
+}
+
+/** Key material of one test server: the deploy identity and the server's host key. */
+export interface Keys {
+    dir: string;
+    deployKey: string;
+    deployPub: string;
+    hostKey: string;
+    hostPub: string;
+    knownHosts: string;
+}
+
+export function makeKeys(dir: string, port: number): Keys {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const deployKey = path.join(dir, "deploy_ed25519");
+    const hostKey = path.join(dir, "host_ed25519");
+    for (const k of [deployKey, hostKey]) {
+        if (!fs.existsSync(k)) {
+            sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", path.basename(k), "-f", k]);
+        }
+    }
+    const hostPub = fs.readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
+    const knownHosts = path.join(dir, "known_hosts");
+    fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
+    return { dir, deployKey, deployPub: fs.readFileSync(`${deployKey}.pub`, "utf8").trim(), hostKey, hostPub, knownHosts };
+}
+
+export interface ServerPorts {
+    ssh: number;
+    http: number;
+    https: number;
+}
+
+export class TestServer {
+    readonly root: SshTarget;
+    readonly deploy: SshTarget;
+
+    constructor(
+        readonly name: string,
+        readonly ports: ServerPorts,
+        readonly keys: Keys,
+    ) {
+        const base = { host: "127.0.0.1", port: ports.ssh, identityFile: keys.deployKey, knownHostsFile: keys.knownHosts };
+        this.root = { ...base, user: "root" };
+        this.deploy = { ...base, user: DEPLOY_USER };
+    }
+
+    /** Starts (or restarts) the fixture container; the data disk is a real block device. */
+    start(): void {
+        sh("bash", [path.join(FIXTURE, "start-server.sh"), this.name, String(this.ports.ssh), `${this.keys.deployKey}.pub`, this.keys.hostKey,
+            "-p", `127.0.0.1:${this.ports.http}:80`, "-p", `127.0.0.1:${this.ports.https}:443`], {
+            env: { ...process.env, ONEBOX_DATA_DISK: "block", ONEBOX_DATA_DISK_SIZE: "2G", ONEBOX_BOOT_TIMEOUT: "90" },
+        });
+    }
+
+    /** `docker restart` of the whole server: a reboot with disks kept. Returns ms until SSH answers again. */
+    async reboot(): Promise<number> {
+        sh("docker", ["restart", "-t", "20", this.name]);
+        // The fixture's readiness check logs in as root, which the hardening now refuses: wait as the deploy user.
+        return waitFor("SSH after reboot", async () => (await ssh(this.deploy, "true", undefined, 15_000)).code === 0, 120_000, 1000);
+    }
+
+    stop(): void {
+        spawnSync("bash", [path.join(FIXTURE, "stop-server.sh"), this.name], { stdio: "ignore" });
+    }
+
+    pid(): string {
+        return sh("docker", ["inspect", "-f", "{{.State.Pid}}", this.name]).trim();
+    }
+
+    /** Runs a command as root over SSH (as the deploy user through sudo once first boot is done). */
+    async exec(command: string, timeoutMs?: number): Promise<RunResult> {
+        return ssh(this.deploy, `sudo -n bash -c ${JSON.stringify(command)}`, undefined, timeoutMs);
+    }
+
+    async execOk(command: string, timeoutMs?: number): Promise<string> {
+        const r = await this.exec(command, timeoutMs);
+        if (r.code !== 0) {
+            throw new Error(`server: ${command} exited ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
+        }
+        return r.stdout;
+    }
+
+    /**
+     * What a cloud's user data does at first boot (the fixture has no
+     * cloud-init): the program's own first-boot script, run once as root.
+     */
+    async firstBoot(dataDevice: string, dataPath: string): Promise<number> {
+        const script = renderFirstBoot({
+            hostPrivateKey: fs.readFileSync(this.keys.hostKey, "utf8"),
+            hostPublicKey: this.keys.hostPub,
+            deployUser: DEPLOY_USER,
+            authorizedKeys: [this.keys.deployPub],
+            dataVolume: { device: dataDevice, path: dataPath },
+        });
+        const r = await ssh(this.root, "bash -s", script, 120_000);
+        if (r.code !== 0) {
+            throw new Error(`first boot failed (${r.code})\n${r.stdout}\n${r.stderr}`);
+        }
+        return r.ms;
+    }
+}
+
+/** s3rver running inside the server's network namespace (the server reaches it on its own 127.0.0.1). */
+export class S3InServer {
+    private proc?: ChildProcess;
+    readonly dir: string;
+
+    constructor(
+        private readonly server: TestServer,
+        readonly bucket: string,
+        readonly port = 4568,
+    ) {
+        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-s3-"));
+    }
+
+    static binary(): string {
+        const candidates = [process.env.S3RVER_BIN, "/opt/s3rver/node_modules/.bin/s3rver"].filter((c): c is string => Boolean(c));
+        const found = candidates.find((c) => fs.existsSync(c));
+        if (!found) {
+            throw new Error("s3rver not found: npm install --prefix /opt/s3rver s3rver@3.7.1 (scripts/test.sh does this)");
+        }
+        return found;
+    }
+
+    async start(): Promise<void> {
+        this.stop();
+        const env = { ...process.env };
+        delete env.AWS_CA_BUNDLE;
+        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", S3InServer.binary(), "-d", this.dir, "-a", "127.0.0.1", "-p", String(this.port), "--configure-bucket", this.bucket, "--silent"], {
+            stdio: "ignore",
+            env,
+        });
+        for (let i = 0; i < 60; i++) {
+            const r = await this.server.exec(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${this.port}/${this.bucket}`);
+            if (r.code === 0 && /^[2-4]\d\d$/.test(r.stdout.trim())) {
+                return;
+            }
+            await new Promise((res) => setTimeout(res, 500));
+        }
+        throw new Error("s3rver did not answer inside the server");
+    }
+
+    stop(): void {
+        this.proc?.kill("SIGTERM");
+        this.proc = undefined;
+    }
+
+    /** Object keys and sizes under a prefix, read straight from s3rver's directory. */
+    objects(prefix = ""): { key: string; size: number }[] {
+        const base = path.join(this.dir, this.bucket);
+        const out: { key: string; size: number }[] = [];
+        const walk = (d: string) => {
+            if (!fs.existsSync(d)) {
+                return;
+            }
+            for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+                const p = path.join(d, e.name);
+                if (e.isDirectory()) {
+                    walk(p);
+                } else if (e.name.endsWith("._S3rver_object")) {
+                    const key = path.relative(base, p).replace(/\._S3rver_object$/, "");
+                    if (key.startsWith(prefix)) {
+                        out.push({ key, size: fs.statSync(p).size });
+                    }
+                }
+            }
+        };
+        walk(base);
+        return out.sort((a, b) => a.key.localeCompare(b.key));
+    }
+}
+
+/** Pulumi's view of what ran: the last trigger hash of each step. */
+export type TriggerState = Partial<Record<StepName, string>>;
+
+export interface StepRun {
+    name: StepName;
+    ran: boolean;
+    ms: number;
+    stdout: string;
+}
+
+/** Thrown when a step fails, with its output (what `pulumi up` would show). */
+export class StepError extends Error {
+    constructor(
+        readonly step: StepName,
+        readonly result: RunResult,
+    ) {
+        super(`step ${step} failed (exit ${result.code})\n--- stdout\n${result.stdout.slice(-6000)}\n--- stderr\n${result.stderr.slice(-6000)}`);
+    }
+}
+
+/**
+ * Runs the steps in order, skipping a step whose trigger is unchanged (R5),
+ * the way the command resources behave on `pulumi up`: the trigger is the
+ * hash of the rendered stdin, and the deploy step also carries the secrets
+ * step's hash.
+ */
+export async function runSteps(server: TestServer, steps: Step[], secrets: Record<string, string>, state: TriggerState): Promise<StepRun[]> {
+    const runs: StepRun[] = [];
+    const hashes: TriggerState = {};
+    for (const step of steps) {
+        let trigger: string;
+        let exec: () => Promise<RunResult>;
+        const upload = step.upload;
+        if (upload) {
+            trigger = sha256(JSON.stringify(upload.images));
+            exec = () =>
+                runProcess("bash", [path.join(ROOT, UPLOAD_IMAGES_SCRIPT)], {
+                    env: {
+                        ...process.env,
+                        ONEBOX_SSH_HOST: server.deploy.host,
+                        ONEBOX_SSH_PORT: String(server.deploy.port),
+                        ONEBOX_SSH_USER: server.deploy.user,
+                        ONEBOX_SSH_PRIVATE_KEY: fs.readFileSync(server.keys.deployKey, "utf8"),
+                        ONEBOX_SSH_HOST_KEY: server.keys.hostPub,
+                        ONEBOX_IMAGES: upload.images.join(" "),
+                    },
+                    timeoutMs: 600_000,
+                });
+        } else {
+            const script = renderStepScript(step, secrets);
+            const hash = sha256(script);
+            hashes[step.name] = hash;
+            trigger = step.name === "deploy" && hashes.secrets ? sha256(`${hash}:${hashes.secrets}`) : hash;
+            exec = () => ssh(server.deploy, remoteCommand(server.deploy.user), script, 900_000);
+        }
+        if (state[step.name] === trigger) {
+            runs.push({ name: step.name, ran: false, ms: 0, stdout: "" });
+            continue;
+        }
+        const result = await exec();
+        if (result.code !== 0) {
+            throw new StepError(step.name, result);
+        }
+        state[step.name] = trigger;
+        runs.push({ name: step.name, ran: true, ms: result.ms, stdout: result.stdout });
+    }
+    return runs;
+}
+
+/** The end-to-end stack: both routing styles, internal TLS, uploaded images, backups to s3rver. */
+export function e2eRawConfig(ports: ServerPorts, hostPub: string, opts: { apiImage?: string; ageRecipient?: string } = {}): Record<string, unknown> {
+    return {
+        app: { name: "shop", environment: "e2e" },
+        host: {
+            provider: "existing",
+            address: "127.0.0.1",
+            // sshd's port on the server; the harness reaches it through the published ports.ssh.
+            port: 22,
+            user: DEPLOY_USER,
+            hostKey: hostPub,
+            // SSH arrives through Docker's port publishing, from the bridge gateway.
+            sshAllowedCidrs: ["172.16.0.0/12"],
+            dataPath: "/mnt/data",
+            dataDevice: "/dev/sdb",
+            swapMb: 0,
+        },
+        dns: { provider: "none", zone: "example.test" },
+        tls: { mode: "internal" },
+        proxy: { image: "onebox-test/caddy:latest" },
+        services: {
+            api: {
+                image: opts.apiImage ?? "onebox-test/api:1",
+                port: 8000,
+                health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 },
+                database: true,
+                secrets: ["APP_SECRET"],
+                volumes: [{ name: "uploads", mountPath: "/data/uploads" }],
+                memoryMb: 128,
+            },
+            web: { image: "onebox-test/web:1", port: 3000, health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 }, memoryMb: 96 },
+        },
+        routes: [
+            { host: "app.example.test", service: "web" },
+            { host: "api.example.test", service: "api" },
+            { host: "example.test", path: "/api", service: "api" },
+            { host: "example.test", service: "web" },
+        ],
+        database: { version: 17, image: "onebox-test/postgres:17", name: "shop", user: "shop", memoryMb: 192 },
+        backups: {
+            bucket: "onebox-e2e",
+            create: false,
+            region: "us-east-1",
+            retentionDays: 7,
+            maxAgeHours: 26,
+            ...(opts.ageRecipient ? { encryptionPublicKey: opts.ageRecipient } : {}),
+            drill: { tables: ["items"] },
+        },
+        deploy: { imageSource: "upload", keepReleases: 3, healthTimeoutSeconds: 90 },
+        generatedSecrets: ["APP_SECRET"],
+        sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nharness\n-----END OPENSSH PRIVATE KEY-----\n",
+        secrets: {
+            // Names must exist for validation; the harness passes s3rver's real key below.
+            BACKUP_S3_ACCESS_KEY_ID: "harness-supplied-id-7Hq2Lm",
+            BACKUP_S3_SECRET_ACCESS_KEY: "harness-supplied-key-9Xw4Rt",
+        },
+    };
+}
+
+export function e2eConfig(raw: Record<string, unknown>): StackConfig {
+    return validateConfig(raw).config;
+}
+
+/** The step list for the test server, backups pointed at s3rver inside it. */
+export function e2eSteps(config: StackConfig, s3Port: number): Step[] {
+    return buildSteps(config, {
+        dataPath: "/mnt/data",
+        dataDevice: "/dev/sdb",
+        sshUser: DEPLOY_USER,
+        hostProvider: "existing",
+        scripts: loadHostScripts(),
+        dockerAptSource: "auto",
+        backup: { endpoint: `http://127.0.0.1:${s3Port}` },
+    });
+}
+
+/** Secret values as Pulumi would pass them (generated ones random, per run). */
+export function e2eSecrets(): Record<string, string> {
+    const rand = (n: number) => createHash("sha256").update(`${Math.random()}${Date.now()}`).digest("hex").slice(0, n);
+    return {
+        APP_SECRET: rand(48),
+        POSTGRES_PASSWORD: rand(32),
+        BACKUP_S3_ACCESS_KEY_ID: "S3RVER",
+        BACKUP_S3_SECRET_ACCESS_KEY: "S3RVER",
+    };
+}
+
+/** curl through the published HTTPS port with the hostname resolved to it. */
+export function curlArgs(host: string, port: number, urlPath: string, extra: string[] = []): string[] {
+    return ["-sk", "--max-time", "10", "--resolve", `${host}:${port}:127.0.0.1`, ...extra, `https://${host}:${port}${urlPath}`];
+}
+
+export async function curl(host: string, port: number, urlPath: string, extra: string[] = []): Promise<RunResult> {
+    return runProcess("curl", curlArgs(host, port, urlPath, extra), { timeoutMs: 15_000 });
+}
+
+/** Waits (bounded) until `check` resolves true. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 1000): Promise<number> {
+    const start = Date.now();
+    for (let i = 0; Date.now() - start < timeoutMs && i < 10_000; i++) {
+        if (await check()) {
+            return Date.now() - start;
+        }
+        await new Promise((r) => setTimeout(r, everyMs));
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export { ssh, sshOk };
