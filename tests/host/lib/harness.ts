@@ -270,7 +270,7 @@ export async function runSteps(server: TestServer, steps: Step[], secrets: Recor
 }
 
 /** The end-to-end stack: both routing styles, internal TLS, uploaded images, backups to s3rver. */
-export function e2eRawConfig(ports: ServerPorts, hostPub: string, opts: { apiImage?: string; ageRecipient?: string } = {}): Record<string, unknown> {
+export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: { apiImage?: string; ageRecipient?: string } = {}): Record<string, unknown> {
     return {
         app: { name: "shop", environment: "e2e" },
         host: {
