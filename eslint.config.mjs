@@ -30,7 +30,7 @@ export default tseslint.config(
         languageOptions: {
             sourceType: "commonjs",
             parserOptions: { projectService: false, project: false },
-            globals: { require: "readonly", process: "readonly", __dirname: "readonly" },
+            globals: { require: "readonly", process: "readonly", __dirname: "readonly", setTimeout: "readonly" },
         },
         rules: {
             ...tseslint.configs.disableTypeChecked.rules,
