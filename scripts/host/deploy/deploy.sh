@@ -13,8 +13,12 @@
 #      proxy first), so the proxy container itself is not recreated;
 #   4. start PostgreSQL and set the role's password from the password file
 #      (initdb applies it only once; this makes rotation work);
-#   5. `docker compose up --wait --remove-orphans`, then reload the proxy;
-#   6. request every route through the proxy (`curl --resolve host:443:127.0.0.1`).
+#   5. canary: every app service whose running container compose would replace
+#      is first started once more beside it (`compose run`, which gives it no
+#      service alias, so the proxy never routes to it) and must become healthy;
+#      otherwise the running release is left untouched and serving;
+#   6. `docker compose up --wait --remove-orphans`, then reload the proxy;
+#   7. request every route through the proxy (`curl --resolve host:443:127.0.0.1`).
 # Success: `current` points at the release and old releases are pruned.
 # Failure: which service failed and why (state, health probe output, last log
 # lines), then the previous release is activated again and the exit status is 1.
@@ -58,6 +62,10 @@ ACTIVE_DIR=""
 FAILURE=""
 PROXY_CHANGED=0
 WORK=""
+# Name of a canary container while one exists (removed on exit, whatever happens).
+CANARY=""
+# 1 when a release is serving already (there is something for the canaries to protect).
+HAS_PREVIOUS=0
 
 # read_manifest FILE: KEY=value lines; never sourced, unknown keys refused.
 read_manifest() {
@@ -179,6 +187,80 @@ ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
   fi
 }
 
+# App services (those with an env file) whose running container `compose up`
+# would replace, one per line. Falls back to every app service with a running
+# container when this compose has no --dry-run.
+services_to_replace() {
+  local f service out
+  if out="$(compose --dry-run up --detach --remove-orphans 2>&1)"; then
+    for f in "${ENV_FILES[@]}"; do
+      service="$(basename -- "${f}" .env)"
+      if grep -qE "Container ${PROJECT}-${service}-[0-9]+ +Recreate\$" <<<"${out}"; then
+        printf '%s\n' "${service}"
+      fi
+    done
+    return 0
+  fi
+  for f in "${ENV_FILES[@]}"; do
+    service="$(basename -- "${f}" .env)"
+    [[ -z "$(compose ps --status running --quiet "${service}" 2>/dev/null)" ]] || printf '%s\n' "${service}"
+  done
+}
+
+remove_canary() {
+  [[ -n "${CANARY}" ]] || return 0
+  docker rm --force "${CANARY}" >/dev/null 2>&1 || true
+  CANARY=""
+}
+
+# canary SERVICE: the new container of SERVICE must become healthy on its own
+# before the running one is replaced. `compose run` gives it the service's
+# image, environment, volumes, networks and health check but not the service's
+# network alias, so no request reaches it.
+canary() {
+  local service="$1" state health deadline
+  CANARY="${PROJECT}-${service}-canary"
+  docker rm --force "${CANARY}" >/dev/null 2>&1 || true
+  log "canary: starting the new ${service} beside the running one"
+  if ! compose run --detach --no-deps --name "${CANARY}" "${service}" >/dev/null 2>"${WORK}/canary.log"; then
+    FAILURE="service ${service}: the new container did not start: $(tail -n 5 "${WORK}/canary.log")"
+    remove_canary
+    return 1
+  fi
+  deadline=$((SECONDS + HEALTH_TIMEOUT))
+  while :; do
+    read -r state health < <(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' \
+      "${CANARY}" 2>/dev/null || echo "gone none")
+    if [[ "${state}" == "running" && ("${health}" == "healthy" || "${health}" == "none") ]]; then
+      log "canary: the new ${service} is healthy"
+      remove_canary
+      return 0
+    fi
+    if [[ "${state}" != "running" || "${health}" == "unhealthy" ]] || ((SECONDS >= deadline)); then
+      FAILURE="service ${service}: the new container is ${state}${health:+ (${health})} and was not put in service (HEALTH_TIMEOUT ${HEALTH_TIMEOUT} s); the running ${service} was not touched"
+      {
+        printf '%s: canary %s:\n' "${LOG_TAG}" "${CANARY}"
+        docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}  probe exit {{.ExitCode}}: {{.Output}}{{println}}{{end}}{{end}}' \
+          "${CANARY}" 2>/dev/null | tail -n 6 || true
+        docker logs --tail "${LOG_TAIL}" "${CANARY}" 2>&1 | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' || true
+      } >&2
+      remove_canary
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# Canaries for the services a deploy replaces (not on a rollback: that one restores
+# what was serving before, as fast as possible).
+canary_replaced_services() {
+  local service
+  while read -r service; do
+    [[ -n "${service}" ]] || continue
+    canary "${service}" || return 1
+  done < <(services_to_replace)
+}
+
 # route_ok EXPECT CURL_STATUS HTTP_CODE
 route_ok() {
   local expect="$1" rc="$2" code="$3"
@@ -249,6 +331,9 @@ activate() {
     fi
     sync_database_password || return 1
   fi
+  if [[ "${mode}" == "deploy" && "${HAS_PREVIOUS}" == 1 ]]; then
+    canary_replaced_services || return 1
+  fi
   if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" --remove-orphans; then
     FAILURE="not every service became healthy within ${HEALTH_TIMEOUT} s"
     return 1
@@ -316,8 +401,9 @@ main() {
   if [[ -L "${app_dir}/current" ]]; then
     previous="$(realpath -e -- "${app_dir}/current" 2>/dev/null || true)"
   fi
+  [[ -z "${previous}" ]] || HAS_PREVIOUS=1
   WORK="$(mktemp -d)"
-  trap 'rm -rf -- "${WORK}"' EXIT
+  trap 'remove_canary; rm -rf -- "${WORK}"' EXIT
   # The modification time orders releases for pruning; a redeployed old release is the newest.
   touch -- "${release_dir}"
 

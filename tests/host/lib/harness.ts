@@ -102,6 +102,24 @@ export class TestServer {
         return ssh(this.deploy, `sudo -n bash -c ${JSON.stringify(command)}`, undefined, timeoutMs);
     }
 
+    /**
+     * Runs `body` as a bash script as root, sent on stdin: no quoting of the
+     * script for the remote shell, `$`, quotes and here-documents stay as written.
+     */
+    async script(body: string, timeoutMs?: number): Promise<RunResult> {
+        return ssh(this.deploy, "sudo -n bash -s", body, timeoutMs);
+    }
+
+    /** Like exec() with `stdin` fed to the command (e.g. an age identity for restore.sh). */
+    async execWithStdin(command: string, stdin: string, timeoutMs?: number): Promise<RunResult> {
+        return ssh(this.deploy, `sudo -n bash -c ${JSON.stringify(command)}`, stdin, timeoutMs);
+    }
+
+    /** The server container's address on the outer Docker network ("outside the server"). */
+    ip(): string {
+        return sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", this.name]).trim().split(/\s+/)[0];
+    }
+
     async execOk(command: string, timeoutMs?: number): Promise<string> {
         const r = await this.exec(command, timeoutMs);
         if (r.code !== 0) {
@@ -175,6 +193,12 @@ export class S3InServer {
         this.proc = undefined;
     }
 
+    /** Stops s3rver and removes its data directory. */
+    dispose(): void {
+        this.stop();
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+
     /** Object keys and sizes under a prefix, read straight from s3rver's directory. */
     objects(prefix = ""): { key: string; size: number }[] {
         const base = path.join(this.dir, this.bucket);
@@ -226,7 +250,12 @@ export class StepError extends Error {
  * hash of the rendered stdin, and the deploy step also carries the secrets
  * step's hash.
  */
-export async function runSteps(server: TestServer, steps: Step[], secrets: Record<string, string>, state: TriggerState): Promise<StepRun[]> {
+export interface RunHooks {
+    /** Called right before a step that is going to run (its trigger changed) starts. */
+    beforeStep?: (name: StepName) => void;
+}
+
+export async function runSteps(server: TestServer, steps: Step[], secrets: Record<string, string>, state: TriggerState, hooks: RunHooks = {}): Promise<StepRun[]> {
     const runs: StepRun[] = [];
     const hashes: TriggerState = {};
     for (const step of steps) {
@@ -259,6 +288,7 @@ export async function runSteps(server: TestServer, steps: Step[], secrets: Recor
             runs.push({ name: step.name, ran: false, ms: 0, stdout: "" });
             continue;
         }
+        hooks.beforeStep?.(step.name);
         const result = await exec();
         if (result.code !== 0) {
             throw new StepError(step.name, result);
@@ -269,8 +299,89 @@ export async function runSteps(server: TestServer, steps: Step[], secrets: Recor
     return runs;
 }
 
+/**
+ * Runs one host step's rendered script again, ignoring its trigger (what an
+ * operator re-running the step by hand does). Throws StepError on failure.
+ */
+export async function runStepScript(server: TestServer, step: Step, secrets: Record<string, string>): Promise<StepRun> {
+    if (step.upload) {
+        throw new Error(`step ${step.name} runs locally; it has no host script`);
+    }
+    const result = await ssh(server.deploy, remoteCommand(server.deploy.user), renderStepScript(step, secrets), 900_000);
+    if (result.code !== 0) {
+        throw new StepError(step.name, result);
+    }
+    return { name: step.name, ran: true, ms: result.ms, stdout: result.stdout };
+}
+
+/**
+ * A tiny HTTP receiver inside the server's network namespace (the server
+ * reaches it on its own 127.0.0.1), recording every request: stands in for
+ * the backups' alert URL.
+ */
+export class HookSink {
+    private proc?: ChildProcess;
+    readonly file: string;
+
+    constructor(
+        private readonly server: TestServer,
+        readonly port = 4599,
+    ) {
+        this.file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "onebox-hook-")), "requests.jsonl");
+    }
+
+    get url(): string {
+        return `http://127.0.0.1:${this.port}/alert`;
+    }
+
+    async start(): Promise<void> {
+        this.stop();
+        fs.writeFileSync(this.file, "");
+        const code = [
+            'const fs = require("fs");',
+            "const [port, file] = process.argv.slice(1);",
+            'require("http").createServer((req, res) => { let body = ""; req.on("data", (d) => (body += d)); req.on("end", () => {',
+            "  if (req.method !== \"GET\") fs.appendFileSync(file, JSON.stringify({ method: req.method, url: req.url, body }) + \"\\n\");",
+            '  res.end("ok"); }); }).listen(Number(port), "127.0.0.1");',
+        ].join("\n");
+        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", process.execPath, "-e", code, String(this.port), this.file], { stdio: "ignore" });
+        await waitFor("the hook receiver inside the server", async () => {
+            const r = await this.server.exec(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${this.port}/`);
+            return r.stdout.trim() === "200";
+        }, 30_000, 300);
+    }
+
+    /** Requests received so far (method, url, body). */
+    requests(): { method: string; url: string; body: string }[] {
+        return fs
+            .readFileSync(this.file, "utf8")
+            .split("\n")
+            .filter((l) => l.trim() !== "")
+            .map((l) => JSON.parse(l) as { method: string; url: string; body: string });
+    }
+
+    stop(): void {
+        this.proc?.kill("SIGTERM");
+        this.proc = undefined;
+    }
+
+    /** Stops the receiver and removes its record. */
+    dispose(): void {
+        this.stop();
+        fs.rmSync(path.dirname(this.file), { recursive: true, force: true });
+    }
+}
+
 /** The end-to-end stack: both routing styles, internal TLS, uploaded images, backups to s3rver. */
-export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: { apiImage?: string; ageRecipient?: string } = {}): Record<string, unknown> {
+export interface E2eOptions {
+    apiImage?: string;
+    /** backups.encryptionPublicKey (age recipient). */
+    ageRecipient?: string;
+    /** backups.alertUrl. */
+    alertUrl?: string;
+}
+
+export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOptions = {}): Record<string, unknown> {
     return {
         app: { name: "shop", environment: "e2e" },
         host: {
@@ -315,6 +426,7 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: { apiIm
             retentionDays: 7,
             maxAgeHours: 26,
             ...(opts.ageRecipient ? { encryptionPublicKey: opts.ageRecipient } : {}),
+            ...(opts.alertUrl ? { alertUrl: opts.alertUrl } : {}),
             drill: { tables: ["items"] },
         },
         deploy: { imageSource: "upload", keepReleases: 3, healthTimeoutSeconds: 90 },

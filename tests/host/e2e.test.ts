@@ -1,0 +1,793 @@
+/**
+ * End to end on a real (container) server: a fresh Debian 13 systemd server,
+ * the program's first-boot script, then the program's own step list over SSH
+ * as the deploy user (tests/host/lib/harness.ts). One server for the whole
+ * file; the tests run in order and build on each other (hardening, HTTPS,
+ * backups, then changes and faults: no-op re-run, redeploy under load, a
+ * broken release, a crashed container, a reboot).
+ *
+ *   npm run test:host
+ *
+ * Needs root, a running dockerd, the onebox-test/* images
+ * (tests/host/fixture/stack-images.sh, server-image.sh) and s3rver. Talks only
+ * to 127.0.0.1 and the containers it creates; every wait is bounded.
+ */
+import { after, before, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import {
+    e2eConfig,
+    e2eRawConfig,
+    e2eSecrets,
+    e2eSteps,
+    HookSink,
+    makeKeys,
+    ROOT,
+    runStepScript,
+    runSteps,
+    S3InServer,
+    sh,
+    StepError,
+    TestServer,
+    waitFor,
+    type E2eOptions,
+    type Keys,
+    type StepRun,
+    type TriggerState,
+} from "./lib/harness";
+import { h3Problems, headerProblems, httpRequest, httpsRequest, sshdEffective, SSHD_DROPIN, tcpConnect, ufwRuleLines } from "./lib/checks";
+import { LoadLoop, type LoadResult } from "./lib/load";
+import { ssh, type RunResult } from "./lib/ssh";
+import type { Step, StepName } from "../../components/provisioning/steps";
+
+const NAME = "onebox-e2e-h7k2";
+const PORTS = { ssh: 2311, http: 18311, https: 18411 };
+const BUCKET = "onebox-e2e";
+const PREFIX = "shop/e2e";
+const PROJECT = "shop-e2e";
+const PG = `${PROJECT}-postgres`;
+const API = `${PROJECT}-api-1`;
+const BACKUP_LIB = "/usr/local/lib/onebox/backup";
+const BACKUP_STATE = "/var/lib/onebox/backup";
+const BOOTSTRAP = "/usr/local/lib/onebox/bootstrap.sh";
+const CURRENT = "/srv/onebox/shop/current";
+
+/** Every route of the stack: host, path, which service must answer, and how to tell. */
+const ROUTES: { host: string; path: string; service: "api" | "web"; expect: RegExp }[] = [
+    { host: "app.example.test", path: "/", service: "web", expect: /web version \d/ },
+    { host: "app.example.test", path: "/health", service: "web", expect: /^ok\n?$/ },
+    { host: "api.example.test", path: "/health", service: "api", expect: /"status":"ok"/ },
+    { host: "api.example.test", path: "/api/items", service: "api", expect: /^\[/ },
+    { host: "example.test", path: "/api/items", service: "api", expect: /^\[/ },
+    { host: "example.test", path: "/", service: "web", expect: /web version \d/ },
+    // "/" goes to web: its /health is web's plain "ok", not the API's JSON.
+    { host: "example.test", path: "/health", service: "web", expect: /^ok\n?$/ },
+];
+
+let keysDir = "";
+let keys: Keys;
+let server: TestServer;
+let s3: S3InServer;
+let hook: HookSink;
+let secrets: Record<string, string>;
+let options: E2eOptions = {};
+const state: TriggerState = {};
+let provisionRuns: StepRun[] = [];
+const timings: Record<string, number> = {};
+/** Rows the tests wrote through the API (they must survive everything). */
+const written: string[] = [];
+
+function stepsFor(o: E2eOptions): Step[] {
+    return e2eSteps(e2eConfig(e2eRawConfig(PORTS, keys.hostPub, o)), s3.port);
+}
+
+function stepOf(name: StepName, o: E2eOptions = options): Step {
+    const step = stepsFor(o).find((s) => s.name === name);
+    assert.ok(step, `no step ${name}`);
+    return step;
+}
+
+/** Runs the steps of configuration `o` like `pulumi up`; returns the names of the steps that ran. */
+async function up(o: E2eOptions, hooks: Parameters<typeof runSteps>[4] = {}): Promise<{ ran: StepName[]; runs: StepRun[] }> {
+    const runs = await runSteps(server, stepsFor(o), secrets, state, hooks);
+    return { ran: runs.filter((r) => r.ran).map((r) => r.name), runs };
+}
+
+/** A root shell script on the server (sent on stdin); throws with its output when it fails. */
+async function root(body: string, timeoutMs?: number): Promise<string> {
+    const r = await tryRoot(body, timeoutMs);
+    if (r.code !== 0) {
+        throw new Error(`server script exited ${r.code}: ${body.slice(0, 300)}\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`);
+    }
+    return r.stdout;
+}
+
+/** Like root() but returns the result whatever the exit status. */
+function tryRoot(body: string, timeoutMs?: number): Promise<RunResult> {
+    return server.script(body, timeoutMs);
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function note(t: TestContext, what: string, ms: number): void {
+    timings[what] = ms;
+    t.diagnostic(`${what}: ${(ms / 1000).toFixed(1)} s`);
+}
+
+async function psql(db: string, sql: string): Promise<string> {
+    return (await root(`docker exec ${PG} psql -X -U shop -d ${db} -tA -v ON_ERROR_STOP=1 -c ${JSON.stringify(sql)}`)).trim();
+}
+
+async function apiVersion(): Promise<string> {
+    const r = await httpsRequest("api.example.test", PORTS.https, "/health");
+    assert.equal(r.status, 200, r.body);
+    return String((JSON.parse(r.body) as { version: string }).version);
+}
+
+/** Container id and start time of every container of the stack. */
+async function containerSnapshot(): Promise<string> {
+    return root(`docker ps -q --filter label=com.docker.compose.project=${PROJECT} | sort | xargs docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}} {{.RestartCount}}'`);
+}
+
+/** Path, mode, size and mtime of every file the steps manage, plus the current release. */
+async function hostFileSnapshot(): Promise<string> {
+    return root(
+        "{ find /etc/onebox /usr/local/lib/onebox /srv/onebox /etc/ssh/sshd_config.d /etc/docker /etc/ufw /etc/fail2ban/jail.d " +
+            "/etc/systemd/system /etc/apt/apt.conf.d /etc/sysctl.d /etc/fstab -type f -printf '%p %m %U %s %T@\\n' | LC_ALL=C sort; readlink /srv/onebox/shop/current; }",
+    );
+}
+
+/** /healthz/backup: the HTTP status and the status document (null when the body is not JSON). */
+async function backupStatus(): Promise<{ http: number; json: Record<string, unknown> | null; body: string }> {
+    const r = await httpsRequest("api.example.test", PORTS.https, "/healthz/backup");
+    let json: Record<string, unknown> | null = null;
+    try {
+        json = JSON.parse(r.body) as Record<string, unknown>;
+    } catch {
+        json = null;
+    }
+    return { http: r.status, json, body: r.body };
+}
+
+async function allRoutesAnswer(): Promise<string[]> {
+    const problems: string[] = [];
+    for (const r of ROUTES) {
+        try {
+            const a = await httpsRequest(r.host, PORTS.https, r.path);
+            if (a.status !== 200 || !r.expect.test(a.body)) {
+                problems.push(`https://${r.host}${r.path}: ${a.status} ${a.body.slice(0, 80)}`);
+            }
+        } catch (e) {
+            problems.push(`https://${r.host}${r.path}: ${(e as Error).message}`);
+        }
+    }
+    return problems;
+}
+
+function loadSummary(r: LoadResult): string {
+    return `${r.requests} requests in ${(r.ms / 1000).toFixed(1)} s, ${r.failed} failed, versions ${JSON.stringify(r.versions)}, max latency ${r.maxLatencyMs} ms`;
+}
+
+// Nothing may be left behind, also when the run is interrupted.
+process.on("exit", () => {
+    hook?.stop();
+    s3?.stop();
+    if (server) {
+        spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
+    }
+});
+
+before(async () => {
+    keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-e2e-keys-"));
+    keys = makeKeys(keysDir, PORTS.ssh);
+    server = new TestServer(NAME, PORTS, keys);
+    server.stop();
+    let t0 = Date.now();
+    server.start();
+    timings["server container start"] = Date.now() - t0;
+    timings["first boot"] = await server.firstBoot("/dev/sdb", "/mnt/data");
+    s3 = new S3InServer(server, BUCKET);
+    await s3.start();
+    hook = new HookSink(server);
+    await hook.start();
+    secrets = e2eSecrets();
+    options = { apiImage: "onebox-test/api:1" };
+    t0 = Date.now();
+    provisionRuns = (await up(options)).runs;
+    timings["all steps"] = Date.now() - t0;
+    for (const r of provisionRuns) {
+        timings[`step ${r.name}`] = r.ms;
+    }
+}, { timeout: 900_000 });
+
+after(() => {
+    hook?.dispose();
+    s3?.dispose();
+    server?.stop();
+    if (keysDir) {
+        fs.rmSync(keysDir, { recursive: true, force: true });
+    }
+});
+
+test("provisioning: first boot and every step once, in order, as the deploy user", (t) => {
+    for (const [k, v] of Object.entries(timings)) {
+        t.diagnostic(`${k}: ${(v / 1000).toFixed(1)} s`);
+    }
+    assert.deepEqual(
+        provisionRuns.map((r) => [r.name, r.ran]),
+        [["wait-ready", true], ["bootstrap", true], ["secrets", true], ["images", true], ["deploy", true], ["backup", true]],
+    );
+    assert.match(provisionRuns.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
+});
+
+test("H1: cloud-init is waited for before any package work; apt waits for the dpkg lock instead of failing", { timeout: 300_000 }, async (t) => {
+    // What the provisioning run printed (this server has no cloud-init).
+    const boot = provisionRuns.find((r) => r.name === "bootstrap")?.stdout ?? "";
+    assert.match(boot, /== H1 cloud-init\n\[bootstrap\] ok: no cloud-init on this host; nothing to wait for/);
+    assert.ok(boot.indexOf("== H1 cloud-init") < boot.indexOf("== packages"), "the cloud-init check comes before package work");
+    assert.match(provisionRuns.find((r) => r.name === "wait-ready")?.stdout ?? "", /no cloud-init on this host/);
+
+    // The script: apt-get is only ever called through apt_get, which sets the dpkg lock timeout.
+    const script = fs.readFileSync(path.join(ROOT, "scripts/host/bootstrap/bootstrap.sh"), "utf8");
+    const calls = script
+        .split("\n")
+        .filter((l) => !/^\s*#/.test(l))
+        .map((l) => l.replace(/"[^"]*"/g, '""').replace(/'[^']*'/g, "''"))
+        .filter((l) => /(^|[\s;&|(])apt-get\s/.test(l));
+    assert.deepEqual(calls, ['  apt-get -q -y -o "" \\'], "one raw apt-get call: the apt_get wrapper");
+    assert.match(script, /apt_get\(\) \{\n {2}apt-get -q -y -o "DPkg::Lock::Timeout=\$\{APT_LOCK_TIMEOUT\}"/);
+
+    // For real: a cloud-init that is still busy for 3 s, another apt holding the dpkg lock for
+    // 15 s, and a package to install. The bootstrap must wait for both and succeed.
+    try {
+        await root(
+            [
+                "cat >/usr/local/bin/cloud-init <<'EOF'",
+                "#!/bin/sh",
+                "# onebox e2e stand-in: cloud-init still running for 3 s",
+                'case " $* " in *" --wait "*) sleep 3; date +%s.%N >/run/onebox-e2e-cloud-init-done ;; esac',
+                "echo 'status: done'",
+                "EOF",
+                "chmod 0755 /usr/local/bin/cloud-init",
+                "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q jq >/dev/null",
+                "rm -f /run/onebox-e2e-lock-held /run/onebox-e2e-lock-released",
+                "cat >/run/onebox-e2e-lock.py <<'EOF'",
+                "# Holds the dpkg frontend lock (the fcntl lock apt and dpkg take) for 15 s.",
+                "import fcntl, time",
+                "f = open('/var/lib/dpkg/lock-frontend', 'w')",
+                "fcntl.lockf(f, fcntl.LOCK_EX)",
+                "open('/run/onebox-e2e-lock-held', 'w').write(str(time.time()))",
+                "time.sleep(15)",
+                "open('/run/onebox-e2e-lock-released', 'w').write(str(time.time()))",
+                "EOF",
+                "systemd-run --quiet --unit onebox-e2e-dpkg-lock --collect python3 /run/onebox-e2e-lock.py",
+            ].join("\n"),
+        );
+        await waitFor("the dpkg lock holder", async () => (await tryRoot("test -s /run/onebox-e2e-lock-held")).code === 0, 20_000, 200);
+        const waitReady = await runStepScript(server, stepOf("wait-ready"), secrets);
+        assert.match(waitReady.stdout, /waiting for cloud-init to finish \(at most 900 s\)\ncloud-init: done/);
+        const started = Date.now() / 1000;
+        const run = await runStepScript(server, stepOf("bootstrap"), secrets);
+        note(t, "bootstrap with cloud-init busy and the dpkg lock held", run.ms);
+        const out = run.stdout;
+        assert.match(out, /waiting \(at most 900 s\) for cloud-init to finish\n\[bootstrap\] ok: cloud-init finished/);
+        assert.ok(out.indexOf("ok: cloud-init finished") < out.indexOf("installing jq"), "cloud-init first, then packages");
+        assert.match(out, /changed: installed packages: jq/);
+        const released = Number(await root("cat /run/onebox-e2e-lock-released"));
+        const installed = Number(await root("date -d \"$(grep ' install jq:' /var/log/dpkg.log | tail -n 1 | cut -d' ' -f1,2)\" +%s"));
+        t.diagnostic(`bootstrap started ${(released - started).toFixed(1)} s before the lock was released; jq installed ${(installed - released).toFixed(1)} s after`);
+        assert.ok(released - started > 5, "the lock was still held well after the bootstrap started");
+        assert.ok(installed >= Math.floor(released), "jq was installed only after the lock was released (apt waited)");
+    } finally {
+        await tryRoot("rm -f /usr/local/bin/cloud-init /run/onebox-e2e-cloud-init-done /run/onebox-e2e-lock.py; systemctl stop onebox-e2e-dpkg-lock 2>/dev/null || true");
+    }
+});
+
+test("H2: Docker and compose v2 are Debian packages from the signed archive, not a piped script", async () => {
+    const status = await root("dpkg-query -W -f='${Package} ${db:Status-Status}\\n' docker.io docker-compose");
+    assert.deepEqual(status.trim().split("\n").sort(), ["docker-compose installed", "docker.io installed"]);
+    assert.match(await root("dpkg -S /usr/sbin/dockerd"), /^docker\.io: /);
+    assert.match(await root("docker compose version"), /^Docker Compose version v?2\./);
+    // The installed version comes from deb.debian.org's trixie archive (not a local .deb, not a third-party repo).
+    const policy = await root("apt-cache policy docker.io docker-compose");
+    for (const pkg of ["docker.io", "docker-compose"]) {
+        const block = policy.split(/^(?=\S)/m).find((b) => b.startsWith(`${pkg}:`)) ?? "";
+        const installed = /Installed: (\S+)/.exec(block)?.[1];
+        assert.ok(installed && installed !== "(none)", `${pkg} installed`);
+        const table = block.slice(block.indexOf(`*** ${installed}`));
+        const origin = table.split("\n")[1] ?? "";
+        assert.match(origin, /^\s+\d+ http:\/\/deb\.debian\.org\/debian(-security)? trixie(-security|-updates)?\/main amd64 Packages$/, `${pkg} comes from ${origin}`);
+    }
+    // Every apt source is signed-by the Debian archive keyring; nothing is marked trusted.
+    const sources = await root("cat /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null || true");
+    assert.doesNotMatch(sources, /trusted\s*=\s*yes/i);
+    assert.doesNotMatch(sources, /download\.docker\.com|get\.docker\.com/);
+    assert.equal((sources.match(/^Types:/gm) ?? []).length, (sources.match(/^Signed-By: \/usr\/share\/keyrings\/debian-archive-keyring\.gpg$/gm) ?? []).length);
+    assert.doesNotMatch(await root("apt-config dump"), /AllowInsecureRepositories "(true|1)"|AllowUnauthenticated "(true|1)"/);
+    // The release file apt trusted is signed by that keyring, and the package list it installed from is in it.
+    const inRelease = "/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_InRelease";
+    await root(`out="$(mktemp -u)"; sqv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --message --output "$out" ${inRelease} >/dev/null; rm -f "$out"`);
+    const listHash = (await root("sha256sum /var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages")).split(" ")[0];
+    assert.match(await root(`cat ${inRelease}`), new RegExp(`${listHash}\\s+\\d+ main/binary-amd64/Packages\\n`));
+    // No piped installer anywhere in the bootstrap.
+    const script = fs.readFileSync(path.join(ROOT, "scripts/host/bootstrap/bootstrap.sh"), "utf8");
+    assert.doesNotMatch(script, /\|\s*(sudo\s+)?(ba|da)?sh\b|get\.docker\.com/);
+});
+
+test("H3: sshd -T is hardened, the drop-in wins over a later cloud-init drop-in, root cannot log in", async () => {
+    assert.deepEqual(await h3Problems(server), []);
+    const v = await sshdEffective(server);
+    assert.equal(v.passwordauthentication, "no");
+    assert.equal(v.permitrootlogin, "no");
+    assert.ok(Number(v.maxauthtries) <= 4);
+    assert.equal(v.x11forwarding, "no");
+    // A cloud-init drop-in that turns passwords and root back on loses against ours (it sorts later).
+    try {
+        await root("printf 'PasswordAuthentication yes\\nPermitRootLogin yes\\nX11Forwarding yes\\n' >/etc/ssh/sshd_config.d/50-cloud-init.conf");
+        assert.deepEqual(await h3Problems(server), []);
+    } finally {
+        await root("rm -f /etc/ssh/sshd_config.d/50-cloud-init.conf");
+    }
+    // A fresh connection as root (with the key that root's authorized_keys still holds) is refused.
+    const r = await ssh(server.root, "true", undefined, 20_000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Permission denied/);
+    // While the deploy user logs in with its key.
+    assert.equal((await tryRoot("id -un")).stdout.trim(), "root");
+});
+
+test("H4: ufw is active, denies incoming by default, allows exactly SSH from the admin range and 80/443; an unlisted published port is unreachable", { timeout: 120_000 }, async () => {
+    const status = await root("ufw status verbose");
+    assert.match(status, /^Status: active$/m);
+    assert.match(status, /^Default: deny \(incoming\), allow \(outgoing\), deny \(routed\)$/m);
+    assert.deepEqual(ufwRuleLines(status), [
+        "22/tcp ALLOW IN 172.16.0.0/12",
+        "80/tcp ALLOW IN Anywhere",
+        "443/tcp ALLOW IN Anywhere",
+        "80/tcp (v6) ALLOW IN Anywhere (v6)",
+        "443/tcp (v6) ALLOW IN Anywhere (v6)",
+    ]);
+    const ip = server.ip();
+    try {
+        // Another container on the server publishes 8089 on all addresses (docker bypasses plain ufw rules).
+        await root("docker rm -f onebox-e2e-extra >/dev/null 2>&1; docker run -d --name onebox-e2e-extra -p 8089:3000 onebox-test/web:1 >/dev/null");
+        const extraIp = (await root("docker inspect -f '{{.NetworkSettings.IPAddress}}' onebox-e2e-extra")).trim();
+        await waitFor("the extra container to serve", async () => (await tryRoot(`curl -fsS --max-time 2 http://${extraIp}:3000/health`)).code === 0, 30_000, 500);
+        // From outside the server (this machine, to the server's address): 443 answers, 8089 does not.
+        const https443 = await httpsRequest("app.example.test", 443, "/health", { address: ip });
+        assert.equal(https443.status, 200);
+        assert.equal(await tcpConnect(ip, 8089, 4000), "timeout", "the unlisted published port 8089 is dropped (DOCKER-USER)");
+        // SSH is open to the admin range (this machine's bridge address is in 172.16.0.0/12).
+        assert.equal(await tcpConnect(ip, 22, 4000), "connected");
+    } finally {
+        await tryRoot("docker rm -f onebox-e2e-extra >/dev/null 2>&1");
+    }
+});
+
+test("H5: fail2ban runs an sshd jail on the systemd journal", async () => {
+    assert.equal((await root("systemctl is-active fail2ban; systemctl is-enabled fail2ban")).trim(), "active\nenabled");
+    const jail = await root("fail2ban-client status sshd");
+    assert.match(jail, /Status for the jail: sshd/);
+    assert.match(jail, /Journal matches:\s+_SYSTEMD_UNIT=ssh\.service/);
+    assert.ok(Number((await root("fail2ban-client get sshd maxretry")).trim()) <= 5);
+});
+
+test("H6: unattended-upgrades is enabled for security updates only", async () => {
+    const dump = await root("apt-config dump");
+    assert.match(dump, /^APT::Periodic::Unattended-Upgrade "1";$/m);
+    assert.match(dump, /^APT::Periodic::Update-Package-Lists "1";$/m);
+    assert.equal((await root("systemctl is-enabled unattended-upgrades apt-daily-upgrade.timer; systemctl is-active apt-daily-upgrade.timer")).trim(), "enabled\nenabled\nactive");
+    const dry = await root("unattended-upgrades --dry-run -v 2>&1", 120_000);
+    const origins = /Allowed origins are: (.*)/.exec(dry)?.[1] ?? "";
+    assert.match(origins, /origin=Debian,codename=trixie-security,label=Debian-Security/);
+    for (const o of origins.split(", ")) {
+        assert.match(o, /security/, `origin ${o} is security-only`);
+    }
+});
+
+test("H7: Docker daemon with log rotation, live-restore and no-new-privileges", async () => {
+    const daemon = JSON.parse(await root("cat /etc/docker/daemon.json")) as Record<string, unknown>;
+    assert.equal(daemon["log-driver"], "json-file");
+    assert.deepEqual(daemon["log-opts"], { "max-size": "10m", "max-file": "3" });
+    assert.equal(daemon["live-restore"], true);
+    assert.equal(daemon["no-new-privileges"], true);
+    const info = JSON.parse(await root("docker info --format '{{json .}}'")) as { LoggingDriver: string; LiveRestoreEnabled: boolean; SecurityOptions: string[] };
+    assert.equal(info.LoggingDriver, "json-file");
+    assert.equal(info.LiveRestoreEnabled, true);
+    assert.ok(info.SecurityOptions.includes("name=no-new-privileges"), info.SecurityOptions.join(" "));
+    // In effect for a container started without any option: no new privileges, rotated logs.
+    assert.match(await root("docker run --rm onebox-test/web:1 grep NoNewPrivs /proc/self/status"), /NoNewPrivs:\s+1/);
+    assert.match(await root(`docker inspect -f '{{json .HostConfig.LogConfig}}' ${API}`), /"max-file":"3".*"max-size":"10m"|"max-size":"10m".*"max-file":"3"/);
+});
+
+test("H8: only the proxy publishes ports; PostgreSQL is on an internal network and unreachable from outside", { timeout: 120_000 }, async () => {
+    const ps = (await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --format '{{.Label "com.docker.compose.service"}}\t{{.Ports}}'`))
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t"));
+    const publishing = ps.filter(([, ports]) => (ports ?? "").includes("->")).map(([s]) => s);
+    assert.deepEqual(publishing, ["proxy"]);
+    assert.deepEqual(ps.map(([s]) => s).sort(), ["api", "postgres", "proxy", "web"]);
+    const proxyPorts = ps.find(([s]) => s === "proxy")?.[1] ?? "";
+    assert.deepEqual([...proxyPorts.matchAll(/:(\d+)->/g)].map((m) => m[1]).sort(), ["443", "80"]);
+    const nets = JSON.parse(await root(`docker inspect -f '{{json .NetworkSettings.Networks}}' ${PG}`)) as Record<string, { IPAddress: string }>;
+    assert.deepEqual(Object.keys(nets), [`${PROJECT}_internal`]);
+    assert.equal((await root(`docker network inspect -f '{{.Internal}}' ${PROJECT}_internal`)).trim(), "true");
+    const pgIp = nets[`${PROJECT}_internal`].IPAddress;
+    // From outside the server: 5432 on the server's address is closed.
+    assert.notEqual(await tcpConnect(server.ip(), 5432, 4000), "connected");
+    // On the server: only a container on the internal network reaches PostgreSQL, one on the proxy's network does not.
+    const probe = (network: string) =>
+        tryRoot(`docker run --rm --network ${network} onebox-test/web:1 python3 -c "import socket; socket.create_connection(('${pgIp}', 5432), 3)"`, 60_000);
+    assert.equal((await probe(`${PROJECT}_internal`)).code, 0, "positive control: the internal network reaches it");
+    assert.notEqual((await probe(`${PROJECT}_edge`)).code, 0, "the edge network does not");
+    assert.notEqual((await probe("bridge")).code, 0, "the default bridge does not");
+});
+
+test("H9: every service has a health check and a restart policy; the app containers run as uid 10001", async () => {
+    const compose = parseYaml(await root(`cat ${CURRENT}/compose.yaml`)) as { services: Record<string, { healthcheck?: unknown; restart?: string; user?: string }> };
+    for (const [name, svc] of Object.entries(compose.services)) {
+        assert.ok(svc.healthcheck, `${name} has a healthcheck`);
+        assert.equal(svc.restart, "unless-stopped", `${name} restart policy`);
+    }
+    const running = await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} -q | xargs docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.HostConfig.RestartPolicy.Name}} {{.State.Health.Status}}'`);
+    assert.deepEqual(running.trim().split("\n").sort(), ["api unless-stopped healthy", "postgres unless-stopped healthy", "proxy unless-stopped healthy", "web unless-stopped healthy"]);
+    for (const svc of ["api", "web"]) {
+        assert.equal(compose.services[svc].user, "10001:10001");
+        assert.equal((await root(`docker exec ${PROJECT}-${svc}-1 id -u`)).trim(), "10001");
+    }
+    // PostgreSQL's server process (the container's main process) runs as the postgres user, not root.
+    assert.equal((await root(`ps -o uid= -p "$(docker inspect -f '{{.State.Pid}}' ${PG})"`)).trim(), "999");
+});
+
+test("H10: env files are 0600 root in directories no other user can read", async () => {
+    const envs = await root("stat -c '%n %a %U' /etc/onebox/shop/env/*.env /etc/onebox/backup.env /etc/onebox/bootstrap.env");
+    assert.deepEqual(envs.trim().split("\n").sort(), [
+        "/etc/onebox/backup.env 600 root",
+        "/etc/onebox/bootstrap.env 600 root",
+        "/etc/onebox/shop/env/api.env 600 root",
+        "/etc/onebox/shop/env/web.env 600 root",
+    ]);
+    assert.equal((await root("stat -c '%a %U' /etc/onebox /etc/onebox/shop /etc/onebox/shop/env")).trim(), "700 root\n700 root\n700 root");
+    // Nothing under /etc/onebox but the public data-volume note is readable by others.
+    const readable = (await root("find /etc/onebox -perm /o=rwx -printf '%p\\n'")).trim();
+    assert.equal(readable, "/etc/onebox/data-volume.env");
+    // And its parent keeps it from other users anyway.
+    assert.notEqual((await tryRoot("sudo -u nobody cat /etc/onebox/data-volume.env")).code, 0);
+});
+
+test("bootstrap.sh --check: every H3-H7 line passes", async () => {
+    const r = await tryRoot(`${BOOTSTRAP} --check`);
+    assert.equal(r.code, 0, r.stdout);
+    const lines = r.stdout.split("\n").filter((l) => /^(PASS|FAIL) /.test(l));
+    assert.deepEqual(lines.filter((l) => l.startsWith("FAIL")), []);
+    assert.deepEqual([...new Set(lines.map((l) => l.split(" ")[1]))].sort(), ["H3", "H4", "H5", "H6", "H7"]);
+    assert.match(r.stdout, /check: \d+ PASS, 0 FAIL/);
+});
+
+test("breaking a hardening line fails the checks: no sshd drop-in -> --check and the H3 helper fail; the bootstrap step restores it", { timeout: 180_000 }, async (t) => {
+    try {
+        await root(`rm -f ${SSHD_DROPIN}`);
+        const check = await tryRoot(`${BOOTSTRAP} --check`);
+        assert.equal(check.code, 1);
+        assert.match(check.stdout, new RegExp(`^FAIL H3 ${SSHD_DROPIN} has the onebox hardening$`, "m"));
+        assert.match(check.stdout, /^FAIL H3 sshd -T passwordauthentication yes \(want no\)$/m);
+        const problems = await h3Problems(server);
+        assert.ok(problems.some((p) => p.startsWith("sshd -T passwordauthentication yes")), problems.join("; "));
+        assert.ok(problems.some((p) => p.includes(`${SSHD_DROPIN} is missing`)), problems.join("; "));
+    } finally {
+        const run = await runStepScript(server, stepOf("bootstrap"), secrets);
+        note(t, "bootstrap re-run to repair", run.ms);
+        assert.match(run.stdout, new RegExp(`changed: wrote ${SSHD_DROPIN}`));
+    }
+    assert.deepEqual(await h3Problems(server), []);
+    assert.equal((await tryRoot(`${BOOTSTRAP} --check`)).code, 0);
+});
+
+test("HTTPS through the proxy: every route of both styles answers from the right service with security headers", async () => {
+    for (const r of ROUTES) {
+        const a = await httpsRequest(r.host, PORTS.https, r.path);
+        assert.equal(a.status, 200, `https://${r.host}${r.path}: ${a.body.slice(0, 200)}`);
+        assert.match(a.body, r.expect, `https://${r.host}${r.path} is served by ${r.service}`);
+        assert.deepEqual(headerProblems(a), [], `https://${r.host}${r.path}`);
+    }
+    // Paths of the API prefix go to the API, even ones it does not know (its JSON 404, not the web's).
+    const unknown = await httpsRequest("example.test", PORTS.https, "/api/nope");
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body, /"error":"not found"/);
+    // An unknown hostname gets no site.
+    await assert.rejects(httpsRequest("other.example.test", PORTS.https, "/"));
+});
+
+test("HTTP on port 80 redirects to HTTPS", async () => {
+    for (const host of ["app.example.test", "api.example.test", "example.test"]) {
+        const a = await httpRequest(host, PORTS.http, "/some/path?q=1");
+        assert.equal(a.status, 308, host);
+        assert.equal(a.headers.location, `https://${host}/some/path?q=1`);
+    }
+});
+
+test("the API writes and reads the database; its data lives on the data volume (/dev/sdb at /mnt/data)", async () => {
+    for (const hostPath of [["api.example.test", "/api/items"], ["example.test", "/api/items"]] as const) {
+        const name = `e2e-${hostPath[0]}-${Date.now()}`;
+        const post = await httpsRequest(hostPath[0], PORTS.https, hostPath[1], { method: "POST", body: JSON.stringify({ name }) });
+        assert.equal(post.status, 201, post.body);
+        written.push(name);
+    }
+    const list = JSON.parse((await httpsRequest("example.test", PORTS.https, "/api/items")).body) as { name: string }[];
+    assert.deepEqual(list.map((i) => i.name), written);
+    assert.equal(await psql("shop", "SELECT count(*) FROM items"), String(written.length));
+    assert.equal((await root("findmnt -n -o SOURCE,FSTYPE /mnt/data")).trim().replace(/\s+/g, " "), "/dev/sdb ext4");
+    assert.match(await root("grep ' /mnt/data ' /etc/fstab"), /^UUID=\S+ \/mnt\/data ext4 defaults,nofail 0 2$/m);
+    assert.equal((await root("cat /mnt/data/postgres/PG_VERSION")).trim(), "17");
+    const mounts = JSON.parse(await root(`docker inspect -f '{{json .Mounts}}' ${PG}`)) as { Source: string; Destination: string }[];
+    assert.ok(mounts.some((m) => m.Source === "/mnt/data/postgres" && m.Destination === "/var/lib/postgresql/data"), JSON.stringify(mounts));
+    // The table's file is on the data disk's filesystem.
+    const relPath = await psql("shop", "SELECT pg_relation_filepath('items')");
+    assert.equal((await root(`df --output=source /mnt/data/postgres/${relPath} | tail -n 1`)).trim(), "/dev/sdb");
+});
+
+test("B1/B3: the backup service uploads a verified dump to daily/ with the same size, then writes LAST_SUCCESS; /healthz/backup is 200", { timeout: 180_000 }, async (t) => {
+    assert.equal((await backupStatus()).http, 503, "no backup yet: the status endpoint says so");
+    const t0 = Date.now();
+    await root("systemctl start onebox-backup.service", 170_000);
+    note(t, "backup (systemctl start onebox-backup.service)", Date.now() - t0);
+    const last = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim();
+    const [when, key] = last.split(" ");
+    assert.match(when, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.match(key, new RegExp(`^${PREFIX}/daily/shop-\\d{8}T\\d{6}Z\\.dump$`));
+    const objects = s3.objects(`${PREFIX}/daily/`);
+    assert.deepEqual(objects.map((o) => o.key), [key]);
+    const log = await root(`cat ${BACKUP_STATE}/last-run.log`);
+    const uploaded = Number(new RegExp(`uploading ${key} \\((\\d+) bytes\\)`).exec(log)?.[1]);
+    assert.equal(objects[0].size, uploaded, "the object has the dump's size");
+    assert.match(log, new RegExp(`verified ${key}: ${uploaded} bytes in the bucket`));
+    assert.ok(log.indexOf("dump verified with pg_restore --list") < log.indexOf(`uploading ${key}`), "the dump is checked before it is uploaded");
+    assert.ok(log.indexOf(`verified ${key}`) < log.indexOf("backup finished"), "LAST_SUCCESS comes after the size check");
+    const body = fs.readFileSync(path.join(s3.dir, BUCKET, `${key}._S3rver_object`));
+    assert.equal(body.subarray(0, 5).toString(), "PGDMP");
+    assert.equal(s3.objects(`${PREFIX}/files/`).length, 1, "the uploads volume is archived too");
+    const status = await backupStatus();
+    assert.equal(status.http, 200);
+    assert.equal(status.json?.status, "ok");
+    assert.equal(status.json?.lastKey, key);
+    assert.equal(status.json?.lastSuccess, when);
+    assert.doesNotMatch(status.body, new RegExp(BUCKET), "the public status names no bucket");
+});
+
+test("B4: the restore drill restores the latest dump into a throwaway database and passes; the status shows it", { timeout: 240_000 }, async (t) => {
+    const t0 = Date.now();
+    await root("systemctl start onebox-restore-drill.service", 230_000);
+    note(t, "restore drill", Date.now() - t0);
+    const drill = JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { ok: boolean; key: string; tablesChecked: { table: string; rows: number }[]; error: unknown };
+    assert.equal(drill.ok, true, JSON.stringify(drill));
+    assert.equal(drill.error, null);
+    assert.deepEqual(drill.tablesChecked, [{ table: "items", rows: written.length }]);
+    assert.equal(drill.key, (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1]);
+    const status = await backupStatus();
+    assert.equal(status.http, 200);
+    assert.equal((status.json?.drill as { ok: boolean } | undefined)?.ok, true);
+    assert.equal((await root("docker ps -aq --filter label=onebox.role=backup-drill")).trim(), "", "the drill container is gone");
+});
+
+test("B2 + R5: adding an age recipient re-runs only the backup step; the dump is encrypted and restore.sh decrypts it with the identity on stdin", { timeout: 300_000 }, async (t) => {
+    const ageDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-e2e-age-"));
+    try {
+        const identityFile = path.join(ageDir, "identity.txt");
+        sh("age-keygen", ["-o", identityFile]);
+        const identity = fs.readFileSync(identityFile, "utf8");
+        const recipient = sh("age-keygen", ["-y", identityFile]).trim();
+        options = { ...options, ageRecipient: recipient, alertUrl: hook.url };
+        const { ran } = await up(options);
+        assert.deepEqual(ran, ["backup"], "a backup setting changes the backup step only");
+        assert.match(await root("grep ^BACKUP_AGE_RECIPIENT= /etc/onebox/backup.env"), new RegExp(recipient));
+
+        await sleep(1100); // a new object name (timestamped to the second)
+        let t0 = Date.now();
+        await root("systemctl start onebox-backup.service", 170_000);
+        note(t, "encrypted backup", Date.now() - t0);
+        const key = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1];
+        assert.match(key, /\.dump\.age$/);
+        const body = fs.readFileSync(path.join(s3.dir, BUCKET, `${key}._S3rver_object`));
+        assert.equal(body.subarray(0, 22).toString(), "age-encryption.org/v1\n");
+        assert.ok(!body.includes(Buffer.from("PGDMP")), "no plaintext dump inside");
+
+        // The drill cannot decrypt on the host (B2: the private key is not there) and says so.
+        await root("systemctl start onebox-restore-drill.service", 120_000);
+        assert.equal((JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { skipped: string }).skipped, "encrypted");
+
+        t0 = Date.now();
+        const r = await server.execWithStdin(`${BACKUP_LIB}/restore.sh --key latest --into-scratch e2e_restore --yes`, identity, 170_000);
+        note(t, "restore of the encrypted dump (restore.sh --into-scratch)", Date.now() - t0);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /dump decrypted/);
+        assert.equal(await psql("e2e_restore", "SELECT count(*) FROM items"), await psql("shop", "SELECT count(*) FROM items"));
+        assert.equal(await psql("e2e_restore", "SELECT string_agg(name, ',' ORDER BY id) FROM items"), written.join(","));
+        // The identity did not stay on the server.
+        assert.equal((await root("grep -rlF AGE-SECRET-KEY- /tmp /var/tmp /var/lib/onebox /etc/onebox /root 2>/dev/null || true")).trim(), "");
+    } finally {
+        await tryRoot(`docker exec ${PG} dropdb -U shop --if-exists e2e_restore`);
+        fs.rmSync(ageDir, { recursive: true, force: true });
+    }
+});
+
+test("B3: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical and calls the alert URL", { timeout: 300_000 }, async (t) => {
+    const before = await root(`cat ${BACKUP_STATE}/LAST_SUCCESS | base64 -w0; echo; stat -c '%Y %s' ${BACKUP_STATE}/LAST_SUCCESS`);
+    const alertsBefore = hook.requests().length;
+    s3.stop();
+    try {
+        await sleep(1100);
+        const t0 = Date.now();
+        const r = await tryRoot("systemctl start onebox-backup.service", 280_000);
+        note(t, "failing backup", Date.now() - t0);
+        assert.notEqual(r.code, 0, "the unit fails");
+        assert.equal((await root("systemctl show -p Result --value onebox-backup.service")).trim(), "exit-code");
+        assert.equal(await root(`cat ${BACKUP_STATE}/LAST_SUCCESS | base64 -w0; echo; stat -c '%Y %s' ${BACKUP_STATE}/LAST_SUCCESS`), before);
+        assert.match(await root(`cat ${BACKUP_STATE}/last-run.log`), /backup FAILED at step 'upload'/);
+        const alerts = hook.requests().slice(alertsBefore);
+        assert.equal(alerts.length, 1, JSON.stringify(alerts));
+        assert.equal(alerts[0].method, "POST");
+        assert.match(alerts[0].body, /"event":"onebox-backup-failed".*"step":"upload"/);
+        // The last success is recent, so the public status stays ok.
+        assert.equal((await backupStatus()).http, 200);
+    } finally {
+        await s3.start();
+    }
+});
+
+test("B3: a stale last success turns /healthz/backup into 503; fresh again -> 200", { timeout: 120_000 }, async () => {
+    const original = (await root(`base64 -w0 ${BACKUP_STATE}/LAST_SUCCESS`)).trim();
+    const key = Buffer.from(original, "base64").toString("utf8").trim().split(" ")[1];
+    try {
+        const old = new Date(Date.now() - 30 * 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
+        await root(`printf '%s %s\\n' '${old}' '${key}' >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-backup-status.service`);
+        const stale = await backupStatus();
+        assert.equal(stale.http, 503);
+        assert.equal(stale.json?.status, "stale");
+        assert.ok(Number(stale.json?.ageSeconds) >= 30 * 3600 - 60);
+        assert.equal((await root("test -e /var/lib/onebox/status/backup.stale && echo yes")).trim(), "yes");
+    } finally {
+        await root(`echo '${original}' | base64 -d >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-backup-status.service`);
+    }
+    const fresh = await backupStatus();
+    assert.equal(fresh.http, 200);
+    assert.equal(fresh.json?.status, "ok");
+});
+
+test("R5 (a): the same configuration runs no step, and re-running every host step by hand changes nothing", { timeout: 300_000 }, async (t) => {
+    const { ran } = await up(options);
+    assert.deepEqual(ran, [], "all triggers unchanged");
+    const containers = await containerSnapshot();
+    const files = await hostFileSnapshot();
+    const release = (await root(`readlink ${CURRENT}`)).trim();
+    for (const step of stepsFor(options).filter((s) => !s.upload)) {
+        const run = await runStepScript(server, step, secrets);
+        t.diagnostic(`${step.name} by hand: ${(run.ms / 1000).toFixed(1)} s`);
+        const out = run.stdout;
+        assert.doesNotMatch(out, /^(updated|removed) /m, `${step.name} rewrote nothing`);
+        if (step.name === "bootstrap") {
+            assert.match(out, /done in \d+ s: no changes, the host already matches the settings/);
+            assert.doesNotMatch(out, /changed: /);
+        }
+        if (step.name === "deploy") {
+            assert.match(out, new RegExp(`deploying release ${release.split("/").pop()} \\(current: ${release.split("/").pop()}\\)`));
+            assert.doesNotMatch(out, /canary/, "nothing to replace, so no canary");
+        }
+    }
+    assert.equal(await containerSnapshot(), containers, "no container was recreated or restarted");
+    assert.equal(await hostFileSnapshot(), files, "no managed file changed");
+    assert.equal((await root(`readlink ${CURRENT}`)).trim(), release);
+});
+
+test("R5 (b): a new API image re-runs only images + deploy, and the redeploy fails no request", { timeout: 300_000 }, async (t) => {
+    assert.equal(await apiVersion(), "1");
+    let loop: LoadLoop | undefined;
+    const t0 = Date.now();
+    let deployMs = 0;
+    try {
+        options = { ...options, apiImage: "onebox-test/api:2" };
+        const { ran, runs } = await up(options, {
+            beforeStep: (name) => {
+                if (name === "deploy") {
+                    loop = new LoadLoop({ port: PORTS.https, host: "api.example.test", path: "/health", concurrency: 4, pauseMs: 25, maxRequests: 2000, maxMs: 120_000 });
+                }
+            },
+        });
+        deployMs = runs.find((r) => r.name === "deploy")?.ms ?? 0;
+        assert.deepEqual(ran, ["images", "deploy"]);
+        assert.match(runs.find((r) => r.name === "deploy")?.stdout ?? "", /canary: the new api is healthy/);
+    } finally {
+        await sleep(1000);
+    }
+    assert.ok(loop, "the load loop ran during the deploy");
+    const result = await loop.stop();
+    note(t, "images + deploy of api:2", Date.now() - t0);
+    note(t, "deploy step of api:2", deployMs);
+    t.diagnostic(`load during the deploy: ${loadSummary(result)}`);
+    assert.equal(result.failed, 0, JSON.stringify(result.failures));
+    assert.ok(result.requests >= 100, `enough requests (${result.requests}) to mean something`);
+    assert.deepEqual(result.versionOrder, ["1", "2"], "the version flipped from 1 to 2 once");
+    assert.equal(await apiVersion(), "2");
+});
+
+test("R5 (c): a broken API image fails the deploy naming the api service; version 2 keeps serving throughout", { timeout: 300_000 }, async (t) => {
+    const release = (await root(`readlink ${CURRENT}`)).trim();
+    const good = options;
+    const loop = new LoadLoop({ port: PORTS.https, host: "api.example.test", path: "/health", concurrency: 4, pauseMs: 25, maxRequests: 20_000, maxMs: 240_000 });
+    const t0 = Date.now();
+    let error: unknown;
+    try {
+        await up({ ...options, apiImage: "onebox-test/api:broken" });
+    } catch (e) {
+        error = e;
+    }
+    await sleep(1000);
+    const result = await loop.stop();
+    note(t, "failed deploy of api:broken (images + deploy)", Date.now() - t0);
+    t.diagnostic(`load during the failed deploy: ${loadSummary(result)}`);
+    assert.ok(error instanceof StepError, String(error));
+    assert.equal(error.step, "deploy");
+    assert.match(error.result.stderr, /release [0-9a-f]{12} failed: service api: the new container is running \(unhealthy\)/);
+    assert.match(error.result.stderr, /the running api was not touched/);
+    assert.match(error.result.stdout, /release [0-9a-f]{12} is serving again/);
+    assert.equal(result.failed, 0, JSON.stringify(result.failures));
+    assert.deepEqual(Object.keys(result.versions), ["2"], "only version 2 answered");
+    assert.equal(await apiVersion(), "2");
+    assert.equal((await root(`readlink ${CURRENT}`)).trim(), release);
+    assert.equal((await root(`docker ps -aq --filter name=${PROJECT}-api-canary`)).trim(), "", "no canary left behind");
+
+    // Back to the good configuration: the image list changed back (upload), the deploy trigger did not.
+    const { ran } = await up(good);
+    assert.deepEqual(ran, ["images"]);
+    assert.equal(await apiVersion(), "2");
+});
+
+test("R5 (d): a crashed API container comes back by itself (restart policy)", { timeout: 120_000 }, async (t) => {
+    const before = JSON.parse(await root(`docker inspect -f '{{json .State}}' ${API}`)) as { Pid: number };
+    const restarts = Number((await root(`docker inspect -f '{{.RestartCount}}' ${API}`)).trim());
+    // A crash: the main process dies from outside Docker's API (`docker kill` counts as an operator stop, which no restart policy undoes).
+    await root(`kill -9 ${before.Pid}`);
+    const ms = await waitFor(
+        "the api container to be restarted and healthy",
+        async () => {
+            const s = (await tryRoot(`docker inspect -f '{{.RestartCount}} {{.State.Status}} {{.State.Health.Status}}' ${API}`)).stdout.trim().split(" ");
+            return Number(s[0]) > restarts && s[1] === "running" && s[2] === "healthy";
+        },
+        90_000,
+        500,
+    );
+    note(t, "api back after a crash", ms);
+    assert.equal(await apiVersion(), "2");
+});
+
+test("R5 (e): after a reboot everything comes back: data volume, firewall, all routes, the data", { timeout: 400_000 }, async (t) => {
+    const rebootAt = Date.now();
+    await server.reboot();
+    const ms = Date.now() - rebootAt;
+    note(t, "reboot (docker restart) until SSH answers", ms);
+    // It really was a reboot: PID 1 (systemd) and the app containers started after it.
+    const initAge = Number((await root("ps -o etimes= -p 1")).trim());
+    assert.ok(initAge * 1000 <= Date.now() - rebootAt + 1000, `systemd started ${initAge} s ago`);
+    const ready = await waitFor(
+        "every route to answer after the reboot",
+        async () => (await allRoutesAnswer()).length === 0,
+        240_000,
+        2000,
+    ).catch(async (e: Error) => {
+        throw new Error(`${e.message}: ${(await allRoutesAnswer()).join("; ")}`);
+    });
+    note(t, "reboot until every route answers", ms + ready);
+    assert.equal((await root("findmnt -n -o SOURCE /mnt/data")).trim(), "/dev/sdb");
+    assert.match(await root("ufw status"), /^Status: active$/m);
+    assert.deepEqual(await allRoutesAnswer(), []);
+    const list = JSON.parse((await httpsRequest("api.example.test", PORTS.https, "/api/items")).body) as { name: string }[];
+    assert.deepEqual(list.map((i) => i.name), written);
+    assert.equal(await apiVersion(), "2");
+    assert.equal((await tryRoot(`${BOOTSTRAP} --check`)).code, 0, "the hardening holds after the reboot");
+    assert.match(await root("iptables -S DOCKER-USER"), /-j onebox-docker-deny/);
+    const started = Date.parse((await root(`docker inspect -f '{{.State.StartedAt}}' ${API}`)).trim());
+    assert.ok(started >= rebootAt - 1000, "the api container was started again after the reboot");
+});
