@@ -15,7 +15,7 @@ import {
     zoneIdFromLookup,
     type CloudflareDnsArgs,
 } from "../../../components/dns/cloudflare-dns";
-import { OptionsRecorder } from "../storage/options-recorder";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const T = {
     record: "cloudflare:index/dnsRecord:DnsRecord",

@@ -31,13 +31,11 @@ import {
     heredoc,
     inputSecret,
     installHostMocks,
-    optionRecorder,
-    optionsOf,
     settle,
     stackConfig,
     type HostMocks,
-    type SeenOptions,
 } from "./support";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const T = {
     droplet: "digitalocean:index/droplet:Droplet",
@@ -64,15 +62,14 @@ function userDataOf(mocks: HostMocks, droplet: string): { secret: boolean; scrip
 
 void describe("DigitalOceanHost", () => {
     let mocks: HostMocks;
-    let seen: Map<string, SeenOptions>;
+    let recorder: OptionsRecorder;
     let web: DigitalOceanHost;
     let locked: DigitalOceanHost;
     const cf = cloudflareCalls();
 
     before(async () => {
         mocks = await installHostMocks(cf.calls);
-        const recorder = optionRecorder();
-        seen = recorder.seen;
+        recorder = new OptionsRecorder();
         web = build("web", stackConfig(DO_HOST), recorder.transformation);
         locked = build(
             "locked",
@@ -89,7 +86,7 @@ void describe("DigitalOceanHost", () => {
     });
 
     void test("resource graph: exactly these children, each parented to the host (keys under the identity)", () => {
-        const graph = [...seen.values()].filter((s) => s.name === "web" || s.name.startsWith("web-")).map((s) => `${s.type} ${s.name} <- ${s.parent ?? "(root)"}`);
+        const graph = recorder.seen.filter((s) => s.name === "web" || s.name.startsWith("web-")).map((s) => `${s.type} ${s.name} <- ${s.parent ?? "(root)"}`);
         assert.deepEqual(graph.sort(), [
             `${DIGITALOCEAN_HOST_TYPE} web <- (root)`,
             `${T.firewall} web-firewall <- web`,
@@ -177,7 +174,7 @@ void describe("DigitalOceanHost", () => {
     });
 
     void test("K2: userData, image (and creation-only sshKeys) changes are ignored, so they never replace the droplet", () => {
-        const ignored = optionsOf(seen, "web-server").opts.ignoreChanges ?? [];
+        const ignored = recorder.named("web-server").opts.ignoreChanges ?? [];
         for (const property of ["userData", "image", "sshKeys"]) {
             assert.ok(ignored.includes(property), `${property} ignored`);
         }
@@ -189,13 +186,13 @@ void describe("DigitalOceanHost", () => {
         assert.equal(await unwrap(web.connection.host), "203.0.113.20");
         assert.equal(await unwrap(web.ipv4Address), "203.0.113.20");
         assert.deepEqual(mocks.one(T.reservedIpAssignment, "web-ip-assignment").inputs, { ipAddress: "203.0.113.20", dropletId: DROPLET_ID });
-        assert.equal(optionsOf(seen, "web-ip-assignment").opts.deleteBeforeReplace, true);
+        assert.equal(recorder.named("web-ip-assignment").opts.deleteBeforeReplace, true);
         assert.equal(await unwrap(web.ipv6Address), "2001:db8::10");
         assert.equal(await unwrap(locked.ipv6Address), undefined);
     });
 
     void test("S5: the data volume is protected and retained on delete, ext4, attached to the droplet", async () => {
-        const opts = optionsOf(seen, "web-data").opts;
+        const opts = recorder.named("web-data").opts;
         assert.equal(opts.protect, true);
         assert.equal(opts.retainOnDelete, true);
         const volume = mocks.one(T.volume, "web-data");
@@ -204,7 +201,7 @@ void describe("DigitalOceanHost", () => {
         assert.equal(volume.inputs.region, "fra1");
         assert.equal(volume.inputs.initialFilesystemType, "ext4");
         assert.deepEqual(mocks.one(T.volumeAttachment, "web-data-attachment").inputs, { dropletId: DROPLET_ID, volumeId: volume.id });
-        assert.equal(optionsOf(seen, "web-data-attachment").opts.deleteBeforeReplace, true);
+        assert.equal(recorder.named("web-data-attachment").opts.deleteBeforeReplace, true);
         assert.equal(await unwrap(web.dataDevice), "/dev/disk/by-id/scsi-0DO_Volume_finances-prod-data");
         assert.equal(web.dataPath, "/mnt/data");
     });
@@ -238,7 +235,7 @@ void describe("DigitalOceanHost", () => {
         const project = mocks.one(T.project, "locked-project");
         assert.equal(project.inputs.name, "Finances");
         assert.deepEqual(project.inputs.resources, ["do:droplet:locked-server", "do:volume:locked-data", "do:reservedip:203.0.113.20"]);
-        assert.equal(optionsOf(seen, "locked-project").parent, "locked");
+        assert.equal(recorder.named("locked-project").parent, "locked");
     });
 });
 

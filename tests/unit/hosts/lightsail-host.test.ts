@@ -30,13 +30,11 @@ import {
     heredoc,
     inputSecret,
     installHostMocks,
-    optionRecorder,
-    optionsOf,
     settle,
     stackConfig,
     type HostMocks,
-    type SeenOptions,
 } from "./support";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const T = {
     instance: "aws:lightsail/instance:Instance",
@@ -70,15 +68,14 @@ function userDataOf(mocks: HostMocks, instance: string): { secret: boolean; scri
 
 void describe("LightsailHost", () => {
     let mocks: HostMocks;
-    let seen: Map<string, SeenOptions>;
+    let recorder: OptionsRecorder;
     let chronos: LightsailHost;
     let locked: LightsailHost;
     const cf = cloudflareCalls();
 
     before(async () => {
         mocks = await installHostMocks(cf.calls);
-        const recorder = optionRecorder();
-        seen = recorder.seen;
+        recorder = new OptionsRecorder();
         // Chronos: PostgreSQL open to the frontend host's ranges and one admin address.
         chronos = build("chronos", stackConfig(LIGHTSAIL_HOST, { database: { allowedCidrs: ["76.76.21.0/24", "203.0.113.7/32"] } }), recorder.transformation);
         locked = build("locked", stackConfig({ ...LIGHTSAIL_HOST, originLockdown: true, os: "ubuntu-24.04" }, LOCKDOWN_EXTRA), recorder.transformation);
@@ -89,7 +86,7 @@ void describe("LightsailHost", () => {
     });
 
     void test("resource graph: exactly these children, each parented to the host (keys under the identity)", () => {
-        const graph = [...seen.values()]
+        const graph = recorder.seen
             .filter((s) => s.name === "chronos" || s.name.startsWith("chronos-"))
             .map((s) => `${s.type} ${s.name} <- ${s.parent ?? "(root)"}`);
         assert.deepEqual(graph.sort(), [
@@ -170,7 +167,7 @@ void describe("LightsailHost", () => {
     });
 
     void test("K2: userData, blueprintId (and creation-only keyPairName) changes are ignored, so they never replace the instance", () => {
-        const ignored = optionsOf(seen, "chronos-server").opts.ignoreChanges ?? [];
+        const ignored = recorder.named("chronos-server").opts.ignoreChanges ?? [];
         for (const property of ["userData", "blueprintId", "keyPairName"]) {
             assert.ok(ignored.includes(property), `${property} ignored`);
         }
@@ -182,12 +179,12 @@ void describe("LightsailHost", () => {
         const attachment = mocks.one(T.staticIpAttachment, "chronos-ip-attachment").inputs;
         assert.equal(attachment.staticIpName, "chronos-ip-autoname");
         assert.equal(attachment.instanceName, "chronos-server-autoname");
-        assert.equal(optionsOf(seen, "chronos-ip-attachment").opts.deleteBeforeReplace, true);
+        assert.equal(recorder.named("chronos-ip-attachment").opts.deleteBeforeReplace, true);
         assert.equal(await unwrap(chronos.ipv6Address), "2001:db8::20");
     });
 
     void test("S5: the data disk is protected and retained on delete, attached as /dev/xvdf", async () => {
-        const opts = optionsOf(seen, "chronos-data").opts;
+        const opts = recorder.named("chronos-data").opts;
         assert.equal(opts.protect, true);
         assert.equal(opts.retainOnDelete, true);
         const disk = mocks.one(T.disk, "chronos-data").inputs;
@@ -198,7 +195,7 @@ void describe("LightsailHost", () => {
             { diskName: attachment.diskName, instanceName: attachment.instanceName, diskPath: attachment.diskPath },
             { diskName: "chronos-data-autoname", instanceName: "chronos-server-autoname", diskPath: "/dev/xvdf" },
         );
-        assert.equal(optionsOf(seen, "chronos-data-attachment").opts.deleteBeforeReplace, true);
+        assert.equal(recorder.named("chronos-data-attachment").opts.deleteBeforeReplace, true);
         assert.equal(await unwrap(chronos.dataDevice), LIGHTSAIL_DATA_DISK_PATH);
         assert.equal(chronos.dataPath, "/mnt/data");
     });

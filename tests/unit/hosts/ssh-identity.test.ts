@@ -5,19 +5,19 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { isSecret, unwrap } from "../../helpers/mocks";
 import { PRIVATE_KEY_OUTPUTS, SSH_IDENTITY_TYPE, SshIdentity, authorizedKeyLine, openSshKeyFields } from "../../../components/hosts/ssh-identity";
-import { installHostMocks, optionRecorder, optionsOf, settle, type HostMocks, type SeenOptions } from "./support";
+import { installHostMocks, settle, type HostMocks } from "./support";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const KEY_TYPE = "tls:index/privateKey:PrivateKey";
 
 void describe("SshIdentity", () => {
     let mocks: HostMocks;
     let identity: SshIdentity;
-    let seen: Map<string, SeenOptions>;
+    let recorder: OptionsRecorder;
 
     before(async () => {
         mocks = await installHostMocks();
-        const recorder = optionRecorder();
-        seen = recorder.seen;
+        recorder = new OptionsRecorder();
         identity = new SshIdentity("id", {}, { transformations: [recorder.transformation] });
         await unwrap(identity.hostPublicKey);
         await settle(mocks);
@@ -31,9 +31,9 @@ void describe("SshIdentity", () => {
                 ["id-host-key", "ED25519"],
             ],
         );
-        assert.equal(optionsOf(seen, "id").type, SSH_IDENTITY_TYPE);
+        assert.equal(recorder.named("id").type, SSH_IDENTITY_TYPE);
         for (const name of ["id-deploy-key", "id-host-key"]) {
-            assert.equal(optionsOf(seen, name).parent, "id");
+            assert.equal(recorder.named(name).parent, "id");
         }
     });
 
@@ -42,7 +42,7 @@ void describe("SshIdentity", () => {
         assert.equal(await isSecret(identity.hostPrivateKey), true);
         assert.match(await unwrap(identity.hostPrivateKey), /^-----BEGIN OPENSSH PRIVATE KEY-----\nfake-id-host-key\n/);
         for (const name of ["id-deploy-key", "id-host-key"]) {
-            const secretOutputs = optionsOf(seen, name).opts as { additionalSecretOutputs?: string[] };
+            const secretOutputs = recorder.named(name).opts as { additionalSecretOutputs?: string[] };
             for (const output of PRIVATE_KEY_OUTPUTS) {
                 assert.ok(secretOutputs.additionalSecretOutputs?.includes(output), `${name}: ${output} must be secret`);
             }

@@ -1,9 +1,8 @@
 /**
  * Shared fixtures for the host tests: validated configs, recording mocks that
  * also emulate what the engine or provider would compute (numeric droplet
- * ids, autonamed Lightsail names), and a transformation that records the
- * resource OPTIONS (ignoreChanges, protect, retainOnDelete, parent), which
- * `MockResourceArgs` does not carry.
+ * ids, autonamed Lightsail names). Resource options are recorded by
+ * tests/helpers/options-recorder.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
@@ -132,39 +131,6 @@ export async function installHostMocks(calls: Record<string, CallHandler> = {}):
     pulumi.runtime.setAllConfig({});
     await pulumi.runtime.setMocks(mocks, "onebox", "test", false);
     return mocks;
-}
-
-/** Resource options as a transformation sees them, by resource name. */
-export interface SeenOptions {
-    type: string;
-    name: string;
-    parent: string | undefined;
-    /** As given; custom-resource fields (deleteBeforeReplace, ...) are absent on components. */
-    opts: pulumi.CustomResourceOptions;
-}
-
-/**
- * A transformation to pass in the host's `transformations` option: Pulumi
- * applies a component's transformations to every descendant, so this sees the
- * options each child was created with.
- */
-export function optionRecorder(): { transformation: pulumi.ResourceTransformation; seen: Map<string, SeenOptions> } {
-    const seen = new Map<string, SeenOptions>();
-    const transformation: pulumi.ResourceTransformation = (a) => {
-        const parent = a.opts.parent as { __name?: string } | undefined;
-        seen.set(a.name, { type: a.type, name: a.name, parent: parent?.__name, opts: a.opts });
-        return undefined;
-    };
-    return { transformation, seen };
-}
-
-/** Returns the options recorded for `name`; throws when none. */
-export function optionsOf(seen: Map<string, SeenOptions>, name: string): SeenOptions {
-    const s = seen.get(name);
-    if (!s) {
-        throw new Error(`no resource named ${name} was created (seen: ${[...seen.keys()].join(", ")})`);
-    }
-    return s;
 }
 
 const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";

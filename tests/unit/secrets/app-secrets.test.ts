@@ -16,7 +16,7 @@ import {
     passwordSpec,
     type AppSecretsArgs,
 } from "../../../components/secrets/app-secrets";
-import { OptionsRecorder } from "../storage/options-recorder";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const RANDOM = "random:index/randomPassword:RandomPassword";
 const SMTP = "Vq3-smtp-Hx9T2pLw7eRk";

@@ -19,7 +19,7 @@ import {
     type PolicyDocument,
 } from "../../../components/storage/backup-bucket";
 import { backupPrefix } from "../../../components/storage/backup-prefix";
-import { OptionsRecorder } from "./options-recorder";
+import { OptionsRecorder } from "../../helpers/options-recorder";
 
 const T = {
     bucket: "aws:s3/bucket:Bucket",

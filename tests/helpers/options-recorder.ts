@@ -8,14 +8,17 @@
  * observes exactly what is sent to the engine.
  *
  * Also used to wait until every constructed resource has reached the mocks.
- * (Shared by the dns, secrets and storage tests; a candidate for tests/helpers.)
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { RecordingMocks } from "../../helpers/mocks";
+import type { RecordingMocks } from "./mocks";
 
 export interface RegisteredOptions {
     type: string;
     name: string;
+    /** Name of the parent resource; undefined for a root resource. */
+    parent: string | undefined;
+    /** The options as given; custom-resource fields (deleteBeforeReplace, ...) are absent on components. */
+    opts: pulumi.CustomResourceOptions;
     protect?: boolean;
     retainOnDelete?: boolean;
     additionalSecretOutputs: string[];
@@ -26,9 +29,12 @@ export class OptionsRecorder {
 
     /** Pass as `{ transformations: [recorder.transformation] }` to the component under test. */
     readonly transformation: pulumi.ResourceTransformation = (a) => {
+        const parent = a.opts.parent as { __name?: string } | undefined;
         this.seen.push({
             type: a.type,
             name: a.name,
+            parent: parent?.__name,
+            opts: a.opts,
             protect: a.opts.protect,
             retainOnDelete: a.opts.retainOnDelete,
             additionalSecretOutputs: [...((a.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [])],
@@ -41,6 +47,15 @@ export class OptionsRecorder {
         const found = this.seen.filter((r) => r.type === type && (name === undefined || r.name === name));
         if (found.length !== 1) {
             throw new Error(`expected one ${type}${name ? ` named ${name}` : ""}, saw ${found.length}`);
+        }
+        return found[0];
+    }
+
+    /** The options of the one resource with this name; throws otherwise. */
+    named(name: string): RegisteredOptions {
+        const found = this.seen.filter((r) => r.name === name);
+        if (found.length !== 1) {
+            throw new Error(`expected one resource named ${name}, saw ${found.length} (seen: ${this.seen.map((r) => r.name).join(", ")})`);
         }
         return found[0];
     }
