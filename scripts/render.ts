@@ -17,6 +17,10 @@
  *   --scripts-dir DIR        host scripts (default: scripts/host of this repository)
  *   --data-device PATH       data volume device of a cloud host (unknown until it exists)
  *   --docker-apt-source S    ONEBOX_DOCKER_SOURCE of the bootstrap: auto (default), docker or distro
+ *   --cloudflare-ips FILE    Cloudflare's published ranges, required when host.originLockdown is on
+ *                            (the bootstrap admits only them to 80/443; `pulumi up` looks them up).
+ *                            The JSON of https://api.cloudflare.com/client/v4/ips, saved with e.g.
+ *                            `curl -fsS https://api.cloudflare.com/client/v4/ips -o cloudflare-ips.json`
  *
  * Exit status: 0 rendered; 2 invalid configuration (every problem on stderr); 1 other errors.
  */
@@ -27,6 +31,8 @@ import { parse } from "yaml";
 import { CONFIG_NAMESPACE, ConfigError, validateConfig, type RawConfig } from "../components/config/load";
 import type { StackConfig } from "../components/config/schema";
 import { DATA_MOUNT_PATH, DEPLOY_USER } from "../components/hosts/host";
+import type { IpRanges } from "../components/hosts/firewall-rules";
+import { cidrProblem } from "../components/config/validators";
 import { loadHostScripts, defaultScriptsDir } from "../components/provisioning/host-scripts";
 import { appPaths, CONFIG_DIR_VARIABLE, releaseDir } from "../components/provisioning/paths";
 import { maskSecrets } from "../components/provisioning/placeholders";
@@ -74,8 +80,45 @@ export function rawConfigFromStackFile(text: string): RawConfig {
     return raw;
 }
 
+/**
+ * Cloudflare's ranges from a saved response of its IP list API
+ * (`{"result": {"ipv4_cidrs": [...], "ipv6_cidrs": [...]}}`, or the `result`
+ * object alone). Every entry must be a CIDR; both lists together non-empty.
+ */
+export function readCloudflareIps(file: string): IpRanges {
+    let doc: unknown;
+    try {
+        doc = JSON.parse(fs.readFileSync(file, "utf8"));
+    } catch (e) {
+        throw new UsageError(`--cloudflare-ips ${file}: ${(e as Error).message}`);
+    }
+    const body = (doc && typeof doc === "object" && "result" in doc ? doc.result : doc) as Record<string, unknown> | null;
+    const list = (key: string): string[] => {
+        const v = body?.[key];
+        if (!Array.isArray(v) || v.some((c) => typeof c !== "string")) {
+            throw new UsageError(`--cloudflare-ips ${file}: ${key} must be a list of CIDRs (the JSON of https://api.cloudflare.com/client/v4/ips)`);
+        }
+        const bad = (v as string[]).map((c) => cidrProblem(c)).find((p) => p !== undefined);
+        if (bad) {
+            throw new UsageError(`--cloudflare-ips ${file}: ${key}: ${bad}`);
+        }
+        return v as string[];
+    };
+    const ranges = { ipv4: list("ipv4_cidrs"), ipv6: list("ipv6_cidrs") };
+    if (ranges.ipv4.length + ranges.ipv6.length === 0) {
+        throw new UsageError(`--cloudflare-ips ${file}: no ranges; origin lockdown would admit nobody`);
+    }
+    return ranges;
+}
+
 /** The step context the render uses: what a host of this kind would report. */
-export function renderContext(config: StackConfig, scriptsDir: string, dataDevice?: string, dockerAptSource?: StepContext["dockerAptSource"]): StepContext {
+export function renderContext(
+    config: StackConfig,
+    scriptsDir: string,
+    dataDevice?: string,
+    dockerAptSource?: StepContext["dockerAptSource"],
+    webSources?: IpRanges,
+): StepContext {
     const existing = config.host.provider === "existing" ? config.host : undefined;
     return {
         dataPath: existing ? existing.dataPath : DATA_MOUNT_PATH,
@@ -84,6 +127,7 @@ export function renderContext(config: StackConfig, scriptsDir: string, dataDevic
         hostProvider: config.host.provider,
         scripts: loadHostScripts(scriptsDir),
         dockerAptSource,
+        webSources: config.host.originLockdown ? webSources : undefined,
     };
 }
 
@@ -171,9 +215,23 @@ function write(file: string, content: string, mode = 0o644): void {
 }
 
 /** Renders a stack file into `out`. Throws ConfigError (exit 2) or other errors (exit 1). */
-export function render(stackFile: string, out: string, opts: { scriptsDir?: string; dataDevice?: string; dockerAptSource?: StepContext["dockerAptSource"] } = {}): Step[] {
+export interface RenderOptions {
+    scriptsDir?: string;
+    dataDevice?: string;
+    dockerAptSource?: StepContext["dockerAptSource"];
+    /** Cloudflare's ranges (`--cloudflare-ips`); required when host.originLockdown is on. */
+    webSources?: IpRanges;
+}
+
+export function render(stackFile: string, out: string, opts: RenderOptions = {}): Step[] {
     const { config } = validateConfig(rawConfigFromStackFile(fs.readFileSync(stackFile, "utf8")));
-    const ctx = renderContext(config, opts.scriptsDir ?? defaultScriptsDir(), opts.dataDevice, opts.dockerAptSource);
+    if (config.host.originLockdown && !opts.webSources) {
+        throw new UsageError(
+            "host.originLockdown is on, so the server's firewall admits only Cloudflare's ranges to 80/443 (pulumi up looks them up); " +
+                "pass them with --cloudflare-ips FILE, saved by `curl -fsS https://api.cloudflare.com/client/v4/ips -o FILE`",
+        );
+    }
+    const ctx = renderContext(config, opts.scriptsDir ?? defaultScriptsDir(), opts.dataDevice, opts.dockerAptSource, opts.webSources);
     const steps = buildSteps(config, ctx);
     prepareOut(out);
     for (const step of steps) {
@@ -207,6 +265,7 @@ export function main(argv: string[]): number {
                 "scripts-dir": { type: "string" },
                 "data-device": { type: "string" },
                 "docker-apt-source": { type: "string" },
+                "cloudflare-ips": { type: "string" },
             },
             strict: true,
         }));
@@ -218,7 +277,7 @@ export function main(argv: string[]): number {
     const out = values.out;
     const apt = values["docker-apt-source"];
     if (!stackFile || !out) {
-        process.stderr.write("usage: npm run render -- --stack-file Pulumi.<stack>.yaml --out <dir> [--scripts-dir DIR] [--data-device PATH] [--docker-apt-source auto|docker|distro]\n");
+        process.stderr.write("usage: npm run render -- --stack-file Pulumi.<stack>.yaml --out <dir> [--scripts-dir DIR] [--data-device PATH] [--docker-apt-source auto|docker|distro] [--cloudflare-ips FILE]\n");
         return 1;
     }
     if (apt !== undefined && apt !== "docker" && apt !== "distro" && apt !== "auto") {
@@ -226,7 +285,13 @@ export function main(argv: string[]): number {
         return 1;
     }
     try {
-        const steps = render(stackFile, out, { scriptsDir: values["scripts-dir"], dataDevice: values["data-device"], dockerAptSource: apt });
+        const cloudflareIps = values["cloudflare-ips"];
+        const steps = render(stackFile, out, {
+            scriptsDir: values["scripts-dir"],
+            dataDevice: values["data-device"],
+            dockerAptSource: apt,
+            webSources: cloudflareIps === undefined ? undefined : readCloudflareIps(cloudflareIps),
+        });
         process.stdout.write(`rendered ${steps.length} steps of ${stackFile} into ${out}\n`);
         return 0;
     } catch (e) {

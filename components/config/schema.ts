@@ -109,7 +109,9 @@ const hostCommon = {
     swapMb: z.number().int().min(0).max(65536).default(1024),
     /**
      * Lock 80/443 down to Cloudflare's published ranges (only when every
-     * hostname is proxied through Cloudflare). @default false
+     * hostname is proxied through Cloudflare): in the cloud firewall, and in
+     * the server's own firewall (ufw and DOCKER-USER), which is the only one an
+     * existing server has. @default false
      */
     originLockdown: z.boolean().default(false),
 };

@@ -10,11 +10,16 @@
  * - R5: triggers are content hashes of the rendered scripts; the deploy step's
  *   also include the secrets step's hash, so a changed secret restarts the
  *   containers that read it, and nothing re-runs when nothing changed.
+ *
+ * With `host.originLockdown` it looks up Cloudflare's published ranges and the
+ * bootstrap admits only them to 80/443 on the server itself, which is the only
+ * lockdown an existing server gets (it has no cloud firewall).
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { StackConfig } from "../config/schema";
 import type { Host } from "../hosts/host";
+import { cloudflareIpRanges, type IpRanges } from "../hosts/firewall-rules";
 import { loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "./host-scripts";
 import { buildSteps, remoteCommand, renderRelease, renderStepScript, sha256, stepSecrets, type Step, type StepContext, type StepName } from "./steps";
 
@@ -43,6 +48,9 @@ export interface HostProvisionerArgs {
     readonly dockerAptSource?: StepContext["dockerAptSource"];
 }
 
+/** Stands in for Cloudflare's ranges when only the step list's shape is built (TEST-NET-1, never rendered). */
+const SHAPE_ONLY_WEB_SOURCES: IpRanges = { ipv4: ["192.0.2.0/24"], ipv6: [] };
+
 type StepResource = command.remote.Command | command.local.Command;
 
 export class HostProvisioner extends pulumi.ComponentResource {
@@ -63,10 +71,15 @@ export class HostProvisioner extends pulumi.ComponentResource {
         // The step list's shape (names, order, secret flags, referenced secrets) does not depend on
         // the data device, which is only known once the host exists; contents are rendered with it.
         // Checked before anything is registered: a missing secret creates nothing.
-        const shape = buildSteps(config, ctx);
+        // Under origin lockdown the contents also need Cloudflare's ranges, looked up below; the
+        // shape does not depend on them, so any non-empty list stands in for it here.
+        const shape = buildSteps(config, { ...ctx, webSources: config.host.originLockdown ? SHAPE_ONLY_WEB_SOURCES : undefined });
         requireSecrets(shape, args.secretValues);
         super(HOST_PROVISIONER_TYPE, name, {}, opts);
-        const steps = host.dataDevice.apply((dataDevice) => buildSteps(config, { ...ctx, dataDevice }));
+        const webSources = cloudflareIpRanges(config.host.originLockdown, { parent: this });
+        const steps = pulumi
+            .all([host.dataDevice, webSources])
+            .apply(([dataDevice, web]) => buildSteps(config, { ...ctx, dataDevice, webSources: web }));
         const secretValues = pulumi.secret(pulumi.all(args.secretValues));
 
         const connection = {
@@ -145,7 +158,7 @@ function stepScript(steps: pulumi.Output<Step[]>, step: Step, secretValues: pulu
     const find = (all: Step[]) => {
         const found = all.find((s) => s.name === step.name);
         if (!found) {
-            throw new Error(`step ${step.name} disappeared when the data device became known`);
+            throw new Error(`step ${step.name} disappeared when the data device and web sources became known`);
         }
         return found;
     };

@@ -19,6 +19,7 @@
  */
 import { createHash } from "node:crypto";
 import type { StackConfig } from "../config/schema";
+import type { IpRanges } from "../hosts/firewall-rules";
 import { isWorldCidr } from "../config/validators";
 import { backupPrefix } from "../storage/backup-prefix";
 import type { HostScripts } from "./host-scripts";
@@ -108,6 +109,12 @@ export interface StepContext {
     dockerAptSource?: "docker" | "distro" | "auto";
     /** Overrides of the backup target when another component decides it (e.g. the created bucket's name). */
     backup?: { bucket?: string; region?: string; endpoint?: string };
+    /**
+     * The only networks the host firewall admits to 80/443 when
+     * `host.originLockdown` is on: Cloudflare's published ranges. Required
+     * then (the steps refuse to render without them); ignored otherwise.
+     */
+    webSources?: IpRanges;
 }
 
 /** How long wait-ready waits for cloud-init before failing. */
@@ -181,7 +188,8 @@ function sshAllowed(config: StackConfig): string {
  */
 export function renderBootstrapEnv(config: StackConfig, ctx: StepContext): string {
     const db = config.database;
-    const restricted = db.enabled ? db.allowedCidrs.map((c) => `${db.publicPort}:${c}`) : [];
+    const web = webPorts(config, ctx.webSources);
+    const restricted = [...web.restricted, ...(db.enabled ? db.allowedCidrs.map((c) => `${db.publicPort}:${c}`) : [])];
     const entries: [string, string][] = [
         ["ONEBOX_DEPLOY_USER", ctx.sshUser],
         ["ONEBOX_ADMIN_CAN_ROOT", String(ctx.sshUser === "root")],
@@ -190,14 +198,34 @@ export function renderBootstrapEnv(config: StackConfig, ctx: StepContext): strin
         ["ONEBOX_SWAP_MB", String(config.host.swapMb)],
         ["ONEBOX_SSH_ALLOWED_CIDRS", sshAllowed(config)],
         ["ONEBOX_SSH_PORT", String(sshPort(config))],
-        // Web traffic reaches the host in both proxy modes (ours, or the existing Traefik).
-        ["ONEBOX_PUBLIC_TCP_PORTS", "80 443"],
-        // The database port, only for the listed networks (Docker-published ports bypass plain
-        // ufw rules; the bootstrap filters them in DOCKER-USER).
+        // Web traffic reaches the host in both proxy modes (ours, or the existing Traefik):
+        // from everyone, or with origin lockdown from Cloudflare only.
+        ["ONEBOX_PUBLIC_TCP_PORTS", web.public],
+        // Ports open to listed networks only: 80/443 under origin lockdown, the database port
+        // (Docker-published ports bypass plain ufw rules; the bootstrap filters them in DOCKER-USER).
         ["ONEBOX_RESTRICTED_PORTS", restricted.join(" ")],
         ["ONEBOX_DOCKER_SOURCE", ctx.dockerAptSource ?? "auto"],
     ];
     return `# Bootstrap settings of ${config.app.name}, rendered by onebox; sourced by ${BOOTSTRAP_SCRIPT}.\n${envFileLines(entries)}`;
+}
+
+/** HTTP and HTTPS: the proxy's ports, the only ones open to the web (H8). */
+const WEB_PORTS = [80, 443];
+
+/**
+ * The web ports in the host firewall: open to everyone, or under
+ * `host.originLockdown` open only to Cloudflare's ranges, on the server itself
+ * as well as in the cloud firewall (an existing server has no cloud firewall).
+ */
+function webPorts(config: StackConfig, sources: IpRanges | undefined): { public: string; restricted: string[] } {
+    if (!config.host.originLockdown) {
+        return { public: WEB_PORTS.join(" "), restricted: [] };
+    }
+    const cidrs = [...(sources?.ipv4 ?? []), ...(sources?.ipv6 ?? [])];
+    if (cidrs.length === 0) {
+        throw new Error("host.originLockdown is on but Cloudflare's IP ranges are missing; refusing to open 80/443 to nobody or to everybody");
+    }
+    return { public: "", restricted: WEB_PORTS.flatMap((port) => cidrs.map((c) => `${port}:${c}`)) };
 }
 
 /** The bootstrap script and the files it ships next to itself, all installed in /usr/local/lib/onebox. */

@@ -6,16 +6,14 @@ import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { installMocks, unwrap, type CallHandler, type RecordingMocks } from "./mocks";
 import { asPulumiConfig, type Raw } from "./fixtures";
+import { GET_IP_RANGES, ipRangesHandler } from "./cloudflare";
 
-export const CLOUDFLARE_RANGES = {
-    ipv4: ["173.245.48.0/20", "103.21.244.0/22", "104.16.0.0/13"],
-    ipv6: ["2400:cb00::/32", "2606:4700::/32"],
-};
+export { FAKE_CLOUDFLARE_RANGES as CLOUDFLARE_RANGES } from "./cloudflare";
 
 /** Invokes the program may make, answered with fixed data. */
 export const PROGRAM_CALLS: Record<string, CallHandler> = {
     "cloudflare:index/getZone:getZone": () => ({ id: "", zoneId: "0123456789abcdef0123456789abcdef", name: "example.com" }),
-    "cloudflare:index/getIpRanges:getIpRanges": () => ({ etag: "fake", ipv4Cidrs: CLOUDFLARE_RANGES.ipv4, ipv6Cidrs: CLOUDFLARE_RANGES.ipv6, jdcloudCidrs: [] }),
+    [GET_IP_RANGES]: ipRangesHandler(),
 };
 
 export interface ProgramRun {

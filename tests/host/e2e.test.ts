@@ -367,6 +367,43 @@ test("H4: ufw is active, denies incoming by default, allows exactly SSH from the
     }
 });
 
+test("F1 origin lockdown on the server itself: 80/443 only from the listed ranges (ufw + DOCKER-USER); listing this machine admits it again", { timeout: 300_000 }, async () => {
+    // What renderBootstrapEnv writes under host.originLockdown (unit-tested): no public web ports,
+    // 80/443 restricted to Cloudflare's ranges. Here the bootstrap runs for real with such settings.
+    const env = "/etc/onebox/bootstrap.env";
+    const original = await root(`base64 -w0 ${env}`);
+    const text = Buffer.from(original.trim(), "base64").toString("utf8");
+    const gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
+    assert.match(gateway, /^\d+\.\d+\.\d+\.\d+$/, "this machine's address as the server sees it");
+    const bootstrapWith = async (web: string[]) => {
+        const changed = text
+            .replace(/^ONEBOX_PUBLIC_TCP_PORTS=.*$/m, "ONEBOX_PUBLIC_TCP_PORTS=''")
+            .replace(/^ONEBOX_RESTRICTED_PORTS=.*$/m, `ONEBOX_RESTRICTED_PORTS='${["80", "443"].flatMap((p) => web.map((c) => `${p}:${c}`)).join(" ")}'`);
+        assert.notEqual(changed, text);
+        await root(`printf '%s' '${Buffer.from(changed).toString("base64")}' | base64 -d > ${env} && ${BOOTSTRAP} >/dev/null`, 240_000);
+    };
+    const ip = server.ip();
+    try {
+        // Cloudflare-like ranges that do not include this machine: HTTPS and HTTP are dropped.
+        await bootstrapWith(["198.51.100.0/24", "2001:db8::/32"]);
+        // ufw lists IPv4 rules before IPv6 ones; no web port is open to "Anywhere" any more.
+        assert.deepEqual(ufwRuleLines(await root("ufw status verbose")).filter((l) => /^(80|443)\//.test(l)), [
+            "80/tcp ALLOW IN 198.51.100.0/24",
+            "443/tcp ALLOW IN 198.51.100.0/24",
+            "80/tcp ALLOW IN 2001:db8::/32",
+            "443/tcp ALLOW IN 2001:db8::/32",
+        ]);
+        assert.equal(await tcpConnect(ip, 443, 4000), "timeout", "443 is dropped for a source outside the ranges");
+        assert.equal(await tcpConnect(ip, 80, 4000), "timeout", "80 is dropped for a source outside the ranges");
+        // This machine's address listed: HTTPS answers again.
+        await bootstrapWith(["198.51.100.0/24", `${gateway}/32`]);
+        assert.equal((await httpsRequest("app.example.test", 443, "/health", { address: ip })).status, 200);
+    } finally {
+        await root(`printf '%s' '${original.trim()}' | base64 -d > ${env} && ${BOOTSTRAP} >/dev/null`, 240_000);
+    }
+    assert.equal((await httpsRequest("app.example.test", 443, "/health", { address: ip })).status, 200, "open to everyone again");
+});
+
 test("H5: fail2ban runs an sshd jail on the systemd journal", async () => {
     assert.equal((await root("systemctl is-active fail2ban; systemctl is-enabled fail2ban")).trim(), "active\nenabled");
     const jail = await root("fail2ban-client status sshd");

@@ -10,6 +10,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TOOLS_IMAGE="${ONEBOX_TOOLS_IMAGE:-onebox-test/tools:latest}"
+# Stands in for Cloudflare's published ranges (stacks with origin lockdown need them to render).
+CLOUDFLARE_IPS="${ROOT}/tests/fixtures/cloudflare-ips.json"
 WORK=""
 
 log() {
@@ -21,8 +23,8 @@ check_stack() {
   local name
   name="$(basename "${stack}" .yaml)"
   local a="${work}/${name}-a" b="${work}/${name}-b"
-  (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${a}" >/dev/null)
-  (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${b}" >/dev/null)
+  (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${a}" --cloudflare-ips "${CLOUDFLARE_IPS}" >/dev/null)
+  (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${b}" --cloudflare-ips "${CLOUDFLARE_IPS}" >/dev/null)
   diff -r "${a}" "${b}" >/dev/null || {
     log "FAIL ${name}: two renders differ"
     diff -r "${a}" "${b}" | head -n 20

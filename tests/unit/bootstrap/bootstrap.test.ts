@@ -263,6 +263,27 @@ void describe("H4 ufw and the DOCKER-USER chain", () => {
         ]);
     });
 
+    void it("H4 origin lockdown: DOCKER-USER lets 80/443 through from Cloudflare's ranges only", () => {
+        const lockdown: Settings = { ...BASE, ONEBOX_PUBLIC_TCP_PORTS: "", ONEBOX_RESTRICTED_PORTS: "80:173.245.48.0/20 80:2400:cb00::/32 443:173.245.48.0/20 443:2400:cb00::/32" };
+        assert.deepEqual(allowRules(render("after.rules", lockdown)), [
+            "-A DOCKER-USER -s 173.245.48.0/20 -p tcp -m conntrack --ctorigdstport 80 --ctdir ORIGINAL -j RETURN",
+            "-A DOCKER-USER -s 173.245.48.0/20 -p tcp -m conntrack --ctorigdstport 443 --ctdir ORIGINAL -j RETURN",
+        ]);
+        assert.deepEqual(allowRules(render("after6.rules", lockdown)), [
+            "-A DOCKER-USER -s 2400:cb00::/32 -p tcp -m conntrack --ctorigdstport 80 --ctdir ORIGINAL -j RETURN",
+            "-A DOCKER-USER -s 2400:cb00::/32 -p tcp -m conntrack --ctorigdstport 443 --ctdir ORIGINAL -j RETURN",
+        ]);
+        assert.deepEqual(
+            render("ufw-rules", lockdown).trim().split("\n").filter((l) => !l.includes("'onebox ssh'")),
+            [
+                "ufw allow from 173.245.48.0/20 to any port 80 proto tcp comment 'onebox restricted'",
+                "ufw allow from 2400:cb00::/32 to any port 80 proto tcp comment 'onebox restricted'",
+                "ufw allow from 173.245.48.0/20 to any port 443 proto tcp comment 'onebox restricted'",
+                "ufw allow from 2400:cb00::/32 to any port 443 proto tcp comment 'onebox restricted'",
+            ],
+        );
+    });
+
     void it("H8 with no public or restricted port every published port is dropped", () => {
         const text = render("after.rules", { ...BASE, ONEBOX_PUBLIC_TCP_PORTS: "" });
         assert.deepEqual(allowRules(text), []);

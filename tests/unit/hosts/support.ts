@@ -10,29 +10,17 @@ import { validateConfig } from "../../../components/config/load";
 import type { StackConfig } from "../../../components/config/schema";
 import { RecordingMocks, type CallHandler } from "../../helpers/mocks";
 import { EXISTING_DEPLOY_KEY } from "../../helpers/fixtures";
+import { FAKE_CLOUDFLARE_RANGES, GET_IP_RANGES, ipRangesHandler } from "../../helpers/cloudflare";
 
 export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz3ZbUeGfyTNgQyX0yhl6bI5bqyS2m0yqVqjSWbqzKQ admin@example.com";
 
 /** Cloudflare's ranges as the mocked `getIpRanges` returns them. */
-export const CLOUDFLARE = {
-    ipv4: ["173.245.48.0/20", "103.21.244.0/22", "104.16.0.0/13"],
-    ipv6: ["2400:cb00::/32", "2606:4700::/32"],
-};
-
-export const CLOUDFLARE_TOKEN = "cloudflare:index/getIpRanges:getIpRanges";
+export const CLOUDFLARE = FAKE_CLOUDFLARE_RANGES;
 
 /** Mock handler for Cloudflare's IP ranges data source; counts its calls. */
 export function cloudflareCalls(): { calls: Record<string, CallHandler>; count: () => number } {
     let n = 0;
-    return {
-        calls: {
-            [CLOUDFLARE_TOKEN]: () => {
-                n += 1;
-                return { etag: "fake", ipv4Cidrs: CLOUDFLARE.ipv4, ipv6Cidrs: CLOUDFLARE.ipv6, jdcloudCidrs: [] };
-            },
-        },
-        count: () => n,
-    };
+    return { calls: { [GET_IP_RANGES]: ipRangesHandler(() => (n += 1)) }, count: () => n };
 }
 
 type Raw = Record<string, unknown>;

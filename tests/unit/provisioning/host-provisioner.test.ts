@@ -6,6 +6,7 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
+import { GET_IP_RANGES, ipRangesHandler } from "../../helpers/cloudflare";
 import { installMocks, unwrap, type RecordedResource, type RecordingMocks } from "../../helpers/mocks";
 import type { Host } from "../../../components/hosts/host";
 import type { StackConfig } from "../../../components/config/schema";
@@ -20,7 +21,7 @@ const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 let mocks: RecordingMocks;
 before(async () => {
-    mocks = await installMocks();
+    mocks = await installMocks({}, { [GET_IP_RANGES]: ipRangesHandler() });
 });
 
 /** Strips the secret wrappers the mock monitor records ({<sig key>: <secret sig>, value}). */

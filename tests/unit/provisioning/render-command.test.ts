@@ -11,7 +11,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import type { RawConfig } from "../../../components/config/load";
-import { main, rawConfigFromStackFile, render } from "../../../scripts/render";
+import { main, rawConfigFromStackFile, readCloudflareIps, render } from "../../../scripts/render";
+import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
 import { DEPLOYMENTS, FAKE_SCRIPTS, type DeploymentName } from "./fixtures";
 
 const REPO = path.resolve(__dirname, "../../..");
@@ -30,6 +31,9 @@ for (const [name, content] of Object.entries(FAKE_SCRIPTS.backup)) {
     fs.mkdirSync(path.join(scriptsDir, "backup"), { recursive: true });
     fs.writeFileSync(path.join(scriptsDir, "backup", name), content);
 }
+
+/** Saved response of Cloudflare's IP list API (the ranges the mocks return). */
+const CLOUDFLARE_IPS = path.join(REPO, "tests/fixtures/cloudflare-ips.json");
 
 const PLAIN_SECRET = "plain-Secret-In-Stack-File-8Jq2Wv5Xc";
 
@@ -84,8 +88,8 @@ describe("render command", () => {
     for (const name of Object.keys(DEPLOYMENTS) as DeploymentName[]) {
         test(`${name}: two renders are byte-identical`, () => {
             const file = stackFile(name, DEPLOYMENTS[name]);
-            render(file, path.join(tmp, `${name}-1`), { scriptsDir });
-            render(file, path.join(tmp, `${name}-2`), { scriptsDir });
+            render(file, path.join(tmp, `${name}-1`), { scriptsDir, webSources: FAKE_CLOUDFLARE_RANGES });
+            render(file, path.join(tmp, `${name}-2`), { scriptsDir, webSources: FAKE_CLOUDFLARE_RANGES });
             assert.deepEqual(tree(path.join(tmp, `${name}-1`)), tree(path.join(tmp, `${name}-2`)));
         });
     }
@@ -149,6 +153,36 @@ describe("render command", () => {
     test("reads only the onebox: namespace; a whole encrypted secrets map is refused with the fix", () => {
         assert.deepEqual(Object.keys(rawConfigFromStackFile("config:\n  aws:region: x\n  onebox:app:\n    name: a1\n")), ["app"]);
         assert.throws(() => rawConfigFromStackFile("config:\n  onebox:secrets:\n    secure: v1:x\n"), /--path 'secrets\.NAME'/);
+    });
+
+    test("origin lockdown: the bootstrap admits only Cloudflare's ranges to 80/443, read from --cloudflare-ips", () => {
+        assert.deepEqual(readCloudflareIps(CLOUDFLARE_IPS), FAKE_CLOUDFLARE_RANGES);
+        const file = stackFile("finances", DEPLOYMENTS.finances);
+        const out = path.join(tmp, "finances-cli");
+        assert.equal(main(["--stack-file", file, "--out", out, "--scripts-dir", scriptsDir, "--cloudflare-ips", CLOUDFLARE_IPS]), 0);
+        const env = fs.readFileSync(path.join(out, "bootstrap/etc/onebox/bootstrap.env"), "utf8");
+        assert.match(env, /^ONEBOX_PUBLIC_TCP_PORTS=''$/m);
+        const cidrs = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6];
+        assert.match(env, new RegExp(`^ONEBOX_RESTRICTED_PORTS='${[80, 443].flatMap((p) => cidrs.map((c) => `${p}:${c}`)).join(" ")}'$`, "m"));
+    });
+
+    test("origin lockdown without --cloudflare-ips, or with a bad file: exit 1, the fix named, nothing written", () => {
+        const file = stackFile("finances", DEPLOYMENTS.finances);
+        const out = path.join(tmp, "finances-no-ips");
+        const r = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO, "scripts", "render.ts"), "--stack-file", file, "--out", out], { cwd: REPO, encoding: "utf8" });
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.stderr, /host\.originLockdown is on.*--cloudflare-ips FILE/);
+        assert.equal(fs.existsSync(out), false);
+        const bad = path.join(tmp, "bad-ips.json");
+        for (const [content, message] of [
+            ["not json", /--cloudflare-ips .*bad-ips\.json: /],
+            [JSON.stringify({ result: { ipv4_cidrs: ["104.16.0.1/13"], ipv6_cidrs: [] } }), /ipv4_cidrs: "104\.16\.0\.1\/13" has host bits set/],
+            [JSON.stringify({ result: { ipv4_cidrs: [] } }), /ipv6_cidrs must be a list of CIDRs/],
+            [JSON.stringify({ ipv4_cidrs: [], ipv6_cidrs: [] }), /no ranges; origin lockdown would admit nobody/],
+        ] as const) {
+            fs.writeFileSync(bad, content);
+            assert.throws(() => readCloudflareIps(bad), message);
+        }
     });
 
     test("an existing directory that is not an earlier render is left alone (exit 1)", () => {

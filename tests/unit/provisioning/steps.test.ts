@@ -21,7 +21,7 @@ import {
     type HostFile,
     type Step,
 } from "../../../components/provisioning/steps";
-import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, type DeploymentName } from "./fixtures";
+import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, HOST_KEY, type DeploymentName } from "./fixtures";
 
 const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
 
@@ -140,12 +140,40 @@ describe("bootstrap", () => {
                 "ONEBOX_SWAP_MB='1024'",
                 "ONEBOX_SSH_ALLOWED_CIDRS='203.0.113.7/32'",
                 "ONEBOX_SSH_PORT='22'",
-                "ONEBOX_PUBLIC_TCP_PORTS='80 443'",
-                "ONEBOX_RESTRICTED_PORTS=''",
+                // Origin lockdown (finances): 80/443 from Cloudflare's ranges only, on the host too.
+                "ONEBOX_PUBLIC_TCP_PORTS=''",
+                "ONEBOX_RESTRICTED_PORTS='" +
+                    "80:173.245.48.0/20 80:103.21.244.0/22 80:104.16.0.0/13 80:2400:cb00::/32 80:2606:4700::/32 " +
+                    "443:173.245.48.0/20 443:103.21.244.0/22 443:104.16.0.0/13 443:2400:cb00::/32 443:2606:4700::/32'",
                 "ONEBOX_DOCKER_SOURCE='auto'",
                 "",
             ].join("\n"),
         );
+    });
+
+    test("without origin lockdown 80/443 are open to everyone and Cloudflare's ranges are not used", () => {
+        const config = configOf("cleaning");
+        const env = renderBootstrapEnv(config, contextFor(config, { webSources: { ipv4: ["198.51.100.0/24"], ipv6: [] } }));
+        assert.match(env, /^ONEBOX_PUBLIC_TCP_PORTS='80 443'$/m);
+        assert.match(env, /^ONEBOX_RESTRICTED_PORTS=''$/m);
+    });
+
+    test("origin lockdown on an existing server (no cloud firewall): the host admits only Cloudflare to 80/443, next to the database networks", () => {
+        const config = configOf("finances", (r) => {
+            r.host = { provider: "existing", address: "203.0.113.50", hostKey: HOST_KEY, sshAllowedCidrs: ["203.0.113.7/32"], originLockdown: true };
+            r.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----\n";
+            r.database = { ...(r.database as object), allowedCidrs: ["198.51.100.0/24"] };
+        });
+        const env = renderBootstrapEnv(config, contextFor(config, { webSources: { ipv4: ["173.245.48.0/20"], ipv6: ["2400:cb00::/32"] } }));
+        assert.match(env, /^ONEBOX_PUBLIC_TCP_PORTS=''$/m);
+        assert.match(env, /^ONEBOX_RESTRICTED_PORTS='80:173\.245\.48\.0\/20 80:2400:cb00::\/32 443:173\.245\.48\.0\/20 443:2400:cb00::\/32 5432:198\.51\.100\.0\/24'$/m);
+    });
+
+    test("origin lockdown without Cloudflare's ranges renders nothing (never open 80/443 to everybody)", () => {
+        const config = configOf("finances");
+        for (const webSources of [undefined, { ipv4: [], ipv6: [] }]) {
+            assert.throws(() => buildSteps(config, contextFor(config, { webSources })), /host\.originLockdown is on but Cloudflare's IP ranges are missing/);
+        }
     });
 
     test("Chronos: the database port is open to the listed networks only", () => {
