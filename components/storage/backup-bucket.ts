@@ -142,6 +142,12 @@ export function lifecyclePolicyRules(args: {
  * lifecycle's job, so stolen credentials cannot erase the history (and
  * versioning keeps what they overwrite).
  *
+ * s3:PutObjectAcl is there because the uploader (rclone 1.60, Debian 13's)
+ * sends `x-amz-acl: private` with every upload and cannot be told not to, and
+ * S3 authorizes an upload that carries ACL headers as PutObjectAcl as well;
+ * the bucket has ACLs disabled (BucketOwnerEnforced), so the permission lets
+ * nobody change who can read anything.
+ *
  * What clients must expect from this policy: s3:PutObject covers multipart
  * uploads but not aborting them (the lifecycle cleans those up); the bucket
  * cannot be created or probed (rclone: `no_check_bucket`); and since listing
@@ -162,7 +168,7 @@ export function credentialsPolicyDocument(bucket: string, prefix: string, partit
                 Condition: { StringLike: { "s3:prefix": [`${prefix}/*`] } },
             },
             { Sid: "LocateBucket", Effect: "Allow", Action: ["s3:GetBucketLocation"], Resource: [bucketArn] },
-            { Sid: "ReadWriteBackupObjects", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject"], Resource: [`${bucketArn}/${prefix}/*`] },
+            { Sid: "ReadWriteBackupObjects", Effect: "Allow", Action: ["s3:PutObject", "s3:PutObjectAcl", "s3:GetObject"], Resource: [`${bucketArn}/${prefix}/*`] },
         ],
     };
 }
@@ -233,6 +239,7 @@ export class BackupBucket extends pulumi.ComponentResource {
 
         const bucket = this.createBucket(name, args);
         const publicAccessBlock = this.blockPublicAccess(name, bucket);
+        this.disableAcls(name, bucket);
         this.encrypt(name, bucket, args.kmsKeyId);
         const versioning = this.enableVersioning(name, bucket);
         this.expireOldBackups(name, bucket, rules, versioning);
@@ -275,6 +282,19 @@ export class BackupBucket extends pulumi.ComponentResource {
                 ignorePublicAcls: true,
                 restrictPublicBuckets: true,
             },
+            { parent: this, ...guardSettingsProtection() },
+        );
+    }
+
+    /**
+     * S1: ACLs disabled, the bucket owner owns every object (the default for
+     * new buckets since 2023, made explicit so it cannot drift): access is
+     * decided by policies alone, whatever ACL header an upload carries.
+     */
+    private disableAcls(name: string, bucket: aws.s3.Bucket): aws.s3.BucketOwnershipControls {
+        return new aws.s3.BucketOwnershipControls(
+            `${name}-ownership`,
+            { bucket: bucket.id, region: this.region, rule: { objectOwnership: "BucketOwnerEnforced" } },
             { parent: this, ...guardSettingsProtection() },
         );
     }

@@ -24,6 +24,7 @@ import { OptionsRecorder } from "../../helpers/options-recorder";
 const T = {
     bucket: "aws:s3/bucket:Bucket",
     pab: "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    ownership: "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     sse: "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     versioning: "aws:s3/bucketVersioning:BucketVersioning",
     lifecycle: "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
@@ -63,7 +64,7 @@ before(async () => {
 });
 
 void describe("BackupBucket resources", () => {
-    void it("creates exactly the bucket, its four guards, the lifecycle and the IAM user, group, policy, membership and key", async () => {
+    void it("creates exactly the bucket, its five guards, the lifecycle and the IAM user, group, policy, membership and key", async () => {
         await build("inventory");
         const mine = mocks.resources.filter((r) => r.name.startsWith("inventory-")).map((r) => `${r.type} ${r.name}`).sort();
         assert.deepEqual(mine, [
@@ -76,6 +77,7 @@ void describe("BackupBucket resources", () => {
             `${T.lifecycle} inventory-lifecycle`,
             `${T.policy} inventory-policy`,
             `${T.pab} inventory-public-access-block`,
+            `${T.ownership} inventory-ownership`,
             `${T.sse} inventory-encryption`,
             `${T.versioning} inventory-versioning`,
         ].sort());
@@ -88,7 +90,7 @@ void describe("BackupBucket resources", () => {
         assert.equal(bucket.region, "eu-central-1");
         assert.equal(bucket.forceDestroy, false);
         // Every bucket-level setting targets the same bucket and region.
-        for (const [type, role] of [[T.pab, "public-access-block"], [T.sse, "encryption"], [T.versioning, "versioning"], [T.lifecycle, "lifecycle"], [T.policy, "policy"]]) {
+        for (const [type, role] of [[T.pab, "public-access-block"], [T.ownership, "ownership"], [T.sse, "encryption"], [T.versioning, "versioning"], [T.lifecycle, "lifecycle"], [T.policy, "policy"]]) {
             assert.equal(input(type, role).bucket, "naming-bucket-id", role);
             assert.equal(input(type, role).region, "eu-central-1", role);
         }
@@ -101,6 +103,11 @@ void describe("BackupBucket resources", () => {
             { a: pab.blockPublicAcls, b: pab.blockPublicPolicy, c: pab.ignorePublicAcls, d: pab.restrictPublicBuckets },
             { a: true, b: true, c: true, d: true },
         );
+    });
+
+    void it("S1: ACLs are disabled (BucketOwnerEnforced), so no ACL an upload sends can grant access", async () => {
+        const { input } = await build("s1acl");
+        assert.deepEqual(input(T.ownership, "ownership").rule, { objectOwnership: "BucketOwnerEnforced" });
     });
 
     void it("S2: default encryption is SSE-S3 (AES256) without a KMS key", async () => {
@@ -163,9 +170,9 @@ void describe("BackupBucket resources", () => {
         assert.deepEqual(bucketProtection(), { protect: true, retainOnDelete: true });
     });
 
-    void it("S5: the access block, encryption, versioning and TLS policy stay with a retained bucket; the lifecycle does not", async () => {
+    void it("S5: the access block, ownership controls, encryption, versioning and TLS policy stay with a retained bucket; the lifecycle does not", async () => {
         const { recorder } = await build("s5g");
-        for (const [type, role] of [[T.pab, "public-access-block"], [T.sse, "encryption"], [T.versioning, "versioning"], [T.policy, "policy"]]) {
+        for (const [type, role] of [[T.pab, "public-access-block"], [T.ownership, "ownership"], [T.sse, "encryption"], [T.versioning, "versioning"], [T.policy, "policy"]]) {
             assert.equal(recorder.of(type, `s5g-${role}`).retainOnDelete, true, role);
         }
         // After a destroy the last dumps must not keep expiring unattended.
@@ -260,7 +267,8 @@ void describe("credentialsPolicyDocument (S6)", () => {
             assert.equal(doc.Version, "2012-10-17");
             assert.ok(statements.every((s) => s.Effect === "Allow"));
             const actions = statements.flatMap((s) => s.actions).sort();
-            assert.deepEqual(actions, ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]);
+            // PutObjectAcl: uploads carry rclone's `x-amz-acl: private`; inert with ACLs disabled (S1).
+            assert.deepEqual(actions, ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:PutObjectAcl"]);
             for (const s of statements) {
                 assert.ok(!s.actions.some((a) => a.includes("*")), `wildcard action in ${s.Sid}`);
                 assert.ok(!s.actions.some((a) => /delete/i.test(a)), `delete action in ${s.Sid}`);
@@ -271,6 +279,7 @@ void describe("credentialsPolicyDocument (S6)", () => {
             const objects = statements.find((s) => s.actions.includes("s3:PutObject"));
             assert.deepEqual(objects?.resources, [`arn:aws:s3:::${bucket}/${prefix}/*`]);
             assert.deepEqual(statements.find((s) => s.actions.includes("s3:GetObject"))?.resources, [`arn:aws:s3:::${bucket}/${prefix}/*`]);
+            assert.deepEqual(statements.find((s) => s.actions.includes("s3:PutObjectAcl"))?.resources, [`arn:aws:s3:::${bucket}/${prefix}/*`]);
             const list = statements.find((s) => s.actions.includes("s3:ListBucket"));
             assert.deepEqual(list?.resources, [`arn:aws:s3:::${bucket}`]);
             assert.deepEqual(list?.Condition, { StringLike: { "s3:prefix": [`${prefix}/*`] } });
