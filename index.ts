@@ -15,13 +15,18 @@ import { backupPrefix } from "./components/storage/backup-prefix";
 import { HostProvisioner } from "./components/provisioning/host-provisioner";
 import { buildOutputs } from "./components/outputs/contract";
 import { dnsHostnames, provisioningSecrets } from "./components/wiring";
+import { rotationLabel } from "./components/secrets/rotation";
 
 const { config, secretValues, sshPrivateKey } = loadConfig();
+
+// Rotation periods are read off the clock once per run (see components/secrets/rotation.ts).
+const now = new Date();
 
 const secrets = new AppSecrets("secrets", {
     generatedSecrets: config.generatedSecrets,
     userSecrets: secretValues,
     databasePassword: config.database.enabled,
+    databasePasswordRotation: rotationLabel(config.database.passwordRotationDays, now),
 });
 
 const host = createHost("server", config, {}, {
@@ -52,6 +57,7 @@ const backupStorage =
               retentionDays: config.backups.retentionDays,
               weeklyRetentionWeeks: config.backups.weeklyRetentionWeeks,
               tags: { app: config.app.name, environment: config.app.environment, "managed-by": "onebox" },
+              keyRotation: rotationLabel(config.backups.keyRotationDays, now),
           })
         : undefined;
 

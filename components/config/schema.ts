@@ -294,6 +294,15 @@ const routeSchema = z.strictObject({
     service: slug,
 });
 
+/** A rotation interval in whole days; 0 turns rotation off. */
+const rotationDays = z
+    .number()
+    .int("must be a whole number of days")
+    .min(0, "must be 0 (never) or a number of days")
+    .max(3650, "rotate at least every 3650 days, or set 0 for never")
+    .refine((d) => d === 0 || d >= 7, { message: "rotating more often than every 7 days restarts the app needlessly; use 7 or more, or 0 for never" })
+    .default(0);
+
 const databaseSchema = z.strictObject({
     /** Run PostgreSQL in the stack. @default true */
     enabled: z.boolean().default(true),
@@ -315,6 +324,14 @@ const databaseSchema = z.strictObject({
     allowedCidrs: z.array(cidr).default([]),
     /** Host port published when allowedCidrs is not empty. @default 5432 */
     publicPort: port.default(5432),
+    /**
+     * Rotate the generated password of the owner role every this many days
+     * (0: never). Periods are counted in whole days from 1970-01-01 UTC; the
+     * first `pulumi up` in a new period generates a new password, and the
+     * deploy sets it in PostgreSQL and restarts the services that use it.
+     * @default 0
+     */
+    passwordRotationDays: rotationDays,
 });
 
 const redisSchema = z.strictObject({
@@ -332,11 +349,18 @@ const backupsSchema = z.strictObject({
     /**
      * Bucket name. With `create: true` the program creates it in AWS with
      * least-privilege credentials; otherwise it must exist and credentials come
-     * from the `backupAccessKeyId`/`backupSecretAccessKey` secrets.
+     * from the `BACKUP_S3_ACCESS_KEY_ID`/`BACKUP_S3_SECRET_ACCESS_KEY` secrets.
      */
     bucket: checked(bucketNameProblem),
     /** Create the bucket and its IAM user in AWS. @default true */
     create: z.boolean().default(true),
+    /**
+     * Replace the created IAM user's access key every this many days (0:
+     * never; `create: true` only). In the first `pulumi up` of a new period the
+     * new key is created, installed on the host, then the old one deleted.
+     * @default 0
+     */
+    keyRotationDays: rotationDays,
     /** Bucket region. @default "us-east-1" */
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "use an AWS region code such as eu-central-1").default("us-east-1"),
     /** S3-compatible endpoint (https) when not using AWS. */
@@ -573,6 +597,9 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         }
         if (b.endpoint && b.create) {
             issue(["backups", "create"], "the program can only create buckets in AWS; with a custom endpoint set backups.create: false and supply credentials");
+        }
+        if (!b.create && b.keyRotationDays > 0) {
+            issue(["backups", "keyRotationDays"], "the program rotates only the key of a bucket it creates (create: true); rotate your own key where it was made and update the secrets");
         }
         if (!b.create) {
             for (const n of ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY"]) {

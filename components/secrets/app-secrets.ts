@@ -37,6 +37,13 @@ export interface AppSecretsArgs {
      * @default true
      */
     readonly databasePassword?: boolean;
+    /**
+     * Rotation period of the database password (`rotationLabel()`): kept in
+     * the password's `keepers`, so a new label generates a new password.
+     * Undefined: the password never rotates.
+     * @example "90d-2026-10-17"
+     */
+    readonly databasePasswordRotation?: string;
 }
 
 /**
@@ -103,7 +110,8 @@ export class AppSecrets extends pulumi.ComponentResource {
         super(APP_SECRETS_TYPE, name, {}, opts);
 
         if (args.databasePassword ?? true) {
-            this.databasePassword = this.generate(`${name}-database-password`, DATABASE_PASSWORD_LENGTH);
+            const keepers = args.databasePasswordRotation === undefined ? undefined : { rotation: args.databasePasswordRotation };
+            this.databasePassword = this.generate(`${name}-database-password`, DATABASE_PASSWORD_LENGTH, keepers);
         }
         const values: Record<string, pulumi.Output<string>> = {};
         for (const n of args.generatedSecrets ?? []) {
@@ -117,11 +125,11 @@ export class AppSecrets extends pulumi.ComponentResource {
         this.registerOutputs({ values: this.values, databasePassword: this.databasePassword });
     }
 
-    private generate(resourceName: string, length: number): pulumi.Output<string> {
+    private generate(resourceName: string, length: number, keepers?: Record<string, string>): pulumi.Output<string> {
         // The provider marks `result` secret already; listing it keeps the
         // state ciphertext-only (R6) even if that default changes. The explicit
         // pulumi.secret keeps the Output secret wherever it flows.
-        const password = new random.RandomPassword(resourceName, passwordSpec(length), {
+        const password = new random.RandomPassword(resourceName, { ...passwordSpec(length), ...(keepers ? { keepers } : {}) }, {
             parent: this,
             additionalSecretOutputs: ["result", "bcryptHash"],
         });

@@ -19,6 +19,14 @@ export const DEFAULT_NONCURRENT_VERSION_DAYS = 7;
 
 export interface BackupBucketArgs {
     /**
+     * Rotation period of the access key (`rotationLabel()`), part of the key's
+     * resource name: a new label creates a new key, the backup step installs
+     * it, and the old key is deleted at the end of the update. Undefined: the
+     * key never rotates.
+     * @example "90d-2026-10-17"
+     */
+    readonly keyRotation?: string;
+    /**
      * Globally unique bucket name (validated by the config schema).
      * @example "example-finances-prod-backups"
      */
@@ -364,7 +372,7 @@ export class BackupBucket extends pulumi.ComponentResource {
         // even if that default changes. The key waits for the membership so it
         // never exists without its permissions.
         return new aws.iam.AccessKey(
-            `${name}-access-key`,
+            args.keyRotation === undefined ? `${name}-access-key` : `${name}-access-key-${args.keyRotation}`,
             { user: user.name },
             { parent: this, dependsOn: [membership], additionalSecretOutputs: ["secret", "sesSmtpPasswordV4"] },
         );

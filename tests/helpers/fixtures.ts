@@ -50,7 +50,7 @@ export function digitalOceanRaw(): Raw {
     };
 }
 
-/** Lightsail, PostgreSQL reachable from listed CIDRs only (the Chronos plan). */
+/** Lightsail, PostgreSQL reachable from listed CIDRs only, credentials rotated every 90 days (the Chronos plan). */
 export function lightsailRaw(): Raw {
     return {
         app: { name: "chronos", environment: "prod" },
@@ -68,8 +68,8 @@ export function lightsailRaw(): Raw {
             api: { image: "ghcr.io/chronos/api:2.3.1", port: 8080, health: { path: "/healthz" }, database: true },
         },
         routes: [{ host: "api.chronos.example.org", service: "api" }],
-        database: { version: 17, allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"] },
-        backups: { bucket: "chronos-prod-backups", region: "eu-central-1", retentionDays: 30 },
+        database: { version: 17, allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"], passwordRotationDays: 90 },
+        backups: { bucket: "chronos-prod-backups", region: "eu-central-1", retentionDays: 30, keyRotationDays: 90 },
     };
 }
 

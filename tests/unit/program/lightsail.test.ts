@@ -4,12 +4,17 @@ import assert from "node:assert/strict";
 import { runProgram, type ProgramRun } from "../../helpers/program";
 import { unwrap } from "../../helpers/mocks";
 import { lightsailRaw } from "../../helpers/fixtures";
+import { rotationLabel } from "../../../components/secrets/rotation";
 import { assertNoSecretInCommands, assertOutputsClean, plain, remoteCommands, secretValuesIn } from "./common";
 
 let run: ProgramRun;
+let labels: string[] = [];
 
 before(async () => {
+    // The run reads the clock once; the labels of the moments around it cover a period boundary.
+    labels = [rotationLabel(90, new Date()) ?? ""];
     run = await runProgram(lightsailRaw());
+    labels.push(rotationLabel(90, new Date()) ?? "");
 });
 
 describe("program: Lightsail stack", () => {
@@ -42,6 +47,15 @@ describe("program: Lightsail stack", () => {
             assert.equal(conn.host, "198.51.100.20");
             assert.match(String(conn.hostKey), /^ssh-ed25519 /);
         }
+    });
+
+    it("90-day rotation (Chronos): the database password keeps the current period, the backup access key is named after it", () => {
+        const password = run.mocks.one("random:index/randomPassword:RandomPassword", "secrets-database-password");
+        const keeper = (password.inputs.keepers as { rotation?: string } | undefined)?.rotation ?? "";
+        assert.match(keeper, /^90d-\d{4}-\d{2}-\d{2}$/);
+        assert.ok(labels.includes(keeper), `${keeper} is the period of the run (${labels.join(", ")})`);
+        const key = run.mocks.one("aws:iam/accessKey:AccessKey");
+        assert.equal(key.name, `backups-access-key-${keeper}`);
     });
 
     it("R3: no secret value appears in any command string", () => {

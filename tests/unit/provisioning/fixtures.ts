@@ -46,7 +46,7 @@ export const financesRaw: RawConfig = {
     generatedSecrets: ["JWT_SECRET", "JWT_REFRESH_SECRET"],
 };
 
-/** 2. Chronos: PostgreSQL reachable from listed CIDRs only, on Lightsail. */
+/** 2. Chronos: PostgreSQL reachable from listed CIDRs only, on Lightsail; credentials rotated every 90 days. */
 export const chronosRaw: RawConfig = {
     app: { name: "chronos" },
     host: { provider: "lightsail", region: "eu-central-1", sshAllowedCidrs: ["198.51.100.7/32"] },
@@ -56,8 +56,8 @@ export const chronosRaw: RawConfig = {
         api: { image: "ghcr.io/chronos/api:2.3.1", port: 8080, health: { path: "/healthz" }, database: true, secrets: ["S3_MEDIA_SECRET"] },
     },
     routes: [{ host: "api.chronos.example", service: "api" }],
-    database: { allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"], publicPort: 5432 },
-    backups: { bucket: "chronos-prod-backups", retentionDays: 30 },
+    database: { allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"], publicPort: 5432, passwordRotationDays: 90 },
+    backups: { bucket: "chronos-prod-backups", retentionDays: 30, keyRotationDays: 90 },
     secrets: { S3_MEDIA_SECRET: "fake-media-K7MDENGbPxRfiCYzz9" },
 };
 

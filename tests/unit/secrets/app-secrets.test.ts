@@ -45,6 +45,15 @@ void describe("AppSecrets", () => {
         assert.ok(inputs.upper !== false && inputs.lower !== false && inputs.numeric !== false);
     });
 
+    void it("rotation: the database password keeps the period label, so a new period generates a new one; app secrets never rotate", async () => {
+        const { passwords } = await build("rot", { generatedSecrets: ["JWT_SECRET"], databasePasswordRotation: "90d-2026-09-04" });
+        assert.deepEqual(passwords.find((p) => p.name === "rot-database-password")?.inputs.keepers, { rotation: "90d-2026-09-04" });
+        // Rotating a JWT secret would log every user out: only the database password rotates.
+        assert.equal(passwords.find((p) => p.name === "rot-generated-jwt-secret")?.inputs.keepers, undefined);
+        const { passwords: fixed } = await build("norot", {});
+        assert.equal(fixed[0].inputs.keepers, undefined, "no rotation configured: no keepers, the password never changes");
+    });
+
     void it("generates one 48-character password per generatedSecrets name", async () => {
         const { passwords, secrets } = await build("gen", { generatedSecrets: ["JWT_SECRET", "JWT_REFRESH_SECRET"] });
         assert.deepEqual(passwords.map((p) => p.name).sort(), ["gen-database-password", "gen-generated-jwt-refresh-secret", "gen-generated-jwt-secret"]);

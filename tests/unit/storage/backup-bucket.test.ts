@@ -83,6 +83,15 @@ void describe("BackupBucket resources", () => {
         ].sort());
     });
 
+    void it("key rotation: the period label is part of the access key's name, so a new period creates a new key (the old one is deleted after)", async () => {
+        await build("rot", { keyRotation: "90d-2026-09-04" });
+        const keys = mocks.resources.filter((r) => r.type === T.accessKey && r.name.startsWith("rot-")).map((r) => r.name);
+        assert.deepEqual(keys, ["rot-access-key-90d-2026-09-04"]);
+        // Everything else keeps its name: only the key is replaced.
+        const others = mocks.resources.filter((r) => r.name.startsWith("rot-") && r.type !== T.accessKey).map((r) => r.name.replace(/^rot-/, "")).sort();
+        assert.deepEqual(others, ["bucket", "encryption", "group", "group-policy", "lifecycle", "membership", "ownership", "policy", "public-access-block", "user", "versioning"]);
+    });
+
     void it("names the bucket from config, in its region, with forceDestroy off", async () => {
         const { input } = await build("naming");
         const bucket = input(T.bucket, "bucket");
