@@ -15,6 +15,7 @@
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -717,6 +718,31 @@ test("R5 (a): the same configuration runs no step, and re-running every host ste
     assert.equal(await containerSnapshot(), containers, "no container was recreated or restarted");
     assert.equal(await hostFileSnapshot(), files, "no managed file changed");
     assert.equal((await root(`readlink ${CURRENT}`)).trim(), release);
+});
+
+test("rotation: a new database password re-runs only secrets + deploy; PostgreSQL takes it, the API keeps writing, the old one is refused", { timeout: 300_000 }, async (t) => {
+    // What passwordRotationDays does at a period boundary: the generated password changes.
+    const old = secrets.POSTGRES_PASSWORD;
+    const fresh = randomBytes(24).toString("hex");
+    secrets = { ...secrets, POSTGRES_PASSWORD: fresh };
+    const t0 = Date.now();
+    const { ran } = await up(options);
+    note(t, "database password rotation (secrets + deploy)", Date.now() - t0);
+    assert.deepEqual(ran, ["secrets", "deploy"]);
+    // A TCP login (scram-sha-256) with each password; the password travels on stdin, not in argv.
+    const login = async (password: string) =>
+        (await tryRoot(`printf '%s' '${password}' | docker exec -i ${PG} sh -c 'PGPASSWORD="$(cat)" psql -X -h 127.0.0.1 -U shop -d shop -tAc "SELECT 1"'`)).code;
+    assert.equal(await login(fresh), 0, "the new password logs in");
+    assert.notEqual(await login(old), 0, "the old password is refused");
+    // The API runs with the new password: it writes and reads.
+    const name = `e2e-rotated-${Date.now()}`;
+    const post = await httpsRequest("api.example.test", PORTS.https, "/api/items", { method: "POST", body: JSON.stringify({ name }) });
+    assert.equal(post.status, 201, post.body);
+    written.push(name);
+    const list = JSON.parse((await httpsRequest("example.test", PORTS.https, "/api/items")).body) as { name: string }[];
+    assert.deepEqual(list.map((i) => i.name), written);
+    // Nothing left to do: the same secrets run no step.
+    assert.deepEqual((await up(options)).ran, []);
 });
 
 test("R5 (b): a new API image re-runs only images + deploy, and the redeploy fails no request", { timeout: 300_000 }, async (t) => {
