@@ -16,6 +16,8 @@ import { HostProvisioner } from "./components/provisioning/host-provisioner";
 import { buildOutputs } from "./components/outputs/contract";
 import { dnsHostnames, provisioningSecrets } from "./components/wiring";
 import { rotationLabel } from "./components/secrets/rotation";
+import { DatabaseTls } from "./components/database/database-tls";
+import { databasePublished } from "./components/provisioning/render/pg-hba";
 
 const { config, secretValues, sshPrivateKey } = loadConfig();
 
@@ -61,18 +63,26 @@ const backupStorage =
           })
         : undefined;
 
+// PostgreSQL published to listed networks is served over TLS with a private CA (clients verify-full).
+const databaseTls = databasePublished(config)
+    ? new DatabaseTls("database-tls", { app: config.app, address: host.ipv4Address })
+    : undefined;
+
 const provisioner = new HostProvisioner(
     "provision",
     {
         config,
         host,
-        secretValues: provisioningSecrets({ secrets, backupStorage, dns }),
+        secretValues: provisioningSecrets({ secrets, backupStorage, dns, databaseTls }),
     },
     { dependsOn: dns ? [dns] : [] },
 );
 
 /** The outputs contract (schema: outputs.schema.json). Never holds a secret. */
-export const onebox = buildOutputs({ config, host, dnsRecords: dns?.records });
+export const onebox = buildOutputs({ config, host, dnsRecords: dns?.records, databaseCaCertPem: databaseTls?.caCertPem });
+
+/** Password of the database owner, for the clients of a published database (secret; undefined otherwise). */
+export const databasePassword = databaseTls ? secrets.databasePassword : undefined;
 
 /** Release installed by the last deploy (content hash of the release files). */
 export const releaseId = provisioner.releaseId;

@@ -524,7 +524,7 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         });
     }
     // Names the program fills itself; BACKUP_S3_* may be user-supplied (backups.create: false).
-    const programSecrets = ["POSTGRES_PASSWORD", "TLS_ORIGIN_CERT", "TLS_ORIGIN_KEY"];
+    const programSecrets = ["POSTGRES_PASSWORD", "POSTGRES_TLS_CERT", "POSTGRES_TLS_KEY", "TLS_ORIGIN_CERT", "TLS_ORIGIN_KEY"];
     c.generatedSecrets.forEach((n, i) => {
         if (programSecrets.includes(n) || n.startsWith("BACKUP_S3_")) {
             issue(["generatedSecrets", i], `"${n}" is reserved for a value the program manages; pick another name`);

@@ -70,6 +70,18 @@ const backupsSchema = z.object({
     statusUrl: httpsUrl.nullable().describe("Where backup status is served (fails when the last success is too old), or null without routes."),
 });
 
+const databaseSchema = z
+    .object({
+        host: z.string().describe("Address to connect to: the server's IPv4 address, which the server certificate names."),
+        port: z.number().int().min(1).max(65535),
+        name: z.string().describe("Database name."),
+        user: z.string().describe("Owner role; its password is the secret stack output `databasePassword`."),
+        sslmode: z.literal("verify-full").describe("The only mode the server is meant for: unencrypted connections from the listed networks are refused."),
+        caCertificate: z.string().describe("PEM of the CA that signed the server certificate; clients pass it as sslrootcert."),
+        allowedCidrs: z.array(z.string()).describe("Networks the firewall admits to the port."),
+    })
+    .describe("PostgreSQL published to listed networks over TLS (database.allowedCidrs).");
+
 const versionsSchema = z.object({
     program: z.string().describe("Version of the onebox program that deployed the stack."),
     postgres: z.number().int().nullable().describe("PostgreSQL major version, or null when the stack runs no database."),
@@ -85,6 +97,10 @@ export const stackOutputsSchema = z
         urls: z.array(urlSchema),
         dns: z.array(dnsRecordSchema).describe("DNS records the stack manages (empty when DNS is managed elsewhere)."),
         backups: backupsSchema.nullable().describe("Backup location and policy, or null when backups are off."),
+        database: databaseSchema
+            .nullable()
+            .optional()
+            .describe("Direct database access, or null when PostgreSQL is reachable only inside the stack (absent from stacks deployed before it was added)."),
         versions: versionsSchema,
     })
     .meta({
@@ -119,6 +135,8 @@ export interface BuildOutputsArgs {
     readonly host: OutputsHost;
     /** Records from the DNS component (`CloudflareDns.records`); empty when DNS is managed elsewhere. @default [] */
     readonly dnsRecords?: pulumi.Input<{ hostname: string; type: "A" | "AAAA"; proxied: boolean }[]>;
+    /** CA certificate of the published database's TLS (`DatabaseTls.caCertPem`); required when the database is published. */
+    readonly databaseCaCertPem?: pulumi.Input<string>;
 }
 
 /** Routes grouped by hostname, in the order hosts first appear; paths longest first (the proxy's match order). */
@@ -168,6 +186,18 @@ export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
     };
 }
 
+/** The database part of the contract: null unless PostgreSQL is published to listed networks. */
+export function databaseOutputs(config: StackConfig, address: string, caCertificate: string | undefined): StackOutputs["database"] {
+    const db = config.database;
+    if (!db.enabled || db.allowedCidrs.length === 0) {
+        return null;
+    }
+    if (!caCertificate) {
+        throw new Error("onebox outputs: the database is published but its CA certificate is missing (pass databaseCaCertPem)");
+    }
+    return { host: address, port: db.publicPort, name: db.name, user: db.user, sslmode: "verify-full", caCertificate: caCertificate.trim(), allowedCidrs: [...db.allowedCidrs] };
+}
+
 /** The versions part of the contract. */
 export function versionsOutputs(config: StackConfig): StackOutputs["versions"] {
     return {
@@ -178,7 +208,8 @@ export function versionsOutputs(config: StackConfig): StackOutputs["versions"] {
 }
 
 const SECRET_KEY = /password|passwd|secret|private|token|credential|api[-_]?key|access[-_]?key/i;
-const SECRET_VALUE = /-----BEGIN [A-Z ]*-----|PRIVATE KEY|AGE-SECRET-KEY-/;
+/** Private keys in any PEM or age form; certificates are public and allowed. */
+const SECRET_VALUE = /PRIVATE KEY|AGE-SECRET-KEY-/;
 
 /** Paths in a value whose key or content looks secret; empty when clean. */
 export function secretLeaks(value: unknown, path = ""): string[] {
@@ -217,8 +248,8 @@ export function checkOutputs(value: StackOutputs): StackOutputs {
 export function buildOutputs(args: BuildOutputsArgs): pulumi.Output<StackOutputs> {
     const { config, host } = args;
     return pulumi
-        .all([host.ipv4Address, host.ipv6Address, host.connection.hostKey, args.dnsRecords ?? []])
-        .apply(([ipv4, ipv6, hostKey, records]) =>
+        .all([host.ipv4Address, host.ipv6Address, host.connection.hostKey, args.dnsRecords ?? [], args.databaseCaCertPem])
+        .apply(([ipv4, ipv6, hostKey, records, caCert]) =>
             checkOutputs({
                 schemaVersion: OUTPUTS_SCHEMA_VERSION,
                 environment: { app: config.app.name, environment: config.app.environment },
@@ -233,6 +264,7 @@ export function buildOutputs(args: BuildOutputsArgs): pulumi.Output<StackOutputs
                 urls: routedUrls(config),
                 dns: records.map((r) => ({ hostname: r.hostname, type: r.type, proxied: r.proxied })),
                 backups: backupsOutputs(config),
+                database: databaseOutputs(config, ipv4, caCert),
                 versions: versionsOutputs(config),
             }),
         );

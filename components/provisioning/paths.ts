@@ -41,6 +41,10 @@ export const DB_PASSWORD_FILE_NAME = "database-password";
 export const POSTGRES_PASSWORD_FILE_NAME = "postgres-password";
 export const CONTAINER_DB_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${DB_PASSWORD_FILE_NAME}`;
 export const CONTAINER_POSTGRES_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${POSTGRES_PASSWORD_FILE_NAME}`;
+/** PostgreSQL's TLS files and access rules, beside its password (only with `database.allowedCidrs`). */
+export const POSTGRES_TLS_CERT_FILE_NAME = "server.crt";
+export const POSTGRES_TLS_KEY_FILE_NAME = "server.key";
+export const POSTGRES_HBA_FILE_NAME = "pg_hba.conf";
 
 /**
  * Compose variable that relocates the app's config directory, for offline

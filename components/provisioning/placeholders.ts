@@ -19,6 +19,8 @@ import { envFileValue } from "./shell";
 
 export const RESERVED_SECRETS = {
     postgresPassword: "POSTGRES_PASSWORD",
+    postgresTlsCert: "POSTGRES_TLS_CERT",
+    postgresTlsKey: "POSTGRES_TLS_KEY",
     backupAccessKeyId: "BACKUP_S3_ACCESS_KEY_ID",
     backupSecretAccessKey: "BACKUP_S3_SECRET_ACCESS_KEY",
     tlsOriginCert: "TLS_ORIGIN_CERT",

@@ -38,7 +38,10 @@ import {
     envFilePath,
     ETC_DIR,
     LIB_DIR,
+    POSTGRES_HBA_FILE_NAME,
     POSTGRES_PASSWORD_FILE_NAME,
+    POSTGRES_TLS_CERT_FILE_NAME,
+    POSTGRES_TLS_KEY_FILE_NAME,
     releaseDir,
     STATUS_DIR,
     SYSTEMD_DIR,
@@ -47,6 +50,7 @@ import {
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
 import { appServiceNames, backupsEnabled, composeImages, POSTGRES_SERVICE, postgresContainerName, postgresImage, postgresUid, projectName, renderCompose } from "./render/compose";
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
+import { databasePublished, renderPgHba } from "./render/pg-hba";
 import { releaseId, renderManifest, type ReleaseFile } from "./render/release";
 import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
 import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
@@ -295,6 +299,14 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
         const pgDir = containerSecretsDir(paths, POSTGRES_SERVICE);
         directories.push(dir(pgDir, "0500", pgOwner));
         files.push(file(`${pgDir}/${POSTGRES_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), "0400", pgOwner));
+        if (databasePublished(config)) {
+            // TLS for the published port; PostgreSQL wants its key owned by its user, 0600 or less.
+            files.push(
+                file(`${pgDir}/${POSTGRES_TLS_CERT_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresTlsCert), "0400", pgOwner),
+                file(`${pgDir}/${POSTGRES_TLS_KEY_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresTlsKey), "0400", pgOwner),
+                file(`${pgDir}/${POSTGRES_HBA_FILE_NAME}`, renderPgHba(config), "0400", pgOwner),
+            );
+        }
         secretDirs.push(POSTGRES_SERVICE);
         for (const s of services.filter((n) => config.services[n].database)) {
             // With the image's own (unknown) user the files must be readable by any uid in the container.

@@ -93,6 +93,9 @@ function fakeOutputs(type: string, name: string, inputs: Record<string, unknown>
             };
         case "tls:index/certRequest:CertRequest":
             return { certRequestPem: "-----BEGIN CERTIFICATE REQUEST-----\nfake\n-----END CERTIFICATE REQUEST-----\n" };
+        case "tls:index/selfSignedCert:SelfSignedCert":
+        case "tls:index/locallySignedCert:LocallySignedCert":
+            return { certPem: `-----BEGIN CERTIFICATE-----\nfake-${args.name}\n-----END CERTIFICATE-----\n` };
         case "cloudflare:index/originCaCertificate:OriginCaCertificate":
             return { certificate: "-----BEGIN CERTIFICATE-----\nfake-origin\n-----END CERTIFICATE-----\n" };
         default:

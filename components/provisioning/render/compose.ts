@@ -16,6 +16,7 @@
 import { stringify } from "yaml";
 import type { ServiceConfig, StackConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
+import { databasePublished } from "./pg-hba";
 import {
     CONFIG_DIR_VARIABLE,
     CONTAINER_CADDY_DIR,
@@ -24,6 +25,9 @@ import {
     CONTAINER_DB_PASSWORD_FILE,
     CONTAINER_POSTGRES_PASSWORD_FILE,
     CONTAINER_SECRETS_DIR,
+    POSTGRES_HBA_FILE_NAME,
+    POSTGRES_TLS_CERT_FILE_NAME,
+    POSTGRES_TLS_KEY_FILE_NAME,
     CONTAINER_STATUS_DIR,
     STATUS_DIR,
     type AppPaths,
@@ -397,13 +401,35 @@ function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean
 
 function postgresService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
-    const published = db.allowedCidrs.length > 0;
+    const published = databasePublished(config);
     return {
         image: postgresImage(config),
         ...(upload ? { pull_policy: "never" } : {}),
         container_name: postgresContainerName(ctx.project),
         // Small-host tuning: a quarter of the memory limit for shared buffers, few connections.
-        command: ["postgres", "-c", `shared_buffers=${Math.floor(db.memoryMb / 4)}MB`, "-c", "max_connections=50"],
+        // Published: TLS with the program's certificate and its pg_hba.conf (unencrypted
+        // connections from the listed networks are refused).
+        command: [
+            "postgres",
+            "-c",
+            `shared_buffers=${Math.floor(db.memoryMb / 4)}MB`,
+            "-c",
+            "max_connections=50",
+            ...(published
+                ? [
+                      "-c",
+                      "ssl=on",
+                      "-c",
+                      `ssl_cert_file=${CONTAINER_SECRETS_DIR}/${POSTGRES_TLS_CERT_FILE_NAME}`,
+                      "-c",
+                      `ssl_key_file=${CONTAINER_SECRETS_DIR}/${POSTGRES_TLS_KEY_FILE_NAME}`,
+                      "-c",
+                      `hba_file=${CONTAINER_SECRETS_DIR}/${POSTGRES_HBA_FILE_NAME}`,
+                      "-c",
+                      "ssl_min_protocol_version=TLSv1.2",
+                  ]
+                : []),
+        ],
         environment: {
             POSTGRES_DB: db.name,
             POSTGRES_PASSWORD_FILE: CONTAINER_POSTGRES_PASSWORD_FILE,

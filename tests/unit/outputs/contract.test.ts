@@ -139,14 +139,25 @@ void describe("buildOutputs", () => {
         const out = await unwrap(
             buildOutputs({
                 config: configOf(lightsailRaw()),
-                host: host({ provider: "lightsail" }),
+                host: host({ provider: "lightsail", ipv4Address: pulumi.output("198.51.100.20") }),
                 dnsRecords: [
                     { hostname: "api.chronos.example.org", type: "A", proxied: true },
                     { hostname: "api.chronos.example.org", type: "AAAA", proxied: true },
                 ],
+                databaseCaCertPem: "-----BEGIN CERTIFICATE-----\nfake-ca\n-----END CERTIFICATE-----\n",
             }),
         );
         assert.equal(out.backups?.retentionDays, 30);
+        // Published PostgreSQL: where to connect, how to verify it; never the password.
+        assert.deepEqual(out.database, {
+            host: "198.51.100.20",
+            port: 5432,
+            name: "app",
+            user: "app",
+            sslmode: "verify-full",
+            caCertificate: "-----BEGIN CERTIFICATE-----\nfake-ca\n-----END CERTIFICATE-----",
+            allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"],
+        });
         assert.equal(out.versions.postgres, 17);
         assert.deepEqual(out.versions.images, { api: "ghcr.io/chronos/api:2.3.1" });
         assert.deepEqual(out.dns.map((d) => d.type), ["A", "AAAA"]);
@@ -216,7 +227,8 @@ void describe("secretLeaks and checkOutputs", () => {
         ["a databasePassword field", (o) => (o.databasePassword = "x"), "databasePassword"],
         ["a token field", (o) => ((o.backups as Record<string, unknown>).apiToken = "x"), "backups.apiToken"],
         ["a secretAccessKey field", (o) => ((o.backups as Record<string, unknown>).secretAccessKey = "x"), "backups.secretAccessKey"],
-        ["a PEM value", (o) => ((o.host as Record<string, unknown>).sshHostKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"), "host.sshHostKey"],
+        ["a PEM private key", (o) => ((o.host as Record<string, unknown>).sshHostKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"), "host.sshHostKey"],
+        ["an EC private key", (o) => ((o.versions as { images: Record<string, string> }).images.web = "-----BEGIN EC PRIVATE KEY-----\nx\n-----END EC PRIVATE KEY-----"), "versions.images.web"],
         ["an age identity", (o) => ((o.versions as { images: Record<string, string> }).images.web = "AGE-SECRET-KEY-1XYZ"), "versions.images.web"],
     ];
     for (const [what, tamper, at] of leaks) {
@@ -227,6 +239,13 @@ void describe("secretLeaks and checkOutputs", () => {
             assert.throws(() => checkOutputs(o as unknown as StackOutputs), new RegExp(`must not contain secrets; remove: ${at.replace(/[.[\]]/g, "\\$&")}`));
         });
     }
+
+    void it("a certificate is public: a published database's CA certificate passes", () => {
+        const o = sampleOutputs();
+        o.database = { host: "198.51.100.20", port: 5432, name: "app", user: "app", sslmode: "verify-full", caCertificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", allowedCidrs: ["198.51.100.7/32"] };
+        assert.deepEqual(secretLeaks(o), []);
+        assert.deepEqual(checkOutputs(o), o);
+    });
 
     void it("a value that breaks the schema is refused with its path", () => {
         const o = sampleOutputs();

@@ -35,6 +35,7 @@ export function sampleOutputs(): StackOutputs {
             weeklyRetentionWeeks: 4,
             statusUrl: "https://api.example.com/healthz/backup",
         },
+        database: null,
         versions: { program: version, postgres: 16, images: { web: "ghcr.io/example/web:1.0.0", api: "ghcr.io/example/api:1.0.0" } },
     };
 }

@@ -1,5 +1,6 @@
 /** index.ts under mocks for a Lightsail stack with PostgreSQL open to listed CIDRs (F1, F3). */
 import { before, describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { runProgram, type ProgramRun } from "../../helpers/program";
 import { unwrap } from "../../helpers/mocks";
@@ -56,6 +57,22 @@ describe("program: Lightsail stack", () => {
         assert.ok(labels.includes(keeper), `${keeper} is the period of the run (${labels.join(", ")})`);
         const key = run.mocks.one("aws:iam/accessKey:AccessKey");
         assert.equal(key.name, `backups-access-key-${keeper}`);
+    });
+
+    it("published PostgreSQL: a certificate for the static IP, its CA in the contract, the password a secret output", async () => {
+        assert.deepEqual(run.mocks.one("tls:index/certRequest:CertRequest", "database-tls-server-csr").inputs.ipAddresses, ["198.51.100.20"]);
+        const outputs = (await unwrap(run.exports.onebox)) as { database: Record<string, unknown> | null };
+        assert.deepEqual(outputs.database, {
+            host: "198.51.100.20",
+            port: 5432,
+            name: "app",
+            user: "app",
+            sslmode: "verify-full",
+            caCertificate: "-----BEGIN CERTIFICATE-----\nfake-database-tls-ca\n-----END CERTIFICATE-----",
+            allowedCidrs: ["76.76.21.0/24", "198.51.100.7/32"],
+        });
+        assert.equal(await pulumi.isSecret(run.exports.databasePassword), true);
+        assert.equal(await unwrap(run.exports.databasePassword), "generated-secrets-database-password-Zq8w1Xr5Tn3Vb7Mk2Lp9Hs4Jd6Fg0");
     });
 
     it("R3: no secret value appears in any command string", () => {

@@ -91,6 +91,28 @@ describe("H8: published ports and networks", () => {
         assert.equal(noCidrs.networks["db-published"], undefined);
     });
 
+    test("Chronos: the published PostgreSQL serves TLS with the program's certificate and its pg_hba.conf (exact command)", () => {
+        assert.deepEqual(composeOf(configOf("chronos")).services.postgres.command, [
+            "postgres",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "max_connections=50",
+            "-c",
+            "ssl=on",
+            "-c",
+            "ssl_cert_file=/run/secrets/server.crt",
+            "-c",
+            "ssl_key_file=/run/secrets/server.key",
+            "-c",
+            "hba_file=/run/secrets/pg_hba.conf",
+            "-c",
+            "ssl_min_protocol_version=TLSv1.2",
+        ]);
+        // Not published: PostgreSQL as the image configures it.
+        assert.deepEqual(composeOf(configOf("finances")).services.postgres.command, ["postgres", "-c", "shared_buffers=64MB", "-c", "max_connections=50"]);
+    });
+
     test("FingerFlow: no proxy of ours; routed services join the external network", () => {
         const { services, networks } = composeOf(configOf("fingerflow"));
         assert.equal(services.proxy, undefined);

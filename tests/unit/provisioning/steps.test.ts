@@ -21,6 +21,7 @@ import {
     type HostFile,
     type Step,
 } from "../../../components/provisioning/steps";
+import { renderPgHba } from "../../../components/provisioning/render/pg-hba";
 import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, HOST_KEY, type DeploymentName } from "./fixtures";
 
 const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
@@ -198,6 +199,39 @@ describe("bootstrap", () => {
 
 describe("secrets (H10)", () => {
     const s = step(stepsOf("finances"), "secrets");
+
+    test("Chronos (published database): TLS certificate, key and pg_hba.conf beside the password, 0400 for the postgres uid", () => {
+        const chronos = step(stepsOf("chronos"), "secrets");
+        const pg = chronos.files.filter((f) => f.path.startsWith("/etc/onebox/chronos/secrets/postgres/"));
+        assert.deepEqual(pg.map((f) => [f.path.split("/").pop(), f.mode, f.owner]), [
+            ["postgres-password", "0400", "999:999"],
+            ["server.crt", "0400", "999:999"],
+            ["server.key", "0400", "999:999"],
+            ["pg_hba.conf", "0400", "999:999"],
+        ]);
+        assert.equal(pg[1].content, "{{secret:POSTGRES_TLS_CERT}}");
+        assert.equal(pg[2].content, "{{secret:POSTGRES_TLS_KEY}}");
+        assert.ok(stepSecrets(chronos).includes("POSTGRES_TLS_KEY"));
+        // Without allowedCidrs nothing of it.
+        assert.ok(!s.files.some((f) => /server\.(crt|key)|pg_hba/.test(f.path)));
+    });
+
+    test("pg_hba.conf (exact): socket trusted, passwords elsewhere, unencrypted connections from the listed networks refused", () => {
+        assert.equal(
+            renderPgHba(configOf("chronos")),
+            [
+                "# pg_hba.conf of chronos, rendered by onebox. First match wins.",
+                "# TYPE     DB   USER ADDRESS                                      METHOD",
+                "local      all  all                                               trust",
+                "host       all  all  127.0.0.1/32                                 scram-sha-256",
+                "host       all  all  ::1/128                                      scram-sha-256",
+                "hostnossl  all  all  76.76.21.0/24                                reject",
+                "hostnossl  all  all  198.51.100.7/32                              reject",
+                "host       all  all  all                                          scram-sha-256",
+                "",
+            ].join("\n"),
+        );
+    });
 
     test("env files are 0600 root in a 0700 root directory created before them", () => {
         assert.deepEqual(s.directories.map((d) => [d.path, d.mode, d.owner]), [
