@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 S3RVER_PREFIX="${ONEBOX_S3RVER_PREFIX:-/opt/s3rver}"
-APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates)
+APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates openssl)
 
 log() {
   printf '[test] %s\n' "$*" >&2

@@ -854,3 +854,47 @@ test("R5 (e): after a reboot everything comes back: data volume, firewall, all r
     const started = Date.parse((await root(`docker inspect -f '{{.State.StartedAt}}' ${API}`)).trim());
     assert.ok(started >= rebootAt - 1000, "the api container was started again after the reboot");
 });
+
+test("published PostgreSQL (Chronos): the listed network connects only over TLS, verified against the stack's CA", { timeout: 300_000 }, async (t) => {
+    const ip = server.ip();
+    const gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
+    // The certificates DatabaseTls makes in Pulumi, made here with openssl: a CA and a server certificate for the address.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-e2e-pgtls-"));
+    try {
+        const ext = path.join(dir, "server.ext");
+        fs.writeFileSync(ext, `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+        const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        sh("openssl", ["req", "-x509", ...ec, "-keyout", `${dir}/ca.key`, "-out", `${dir}/ca.pem`, "-days", "2", "-subj", "/CN=e2e database CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        sh("openssl", ["req", ...ec, "-keyout", `${dir}/server.key`, "-out", `${dir}/server.csr`, "-subj", "/CN=e2e database"]);
+        sh("openssl", ["x509", "-req", "-in", `${dir}/server.csr`, "-CA", `${dir}/ca.pem`, "-CAkey", `${dir}/ca.key`, "-CAcreateserial", "-out", `${dir}/server.pem`, "-days", "2", "-extfile", ext]);
+        // A second CA the server's certificate does not chain to.
+        sh("openssl", ["req", "-x509", ...ec, "-keyout", `${dir}/other.key`, "-out", `${dir}/other.pem`, "-days", "2", "-subj", "/CN=someone else"]);
+        secrets = { ...secrets, POSTGRES_TLS_CERT: fs.readFileSync(`${dir}/server.pem`, "utf8"), POSTGRES_TLS_KEY: fs.readFileSync(`${dir}/server.key`, "utf8") };
+
+        options = { ...options, databaseAllowedCidrs: [`${gateway}/32`] };
+        const t0 = Date.now();
+        const { ran } = await up(options);
+        note(t, "publish the database (bootstrap + secrets + deploy)", Date.now() - t0);
+        assert.deepEqual(ran, ["bootstrap", "secrets", "deploy"]);
+
+        const psqlFrom = (conninfo: string) =>
+            spawnSync("psql", ["-X", "-tA", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", `host=${ip} port=5432 dbname=shop user=shop connect_timeout=5 ${conninfo}`], {
+                encoding: "utf8",
+                env: { PATH: process.env.PATH, PGPASSWORD: secrets.POSTGRES_PASSWORD },
+                timeout: 30_000,
+            });
+        const verified = psqlFrom(`sslmode=verify-full sslrootcert=${dir}/ca.pem`);
+        assert.equal(verified.status, 0, verified.stderr);
+        assert.equal(verified.stdout.trim(), "t", "the session is encrypted");
+        const plain = psqlFrom("sslmode=disable");
+        assert.notEqual(plain.status, 0);
+        assert.match(plain.stderr, /no encryption/, "pg_hba.conf refuses an unencrypted connection from the listed network");
+        const wrongCa = psqlFrom(`sslmode=verify-full sslrootcert=${dir}/other.pem`);
+        assert.notEqual(wrongCa.status, 0);
+        assert.match(wrongCa.stderr, /certificate verify failed/);
+        // The apps inside the stack still connect without TLS over the internal network.
+        assert.equal((await httpsRequest("api.example.test", PORTS.https, "/api/items")).status, 200);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});

@@ -379,6 +379,8 @@ export interface E2eOptions {
     ageRecipient?: string;
     /** backups.alertUrl. */
     alertUrl?: string;
+    /** database.allowedCidrs: publish PostgreSQL (over TLS) to these networks. */
+    databaseAllowedCidrs?: string[];
 }
 
 export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOptions = {}): Record<string, unknown> {
@@ -418,7 +420,7 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
             { host: "example.test", path: "/api", service: "api" },
             { host: "example.test", service: "web" },
         ],
-        database: { version: 17, image: "onebox-test/postgres:17", name: "shop", user: "shop", memoryMb: 192 },
+        database: { version: 17, image: "onebox-test/postgres:17", name: "shop", user: "shop", memoryMb: 192, allowedCidrs: opts.databaseAllowedCidrs ?? [] },
         backups: {
             bucket: "onebox-e2e",
             create: false,
