@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 S3RVER_PREFIX="${ONEBOX_S3RVER_PREFIX:-/opt/s3rver}"
-APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates openssl)
+APT_PACKAGES=(docker.io debootstrap shellcheck openssh-client postgresql rclone age curl jq ca-certificates openssl faketime)
 
 log() {
   printf '[test] %s\n' "$*" >&2
@@ -89,6 +89,8 @@ main() {
   run npm run schema:outputs -- --check
   run npm test
   run npm run test:scripts
+  # The same suites as if on other dates (a Sunday, a Monday, a rotation boundary).
+  run bash scripts/test-calendar.sh --ci
   run bash tests/host/fixture/base-image.sh
   run bash tests/host/fixture/stack-images.sh
   run bash tests/render/validate-render.sh

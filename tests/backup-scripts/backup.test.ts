@@ -48,6 +48,20 @@ const APP_IMAGE = "postgres:15-test";
 const SCRIPT_TIMEOUT_MS = 120_000;
 
 // ---------------------------------------------------------------------------
+// the suite's clock
+// ---------------------------------------------------------------------------
+// Every script run gets BACKUP_NOW, the time the scripts believe it is (it then
+// advances with the real clock): ONEBOX_TEST_NOW when set (scripts/test-calendar.sh
+// runs the suite "on" chosen dates that way), else the real time. Tests that need
+// a weekday or a Sunday pin their own instant; nothing else may depend on the date.
+const SUITE_START_MS = Date.now();
+const SUITE_NOW_MS = process.env.ONEBOX_TEST_NOW ? Date.parse(process.env.ONEBOX_TEST_NOW) : SUITE_START_MS;
+if (Number.isNaN(SUITE_NOW_MS)) throw new Error(`ONEBOX_TEST_NOW=${process.env.ONEBOX_TEST_NOW} is not a date`);
+/** The suite clock in ms (advances with the real clock). */
+const clockMs = (): number => SUITE_NOW_MS + (Date.now() - SUITE_START_MS);
+const isoSeconds = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+// ---------------------------------------------------------------------------
 // tool discovery (decides skip)
 // ---------------------------------------------------------------------------
 function which(cmd: string): string | undefined {
@@ -318,7 +332,8 @@ function newCase(name: string, vars: Record<string, string> = {}, mode = 0o600):
 }
 
 async function script(c: Case, name: string, args: string[] = [], extra: Record<string, string> = {}, input?: string): Promise<RunResult> {
-    const r = await run(path.join(installDir, name), args, { env: scriptEnv({ ONEBOX_BACKUP_ENV: c.envFile, ...extra }), input });
+    const env = scriptEnv({ ONEBOX_BACKUP_ENV: c.envFile, BACKUP_NOW: isoSeconds(clockMs()), ...extra });
+    const r = await run(path.join(installDir, name), args, { env, input });
     outputs.push(r.stdout, r.stderr);
     return r;
 }
@@ -344,6 +359,14 @@ function expectFail(r: RunResult, what: string): void {
 }
 
 /** Runs backup.sh and returns the dump key recorded in LAST_SUCCESS. */
+/** The UTC timestamp in an object key, asserted to lie in the expected minute (YYYYMMDDTHHMM). */
+function stampOf(key: string, minute: string): string {
+    const m = /-(\d{8}T\d{6}Z)\.(?:dump|tar\.gz)(?:\.age)?$/.exec(key);
+    assert.ok(m, `no timestamp in ${key}`);
+    assert.ok(m[1].startsWith(minute), `${key} is not in ${minute}`);
+    return m[1];
+}
+
 async function backupOk(c: Case, extra: Record<string, string> = {}): Promise<string> {
     const r = await script(c, "backup.sh", [], extra);
     expectOk(r, "backup.sh");
@@ -439,7 +462,9 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
 
     void it("B1/B3: backup uploads a verified dump to daily/ with the local size, writes LAST_SUCCESS, status ok, heartbeat", async () => {
         const c = newCase("basic");
-        const r = await script(c, "backup.sh");
+        // A Wednesday: on the weekly day (Sunday) a weekly copy is made too (tested below).
+        const wednesday = "2026-11-25T03:30:00Z";
+        const r = await script(c, "backup.sh", [], { BACKUP_NOW: wednesday });
         expectOk(r, "backup.sh");
         assert.match(r.stdout, /dump verified with pg_restore --list: 4 table\(s\)/);
 
@@ -447,8 +472,10 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (\S+)\n$/.exec(line);
         assert.ok(m, `LAST_SUCCESS format: ${line}`);
         const key = m[2];
-        assert.match(key, new RegExp(`^${c.prefix}/daily/app-\\d{8}T\\d{6}Z\\.dump$`));
-        assert.ok(Math.abs(Date.parse(m[1]) - Date.now()) < 120_000);
+        assert.match(key, new RegExp(`^${c.prefix}/daily/app-20261125T0330\\d{2}Z\\.dump$`));
+        // LAST_SUCCESS is written by the scripts' clock, which started at the pinned instant.
+        const written = Date.parse(m[1]) - Date.parse(wednesday);
+        assert.ok(written >= 0 && written < SCRIPT_TIMEOUT_MS, `LAST_SUCCESS ${m[1]} vs ${wednesday}`);
 
         const objects = listObjects(c.prefix);
         assert.deepEqual([...objects.keys()], [key]);
@@ -614,7 +641,8 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         fs.appendFileSync(c.envFile, "BACKUP_S3_ACCESS_KEY_ID='NOT-A-KEY'\n");
         const hbBefore = hooks(c, "heartbeat").length;
 
-        const r = await script(c, "backup.sh", [], { BACKUP_NOW: "2030-01-01T00:00:00Z" });
+        // An hour later: a new object name, while the previous success is still recent.
+        const r = await script(c, "backup.sh", [], { BACKUP_NOW: isoSeconds(clockMs() + 3600_000) });
         expectFail(r, "backup with a wrong access key");
         assert.match(r.stderr, /backup FAILED at step 'upload'/);
         assert.ok(fs.readFileSync(c.lastSuccess).equals(before), "LAST_SUCCESS unchanged");
@@ -647,11 +675,17 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
 
         // alert endpoint down as well: same exit code, a warning, bounded time
         fs.appendFileSync(c.envFile, `BACKUP_ALERT_URL='http://127.0.0.1:${deadPort}/alert'\n`);
-        const t0 = Date.now();
+        const logged = fs.readFileSync(argvLog, "utf8").length;
         r = await script(c, "backup.sh");
         assert.equal(r.code, firstCode, "same exit code whether or not the alert is delivered");
         assert.match(r.stderr, /could not deliver the alert/);
-        assert.ok(Date.now() - t0 < 60_000);
+        // Bounded by construction (not by timing this machine): the alert call carries
+        // a connect timeout, a per-try limit and a limit on all retries together.
+        const curls = fs.readFileSync(argvLog, "utf8").slice(logged).split("\n").filter((l) => l.startsWith("curl "));
+        assert.equal(curls.length, 1, curls.join("\n"));
+        assert.match(curls[0], /--connect-timeout \d+ /);
+        assert.match(curls[0], /--max-time \d+ /);
+        assert.match(curls[0], /--retry-max-time \d+ /);
         assert.ok(fs.readFileSync(c.lastSuccess).equals(before));
     });
 
@@ -699,9 +733,8 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.equal(s.lastSuccess, null);
         assert.ok(fs.existsSync(c.staleMarker));
 
-        const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
         const key = `${c.prefix}/daily/app-20240101T000000Z.dump`;
-        fs.writeFileSync(c.lastSuccess, `${iso(Date.now() - 30 * 3600_000)} ${key}\n`);
+        fs.writeFileSync(c.lastSuccess, `${isoSeconds(clockMs() - 30 * 3600_000)} ${key}\n`);
         s = await status();
         assert.equal(s.status, "stale");
         assert.ok((s.ageSeconds as number) >= 30 * 3600 - 5);
@@ -709,7 +742,7 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.equal(s.lastKey, key);
         assert.ok(fs.existsSync(c.staleMarker), "stale marker created");
 
-        fs.writeFileSync(c.lastSuccess, `${iso(Date.now() - 3600_000)} ${key}\n`);
+        fs.writeFileSync(c.lastSuccess, `${isoSeconds(clockMs() - 3600_000)} ${key}\n`);
         s = await status();
         assert.equal(s.status, "ok");
         assert.equal(fs.existsSync(c.staleMarker), false, "stale marker removed");
@@ -818,10 +851,12 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         fs.mkdirSync(media, { recursive: true });
         fs.writeFileSync(path.join(uploads, "2024", "a.txt"), "hello uploads\n");
         fs.writeFileSync(path.join(media, "b.bin"), Buffer.alloc(4096, 7));
-        const c = newCase("dirs", { BACKUP_DIRS: `${uploads} ${media}`, BACKUP_NOW: "2024-06-05T02:00:00Z" });
-        await backupOk(c);
+        const c = newCase("dirs", { BACKUP_DIRS: `${uploads} ${media}` });
+        const dumpKey = await backupOk(c, { BACKUP_NOW: "2024-06-05T02:00:00Z" });
+        // One timestamp names every object of a run; the scripts' clock started at 02:00:00.
+        const ts = stampOf(dumpKey, "20240605T0200");
         const objects = listObjects(c.prefix);
-        const expected = [`${c.prefix}/files/uploads-20240605T020000Z.tar.gz`, `${c.prefix}/files/media-20240605T020000Z.tar.gz`];
+        const expected = [`${c.prefix}/files/uploads-${ts}.tar.gz`, `${c.prefix}/files/media-${ts}.tar.gz`];
         for (const k of expected) {
             assert.ok(objects.has(k), `${k} in ${[...objects.keys()].join(", ")}`);
             const body = readObject(k);
@@ -830,7 +865,8 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
             assert.equal(listing.status, 0);
             assert.match(listing.stdout, k.includes("uploads") ? /\.\/2024\/a\.txt/ : /\.\/b\.bin/);
         }
-        assert.ok(objects.has(`${c.prefix}/daily/app-20240605T020000Z.dump`));
+        assert.equal(dumpKey, `${c.prefix}/daily/app-${ts}.dump`);
+        assert.ok(objects.has(dumpKey));
 
         const before = fs.readFileSync(c.lastSuccess);
         fs.appendFileSync(c.envFile, `BACKUP_DIRS=${shellQuote(`${uploads} ${path.join(data, "gone")}`)}\n`);
@@ -848,14 +884,14 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         const monday = await backupOk(c, { BACKUP_NOW: "2024-06-03T03:30:00Z" });
         const objects = listObjects(c.prefix);
         const weekly = [...objects.keys()].filter((k) => k.startsWith(`${c.prefix}/weekly/`));
-        assert.deepEqual(weekly, [`${c.prefix}/weekly/app-20240602T033000Z.dump`]);
+        assert.deepEqual(weekly, [`${c.prefix}/weekly/app-${stampOf(sunday, "20240602T0330")}.dump`]);
         assert.equal(objects.get(weekly[0]), objects.get(sunday));
         assert.ok(readObject(weekly[0]).equals(readObject(sunday)));
         assert.ok(objects.has(monday));
 
         fs.appendFileSync(c.envFile, "BACKUP_WEEKLY_DAY='1'\n");
-        await backupOk(c, { BACKUP_NOW: "2024-06-10T03:30:00Z" });
-        assert.ok(listObjects(c.prefix).has(`${c.prefix}/weekly/app-20240610T033000Z.dump`));
+        const monday2 = await backupOk(c, { BACKUP_NOW: "2024-06-10T03:30:00Z" });
+        assert.ok(listObjects(c.prefix).has(`${c.prefix}/weekly/app-${stampOf(monday2, "20240610T0330")}.dump`));
         fs.appendFileSync(c.envFile, "BACKUP_WEEKLY_DAY='0'\n");
         await backupOk(c, { BACKUP_NOW: "2024-06-17T03:30:00Z" });
         assert.equal([...listObjects(c.prefix).keys()].filter((k) => k.startsWith(`${c.prefix}/weekly/`)).length, 2, "0 disables weekly copies");

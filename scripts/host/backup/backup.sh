@@ -58,8 +58,9 @@
 #                                Setting it PLACES THE PRIVATE KEY ON THE HOST,
 #                                which B2 avoids; off by default [empty]
 #   DRILL_READY_TIMEOUT_SECONDS  wait for the drill database to accept connections [120]
-#   BACKUP_NOW                   tests only: overrides the clock used for object
-#                                names and the weekly-day decision [empty]
+#   BACKUP_NOW                   tests only: the time the scripts start at (object
+#                                names, weekly day, LAST_SUCCESS, status age);
+#                                it then advances with the real clock [empty]
 #
 # LAST_SUCCESS holds one line: "<ISO-8601 UTC time> <object key>" (the dump's
 # key; the first archive's key when there is no database).

@@ -83,19 +83,25 @@ curl_cfg_quote() {
   printf '"%s"' "${s}"
 }
 
-# Current time. BACKUP_NOW (any `date -d` string) overrides it for object
-# names and the weekly-day decision only; it exists for tests. LAST_SUCCESS,
-# status and drill records always use the real clock.
-now_epoch() { date -u +%s; }
-now_iso() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-backup_clock() {
-  # usage: backup_clock FORMAT
-  if [[ -n "${BACKUP_NOW:-}" ]]; then
-    date -u -d "${BACKUP_NOW}" "+$1"
-  else
-    date -u "+$1"
+# The clock. Every calendar decision reads it: object names, the weekly day,
+# LAST_SUCCESS, the status age and the drill record. BACKUP_NOW (an ISO-8601
+# instant, or any `date -d` string) sets what time the scripts believe it is
+# when they start; from there it advances with the real clock, so durations and
+# deadlines stay true. Unset on servers (the real clock); tests set it so that
+# no result depends on the date a test runs on. Log line prefixes always show
+# the real time.
+ONEBOX_CLOCK_OFFSET=0
+if [[ -n "${BACKUP_NOW:-}" ]]; then
+  if ! _onebox_clock_start="$(date -u -d "${BACKUP_NOW}" +%s 2>/dev/null)"; then
+    printf 'BACKUP_NOW=%s is not a date\n' "${BACKUP_NOW}" >&2
+    exit 2
   fi
-}
+  ONEBOX_CLOCK_OFFSET=$((_onebox_clock_start - $(date -u +%s)))
+fi
+now_epoch() { printf '%s\n' "$(($(date -u +%s) + ONEBOX_CLOCK_OFFSET))"; }
+# usage: backup_clock FORMAT (a `date` format, UTC)
+backup_clock() { date -u -d "@$(now_epoch)" "+$1"; }
+now_iso() { backup_clock '%Y-%m-%dT%H:%M:%SZ'; }
 
 # Write stdin atomically to PATH with MODE (temp file in the same directory + mv).
 atomic_write() {

@@ -176,7 +176,7 @@ main() {
   (umask 077 && printf 'POSTGRES_PASSWORD=%s\nPOSTGRES_DB=%s\nPOSTGRES_USER=%s\n' \
     "${password}" "${DRILL_DB}" "${DRILL_SUPERUSER}" >"${envfile}")
   password=""
-  DRILL_CONTAINER="onebox-drill-$(date -u +%Y%m%d%H%M%S)-${RANDOM}"
+  DRILL_CONTAINER="onebox-drill-$(backup_clock %Y%m%d%H%M%S)-${RANDOM}"
   log "starting ${image} as ${DRILL_CONTAINER} (no network)"
   docker run -d --rm --name "${DRILL_CONTAINER}" --network none \
     --label "${DRILL_LABEL}" --env-file "${envfile}" "${image}" >/dev/null

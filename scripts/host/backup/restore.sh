@@ -165,7 +165,7 @@ main() {
     live)
       target="${BACKUP_DB_NAME}"
       local safety
-      safety="${BACKUP_STATE_DIR}/safety-$(date -u +%Y%m%dT%H%M%SZ).dump"
+      safety="${BACKUP_STATE_DIR}/safety-$(backup_clock %Y%m%dT%H%M%SZ).dump"
       log "taking a safety dump of ${BACKUP_DB_NAME} to ${safety}"
       (umask 077 && docker exec "${BACKUP_DB_CONTAINER}" pg_dump -Fc -w -U "${BACKUP_DB_USER}" "${BACKUP_DB_NAME}" >"${safety}")
       chmod 0600 "${safety}"

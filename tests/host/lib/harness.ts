@@ -383,6 +383,19 @@ export interface E2eOptions {
     databaseAllowedCidrs?: string[];
 }
 
+/**
+ * The server runs real systemd timers with the real clock: a nightly backup or a
+ * weekly drill firing in the middle of the suite would add objects and change
+ * results by the hour the suite runs at. So the suite schedules both twelve hours
+ * (and the drill three days) away from the moment this module loads, far outside
+ * any run of the suite; the tests start the services by hand. Computed once, so
+ * every configuration of one run is the same (no step re-runs for it).
+ */
+const loadedAt = new Date();
+const CLEAR_HOUR = (loadedAt.getUTCHours() + 12) % 24;
+export const SUITE_BACKUP_SCHEDULE = `17 ${CLEAR_HOUR} * * *`;
+export const SUITE_DRILL_SCHEDULE = `47 ${CLEAR_HOUR} * * ${(loadedAt.getUTCDay() + 3) % 7}`;
+
 export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOptions = {}): Record<string, unknown> {
     return {
         app: { name: "shop", environment: "e2e" },
@@ -429,7 +442,8 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
             maxAgeHours: 26,
             ...(opts.ageRecipient ? { encryptionPublicKey: opts.ageRecipient } : {}),
             ...(opts.alertUrl ? { alertUrl: opts.alertUrl } : {}),
-            drill: { tables: ["items"] },
+            schedule: SUITE_BACKUP_SCHEDULE,
+            drill: { tables: ["items"], schedule: SUITE_DRILL_SCHEDULE },
         },
         deploy: { imageSource: "upload", keepReleases: 3, healthTimeoutSeconds: 90 },
         generatedSecrets: ["APP_SECRET"],
