@@ -5,7 +5,6 @@
  * any setting is wrong), then secrets, the server, DNS, backup storage, the
  * host provisioning over SSH, and the outputs contract other teams consume.
  */
-import * as pulumi from "@pulumi/pulumi";
 import { loadConfig } from "./components/config/load";
 import { createHost } from "./components/hosts";
 import { AppSecrets } from "./components/secrets/app-secrets";
@@ -32,7 +31,7 @@ const secrets = new AppSecrets("secrets", {
 });
 
 const host = createHost("server", config, {}, {
-    existingPrivateKey: sshPrivateKey === undefined ? undefined : pulumi.secret(sshPrivateKey),
+    existingPrivateKey: sshPrivateKey,
 });
 
 const dns =

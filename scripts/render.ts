@@ -28,7 +28,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { parse } from "yaml";
-import { CONFIG_NAMESPACE, ConfigError, validateConfig, type RawConfig } from "../components/config/load";
+import { CONFIG_NAMESPACE, ConfigError, plaintextPaths, validateConfig, type RawConfig } from "../components/config/load";
 import type { StackConfig } from "../components/config/schema";
 import { DATA_MOUNT_PATH, DEPLOY_USER } from "../components/hosts/host";
 import type { IpRanges } from "../components/hosts/firewall-rules";
@@ -52,13 +52,25 @@ const isEncrypted = (v: unknown): boolean => Boolean(v) && typeof v === "object"
 
 export class UsageError extends Error {}
 
+/** True when the value at a secret path is the stand-in for an encrypted value. */
+function isStandIn(raw: RawConfig, secretPath: string): boolean {
+    const v = secretPath === "sshPrivateKey" ? raw.sshPrivateKey : raw.secrets?.[secretPath.slice("secrets.".length)];
+    return v === ENCRYPTED_STAND_IN || v === ENCRYPTED_KEY_STAND_IN;
+}
+
 /**
  * The raw configuration of a stack file: the `onebox:` keys of its `config`
  * map. A secret stored encrypted (`{ secure: ... }`: `secrets.NAME`,
  * `sshPrivateKey`) counts as present.
  */
 export function rawConfigFromStackFile(text: string): RawConfig {
-    const doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
+    let doc: { config?: Record<string, unknown> };
+    try {
+        doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
+    } catch (e) {
+        // Duplicate keys, bad indentation...: a configuration problem (exit 2), not a crash.
+        throw new ConfigError([{ path: "(stack file)", message: `is not valid YAML: ${(e as Error).message.split("\n")[0]}` }]);
+    }
     const raw: RawConfig = {};
     const prefix = `${CONFIG_NAMESPACE}:`;
     for (const [key, value] of Object.entries(doc.config ?? {})) {
@@ -224,7 +236,13 @@ export interface RenderOptions {
 }
 
 export function render(stackFile: string, out: string, opts: RenderOptions = {}): Step[] {
-    const { config } = validateConfig(rawConfigFromStackFile(fs.readFileSync(stackFile, "utf8")));
+    const text = fs.readFileSync(stackFile, "utf8");
+    const raw = rawConfigFromStackFile(text);
+    // Every secret must be stored encrypted in the file (the engine is not here to say).
+    const { config, warnings } = validateConfig(raw, { plaintextPaths: plaintextPaths(raw, () => false, text).filter((p) => !isStandIn(raw, p)) });
+    for (const w of warnings) {
+        process.stderr.write(`warning: ${w}\n`);
+    }
     if (config.host.originLockdown && !opts.webSources) {
         throw new UsageError(
             "host.originLockdown is on, so the server's firewall admits only Cloudflare's ranges to 80/443 (pulumi up looks them up); " +

@@ -2,7 +2,10 @@
  * Reads the stack configuration from Pulumi config, validates it in one pass
  * and fails with every problem listed before a single resource is registered.
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { configSchema, type StackConfig } from "./schema";
 import { weakSecretProblem } from "./validators";
@@ -79,9 +82,39 @@ export interface RawConfig {
     secrets?: Record<string, unknown>;
 }
 
+/** Config paths that must hold encrypted values: every `secrets.NAME` and `sshPrivateKey`. */
+export function secretPaths(raw: RawConfig): string[] {
+    const paths = Object.keys(isPlainObject(raw.secrets) ? raw.secrets : {}).map((n) => `secrets.${n}`);
+    return raw.sshPrivateKey === undefined ? paths : [...paths, "sshPrivateKey"];
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+    return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** The problem for a secret written in clear text in a stack file. */
+export function plaintextSecretProblem(path: string): ConfigProblem {
+    const set = path === "sshPrivateKey" ? "pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519" : `pulumi config set --secret --path '${path}' '<value>'`;
+    return {
+        path,
+        message: `is stored in clear text in the stack file, which gets committed; remove the line and set it encrypted with \`${set}\``,
+    };
+}
+
+/** Options of validateConfig. */
+export interface ValidateOptions {
+    /**
+     * Config paths known to be stored in clear text (a stack file's value
+     * without `secure:`); each is an error. Undefined: not known (tests).
+     */
+    plaintextPaths?: readonly string[];
+}
+
 /** Result of validation: the typed config and the secret values (still plain here). */
 export interface ValidatedConfig {
     config: StackConfig;
+    /** Accepted but worth a second look (e.g. database.allowWideCidrs in use); printed, never fatal. */
+    warnings: string[];
     /** User-supplied secrets, by name. Callers must wrap them with `pulumi.secret`. */
     secretValues: Record<string, string>;
     /** Deploy key for an existing server (`onebox:sshPrivateKey`). Callers must wrap it with `pulumi.secret`. */
@@ -92,8 +125,8 @@ export interface ValidatedConfig {
  * Validates raw configuration. Pure: no Pulumi calls, so the render command
  * and tests use it directly. Throws ConfigError listing every problem.
  */
-export function validateConfig(raw: RawConfig): ValidatedConfig {
-    const problems: ConfigProblem[] = [];
+export function validateConfig(raw: RawConfig, options: ValidateOptions = {}): ValidatedConfig {
+    const problems: ConfigProblem[] = (options.plaintextPaths ?? []).map(plaintextSecretProblem);
     const { secrets: rawSecrets, sshPrivateKey, ...rest } = raw;
     const secretValues: Record<string, string> = {};
 
@@ -127,11 +160,13 @@ export function validateConfig(raw: RawConfig): ValidatedConfig {
         problems.push({ path: k, message: `unknown setting; known settings: ${CONFIG_KEYS.join(", ")}, secrets` });
     }
 
-    const input = { ...rest, secretNames: Object.keys(rawSecrets ?? {}).filter((n) => /^[A-Z_][A-Z0-9_]*$/.test(n)) };
+    // Unknown top-level keys are reported once, above; the schema sees the known ones.
+    const known = Object.fromEntries(Object.entries(rest).filter(([k]) => !unknownKeys.includes(k)));
+    const input = { ...known, secretNames: Object.keys(rawSecrets ?? {}).filter((n) => /^[A-Z_][A-Z0-9_]*$/.test(n)) };
     const parsed = configSchema.safeParse(input, { error: friendlyError });
     if (!parsed.success) {
         for (const issue of parsed.error.issues) {
-            problems.push({ path: formatPath(issue.path), message: issue.message });
+            problems.push({ path: formatPath(issue.path), message: issueMessage(issue) });
         }
     }
     const provider = (rest.host as { provider?: unknown } | undefined)?.provider;
@@ -145,7 +180,32 @@ export function validateConfig(raw: RawConfig): ValidatedConfig {
     if (problems.length > 0 || !parsed.success) {
         throw new ConfigError(problems);
     }
-    return { config: parsed.data, secretValues, sshPrivateKey: sshPrivateKey as string | undefined };
+    return { config: parsed.data, warnings: configWarnings(parsed.data), secretValues, sshPrivateKey: sshPrivateKey as string | undefined };
+}
+
+/** A zod issue's message, with the key named where zod only says "Invalid key in record". */
+function issueMessage(issue: z.core.$ZodIssue): string {
+    if (issue.code === "invalid_key") {
+        const key = String(issue.path[issue.path.length - 1]);
+        if (key === "<<") {
+            return "YAML merge keys (<<) are not supported in stack files; write the settings out in full";
+        }
+        const inner = issue.issues.map((i) => i.message).join("; ");
+        return `"${key}" is not a valid name here: ${inner}`;
+    }
+    return issue.message;
+}
+
+/** Things that are allowed but deserve a line in the output of every run. */
+export function configWarnings(c: StackConfig): string[] {
+    const warnings: string[] = [];
+    if (c.database.allowWideCidrs && c.database.allowedCidrs.length > 0) {
+        warnings.push(`database.allowedCidrs: PostgreSQL is reachable from very wide ranges (${c.database.allowedCidrs.join(", ")}); database.allowWideCidrs is set`);
+    }
+    if (c.host.allowSshFromAnywhere) {
+        warnings.push("host.allowSshFromAnywhere: SSH is open to the whole internet (keys only, fail2ban)");
+    }
+    return warnings;
 }
 
 /**
@@ -170,7 +230,74 @@ export function readRawConfig(all: Record<string, string> = pulumi.runtime.allCo
     return raw;
 }
 
-/** Reads and validates the stack configuration; throws ConfigError with every problem. */
-export function loadConfig(all?: Record<string, string>): ValidatedConfig {
-    return validateConfig(readRawConfig(all));
+/** What the program gets: secrets only as secret Outputs, never as plain strings. */
+export interface LoadedConfig {
+    config: StackConfig;
+    warnings: string[];
+    /** User-supplied secrets, by name, each a secret Output. */
+    secretValues: Record<string, pulumi.Output<string>>;
+    /** Deploy key for an existing server, a secret Output. */
+    sshPrivateKey?: pulumi.Output<string>;
+}
+
+/** Where the engine says which config keys hold secrets. */
+export type SecretKeyTest = (fullKey: string) => boolean;
+
+/**
+ * Config paths written in clear text. The engine marks a whole key secret when
+ * any value in it is (`onebox:secrets` with one encrypted entry counts as
+ * secret), so the stack file itself, when it is where Pulumi reads it from, is
+ * checked value by value as well.
+ */
+export function plaintextPaths(raw: RawConfig, isSecretKey: SecretKeyTest, stackFileText?: string): string[] {
+    const paths = secretPaths(raw).filter((p) => !isSecretKey(`${CONFIG_NAMESPACE}:${p.split(".")[0]}`));
+    if (stackFileText !== undefined) {
+        const doc = (parseYaml(stackFileText) ?? {}) as { config?: Record<string, unknown> };
+        const cfg = doc.config ?? {};
+        const secrets = cfg[`${CONFIG_NAMESPACE}:secrets`];
+        const encrypted = (v: unknown) => isPlainObject(v) && "secure" in v;
+        if (isPlainObject(secrets)) {
+            for (const [name, v] of Object.entries(secrets)) if (!encrypted(v)) paths.push(`secrets.${name}`);
+        } else if (secrets !== undefined && !encrypted(secrets)) {
+            paths.push(...secretPaths(raw).filter((p) => p.startsWith("secrets.")));
+        }
+        const key = cfg[`${CONFIG_NAMESPACE}:sshPrivateKey`];
+        if (key !== undefined && !encrypted(key)) paths.push("sshPrivateKey");
+    }
+    return [...new Set(paths)].sort();
+}
+
+/**
+ * Reads and validates the stack configuration under the Pulumi engine; throws
+ * ConfigError with every problem (a secret in clear text among them). User
+ * secrets leave this function only as secret Outputs, so no caller can read
+ * one as plain text by mistake.
+ */
+export function loadConfig(all?: Record<string, string>, isSecretKey: SecretKeyTest = engineSecretKeyTest(), stackFileText = readStackFile()): LoadedConfig {
+    const raw = readRawConfig(all);
+    const validated = validateConfig(raw, { plaintextPaths: plaintextPaths(raw, isSecretKey, stackFileText) });
+    for (const w of validated.warnings) {
+        void pulumi.log.warn(w);
+    }
+    return {
+        config: validated.config,
+        warnings: validated.warnings,
+        secretValues: Object.fromEntries(Object.entries(validated.secretValues).map(([k, v]) => [k, pulumi.secret(v)])),
+        sshPrivateKey: validated.sshPrivateKey === undefined ? undefined : pulumi.secret(validated.sshPrivateKey),
+    };
+}
+
+/** The engine's list of secret config keys (an SDK function not in its typings). */
+function engineSecretKeyTest(): SecretKeyTest {
+    const fn = (pulumi.runtime as unknown as { isConfigSecret?: SecretKeyTest }).isConfigSecret;
+    if (typeof fn !== "function") {
+        throw new Error("this @pulumi/pulumi has no runtime.isConfigSecret; cannot tell encrypted config from clear text");
+    }
+    return fn;
+}
+
+/** The stack file as Pulumi reads it from the project directory, when it is there. */
+function readStackFile(): string | undefined {
+    const file = path.join(process.cwd(), `Pulumi.${pulumi.getStack()}.yaml`);
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined;
 }

@@ -10,13 +10,21 @@
 import { z } from "zod";
 import { DropletSlug, Region as DoRegion } from "@pulumi/digitalocean/types/enums";
 import {
+    addressCount,
     ageRecipientProblem,
+    anywhereIn,
+    normaliseCidr,
+    parsedCidrs,
+    WIDE_LIMIT,
     bucketNameProblem,
     cidrProblem,
     hostKeyProblem,
     hostnameProblem,
     ipProblem,
+    dropletMemoryMb,
     isInZone,
+    isPrivateHost,
+    LIGHTSAIL_MEMORY_MB,
     parseCron,
     sshPublicKeyProblem,
 } from "./validators";
@@ -32,7 +40,8 @@ function checked(check: (v: string) => string | undefined) {
 }
 
 const hostname = checked(hostnameProblem);
-const cidr = checked(cidrProblem);
+/** A CIDR, normalised (`::0/0` -> `::/0`): firewalls and ufw receive only the canonical form. */
+const cidr = checked(cidrProblem).transform(normaliseCidr);
 const sshPublicKey = checked(sshPublicKeyProblem);
 const cron = checked((v) => {
     const r = parseCron(v);
@@ -43,6 +52,25 @@ const cron = checked((v) => {
 const slug = z
     .string()
     .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "use 2-32 lower-case letters, digits and hyphens, starting with a letter");
+
+/**
+ * Text that ends up in an env file on the host (read alike by Docker Compose,
+ * systemd and bash, in single quotes): no single quote, no line break, no NUL
+ * or other control character (components/provisioning/shell.ts envFileValue).
+ */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+const ENV_UNSAFE = /['\u0000-\u001f\u007f]/;
+const envSafeProblem = (v: string): string | undefined =>
+    ENV_UNSAFE.test(v) ? "must not contain a single quote, a line break or another control character (env files on the host cannot carry them)" : undefined;
+const envText = checked(envSafeProblem);
+
+/** A URL the host calls: https only, and safe to carry in an env file. */
+function hookUrl() {
+    return z.url({ protocol: /^https?$/, message: "must be an https:// URL" }).superRefine((v, ctx) => {
+        const problem = envSafeProblem(v) ?? (/\s/.test(v) ? "must not contain spaces" : undefined);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+    });
+}
 
 /** An environment variable name. */
 const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "use UPPER_SNAKE_CASE (letters, digits, underscores)");
@@ -158,7 +186,13 @@ const lightsailHost = z.strictObject({
 const existingHost = z.strictObject({
     provider: z.literal("existing"),
     /** Public address the program connects to. @example "203.0.113.10" */
-    address: z.string().refine((v) => !ipProblem(v) || !hostnameProblem(v), { message: "must be an IP address or a DNS name" }),
+    address: checked((v) =>
+        !ipProblem(v) || !hostnameProblem(v)
+            ? undefined
+            : /^[^:]+:\d+$/.test(v) || /^\[.*\]:\d+$/.test(v)
+              ? `"${v}" includes a port; set the address alone and the port in host.port`
+              : "must be an IP address or a DNS name",
+    ),
     /** SSH port. @default 22 */
     port: port.default(22),
     /** SSH user: root, or a user with password-less sudo. @default "root" */
@@ -224,10 +258,17 @@ const proxySchema = z.strictObject({
     /** External network to join when kind is traefik-external. @default "proxy" */
     externalNetwork: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/).default("proxy"),
     /** Traefik entrypoint and certificate resolver names. */
-    traefikEntrypoint: z.string().default("websecure"),
-    traefikCertResolver: z.string().optional(),
-    /** Content-Security-Policy sent on every response. */
-    contentSecurityPolicy: z.string().default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+    traefikEntrypoint: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the entrypoint's name as in Traefik's config, e.g. websecure").default("websecure"),
+    traefikCertResolver: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the resolver's name as in Traefik's config, e.g. le").optional(),
+    /** Content-Security-Policy sent on every response (one line; no ", \\, { or }). */
+    contentSecurityPolicy: checked((v) =>
+        // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+        /[\u0000-\u001f\u007f]/.test(v)
+            ? "must be one line without control characters; separate directives with \"; \""
+            : /["\\{}]/.test(v)
+              ? "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'"
+              : undefined,
+    ).default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
     /** HSTS max-age in seconds (0 disables). @default 31536000 */
     hstsMaxAge: z.number().int().min(0).default(31536000),
 });
@@ -249,7 +290,13 @@ const volumeSchema = z.strictObject({
     /** Directory name under the data volume (e.g. "uploads"). */
     name: slug,
     /** Mount path inside the container. */
-    mountPath: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path"),
+    mountPath: checked((v) =>
+        /^\/+$/.test(v)
+            ? "cannot mount over the container's root filesystem; use a directory such as /data"
+            : !/^\/[A-Za-z0-9._/-]+$/.test(v) || v.split("/").includes("..")
+              ? "must be an absolute path of letters, digits, . _ - and /, e.g. /data/uploads"
+              : undefined,
+    ),
     /** Include in backups. @default true */
     backup: z.boolean().default(true),
 });
@@ -265,8 +312,8 @@ const serviceSchema = z.strictObject({
     health: healthSchema.optional(),
     /** Command override. */
     command: z.array(z.string()).optional(),
-    /** Plain, non-secret environment. */
-    env: z.record(envName, z.string()).default({}),
+    /** Plain, non-secret environment (one-line values without single quotes). */
+    env: z.record(envName, envText).default({}),
     /** Names of secrets (from `secrets` or `generatedSecrets`) put in this service's env file. */
     secrets: z.array(envName).default([]),
     /** Give this service DATABASE_* settings and the database password file. @default false */
@@ -322,6 +369,12 @@ const databaseSchema = z.strictObject({
      * whole internet is always refused.
      */
     allowedCidrs: z.array(cidr).default([]),
+    /**
+     * Accept `allowedCidrs` whose union is wider than an IPv4 /8 or an IPv6 /32
+     * (a warning is still printed). The whole internet is refused regardless.
+     * @default false
+     */
+    allowWideCidrs: z.boolean().default(false),
     /** Host port published when allowedCidrs is not empty. @default 5432 */
     publicPort: port.default(5432),
     /**
@@ -364,7 +417,7 @@ const backupsSchema = z.strictObject({
     /** Bucket region. @default "us-east-1" */
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "use an AWS region code such as eu-central-1").default("us-east-1"),
     /** S3-compatible endpoint (https) when not using AWS. */
-    endpoint: z.url({ protocol: /^https$/, message: "must be an https:// URL" }).optional(),
+    endpoint: z.url({ protocol: /^https$/, message: "must be an https:// URL" }).refine((v) => !envSafeProblem(v) && !/\s/.test(v), { message: "must not contain quotes, spaces or control characters" }).optional(),
     /** Key prefix; defaults to "<app>/<environment>". */
     prefix: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "use path segments without leading or trailing slash").optional(),
     /** Days to keep daily dumps. @default 7 */
@@ -377,10 +430,18 @@ const backupsSchema = z.strictObject({
     encryptionPublicKey: checked(ageRecipientProblem).optional(),
     /** Alert when no success for this many hours. @default 26 */
     maxAgeHours: z.number().int().positive().max(24 * 60).default(26),
-    /** URL POSTed on failure (B3). */
-    alertUrl: z.url({ protocol: /^https?$/ }).optional(),
-    /** URL pinged on success (dead-man's switch). */
-    heartbeatUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** URL POSTed on failure (B3). https only (see `allowPlainHttpHooks`). */
+    alertUrl: hookUrl().optional(),
+    /** URL pinged on success (dead-man's switch); its token must not travel in clear. */
+    heartbeatUrl: hookUrl().optional(),
+    /**
+     * Accept http:// alert and heartbeat URLs whose host is a private or
+     * loopback address: a relay inside the server's own private network that
+     * has no certificate. Over the internet a clear-text heartbeat leaks its
+     * token and a failure alert can be dropped unseen, so public hosts stay
+     * https-only even with this set. @default false
+     */
+    allowPlainHttpHooks: z.boolean().default(false),
     /** Restore drill (B4). */
     drill: z
         .strictObject({
@@ -442,12 +503,16 @@ export type BackupsConfig = z.output<typeof backupsSchema>;
 function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
 
-    // F1: SSH open to the world needs an explicit opt-in.
-    c.host.sshAllowedCidrs.forEach((v, i) => {
-        if ((v === "0.0.0.0/0" || v === "::/0") && !c.host.allowSshFromAnywhere) {
-            issue(["host", "sshAllowedCidrs", i], `${v} opens SSH to the internet; list your admin addresses or set host.allowSshFromAnywhere: true`);
-        }
-    });
+    // F1: SSH open to the world needs an explicit opt-in. The list is judged as a
+    // set: two halves of the address space are the world as much as /0 is.
+    const sshAnywhere = anywhereIn(parsedCidrs(c.host.sshAllowedCidrs));
+    if (sshAnywhere.length > 0 && !c.host.allowSshFromAnywhere) {
+        const single = c.host.sshAllowedCidrs.findIndex((v) => anywhereIn(parsedCidrs([v])).length > 0);
+        issue(
+            single >= 0 ? ["host", "sshAllowedCidrs", single] : ["host", "sshAllowedCidrs"],
+            `${single >= 0 ? c.host.sshAllowedCidrs[single] : "these ranges together"} open${single >= 0 ? "s" : ""} SSH to every public ${sshAnywhere.join(" and ")} address (the internet); list your admin addresses or set host.allowSshFromAnywhere: true`,
+        );
+    }
     if (c.host.provider === "existing") {
         // The program never touches the cloud firewall of an existing server; ufw allows SSH from these.
         if (c.host.sshAllowedCidrs.length === 0 && !c.host.allowSshFromAnywhere) {
@@ -461,12 +526,25 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         }
     }
 
-    // Database exposure: listed CIDRs only, never the world.
-    c.database.allowedCidrs.forEach((v, i) => {
-        if (v === "0.0.0.0/0" || v === "::/0" || /\/0$/.test(v)) {
-            issue(["database", "allowedCidrs", i], `${v} would make PostgreSQL public; list the client networks (e.g. 198.51.100.0/24)`);
+    // Database exposure: listed networks only, never the world (judged as a set),
+    // and very wide ranges only on an explicit opt-in (validators.ts WIDE_LIMIT).
+    const dbCidrs = parsedCidrs(c.database.allowedCidrs);
+    const dbAnywhere = anywhereIn(dbCidrs);
+    if (dbAnywhere.length > 0) {
+        const single = c.database.allowedCidrs.findIndex((v) => anywhereIn(parsedCidrs([v])).length > 0);
+        issue(
+            single >= 0 ? ["database", "allowedCidrs", single] : ["database", "allowedCidrs"],
+            `${single >= 0 ? c.database.allowedCidrs[single] : "these ranges together"} would make PostgreSQL public (every ${dbAnywhere.join(" and ")} address); list the client networks (e.g. 198.51.100.0/24)`,
+        );
+    } else {
+        const wide = ([4, 6] as const).filter((f) => addressCount(dbCidrs, f) > WIDE_LIMIT[f]);
+        if (wide.length > 0 && !c.database.allowWideCidrs) {
+            issue(
+                ["database", "allowedCidrs"],
+                `together these ranges span more than a ${wide.map((f) => (f === 4 ? "/8 (IPv4)" : "/32 (IPv6)")).join(" and a ")}: many unrelated networks could reach PostgreSQL; list the client networks, or set database.allowWideCidrs: true if you mean it`,
+            );
         }
-    });
+    }
     if (c.database.allowedCidrs.length > 0 && !c.database.enabled) {
         issue(["database", "allowedCidrs"], "database.enabled is false; remove allowedCidrs");
     }
@@ -533,9 +611,6 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     for (const n of c.secretNames.filter((x) => programSecrets.includes(x))) {
         issue(["secrets", n], `"${n}" is reserved for a value the program manages; pick another name`);
     }
-    if (/["\\{}]/.test(c.proxy.contentSecurityPolicy)) {
-        issue(["proxy", "contentSecurityPolicy"], "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'");
-    }
     const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
     for (const n of dupSecret) {
         issue(["generatedSecrets"], `"${n}" is both generated and user-supplied; remove one`);
@@ -589,9 +664,63 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");
     }
 
+    // Volumes: each backed-up directory becomes an archive named after the
+    // volume (scripts/host/backup/lib.sh archive_name), so the names must differ.
+    const backedUp = new Map<string, string>();
+    for (const name of serviceNames) {
+        const mounts = new Set<string>();
+        const names = new Set<string>();
+        c.services[name].volumes.forEach((v, i) => {
+            if (names.has(v.name)) issue(["services", name, "volumes", i, "name"], `volume "${v.name}" is listed twice in this service`);
+            if (mounts.has(v.mountPath)) issue(["services", name, "volumes", i, "mountPath"], `${v.mountPath} is mounted twice in this service`);
+            names.add(v.name);
+            mounts.add(v.mountPath);
+            if (v.backup && c.backups?.enabled) {
+                const other = backedUp.get(v.name);
+                if (other && other !== name) {
+                    issue(["services", name, "volumes", i, "name"], `services.${other} also backs up a volume named "${v.name}"; their backup archives would collide: rename one`);
+                }
+                backedUp.set(v.name, name);
+            }
+        });
+    }
+
+    // Settings that cannot apply to the chosen provider are errors, not silently dropped.
+    if (c.host.provider === "existing" && c.host.sshPublicKeys.length > 0) {
+        issue(["host", "sshPublicKeys"], "an existing server's users and keys are yours to manage; the program never installs these keys; remove them (add admins on the server itself)");
+    }
+
+    // Memory limits against the server's memory, where the size is known.
+    const serverMb =
+        c.host.provider === "digitalocean" ? dropletMemoryMb(c.host.size) : c.host.provider === "lightsail" ? LIGHTSAIL_MEMORY_MB[c.host.bundle.split("_")[0]] : undefined;
+    if (serverMb !== undefined) {
+        const size = c.host.provider === "digitalocean" ? `host.size ${c.host.size}` : `host.bundle ${c.host.provider === "lightsail" ? c.host.bundle : ""}`;
+        const limits: [(string | number)[], number][] = [
+            ...serviceNames.map((n): [(string | number)[], number] => [["services", n, "memoryMb"], c.services[n].memoryMb]),
+            ...(c.database.enabled ? [[["database", "memoryMb"], c.database.memoryMb] as [(string | number)[], number]] : []),
+            ...(c.redis.enabled ? [[["redis", "memoryMb"], c.redis.memoryMb] as [(string | number)[], number]] : []),
+        ];
+        for (const [path, mb] of limits) {
+            if (mb >= serverMb) {
+                issue(path, `${mb} MiB is not below the server's memory (${size}: ${serverMb} MiB); lower it or choose a larger size`);
+            }
+        }
+    }
+
     // Backups.
     if (c.backups) {
         const b = c.backups;
+        for (const key of ["alertUrl", "heartbeatUrl"] as const) {
+            const url = b[key];
+            if (url?.startsWith("http:")) {
+                const host = new URL(url).hostname;
+                if (!b.allowPlainHttpHooks) {
+                    issue(["backups", key], "must be an https:// URL (a clear-text heartbeat leaks its token, an alert can be dropped unseen); for a relay on a private network set backups.allowPlainHttpHooks: true");
+                } else if (!isPrivateHost(host)) {
+                    issue(["backups", key], `${host} is not a private address; backups.allowPlainHttpHooks only covers relays on loopback or private networks: use https://`);
+                }
+            }
+        }
         if (b.enabled && !c.database.enabled && !Object.values(c.services).some((s) => s.volumes.some((v) => v.backup))) {
             issue(["backups"], "nothing to back up: no database and no volume with backup: true");
         }

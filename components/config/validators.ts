@@ -34,35 +34,169 @@ export function isInZone(host: string, zone: string): boolean {
     return host === zone || host.endsWith(`.${zone}`);
 }
 
-/** A CIDR such as 203.0.113.7/32 or 2001:db8::/48; host bits must be zero. */
-export function cidrProblem(value: string): string | undefined {
-    if (!value.includes("/")) {
+/** A parsed, normalised CIDR: the network as a number, so lists can be judged as sets. */
+export interface Cidr {
+    family: 4 | 6;
+    /** The network address as an unsigned integer. */
+    network: bigint;
+    bits: number;
+    /** Canonical spelling: what firewalls and ufw receive. */
+    text: string;
+}
+
+const FAMILY_BITS = { 4: 32, 6: 128 } as const;
+
+function toBigInt(bytes: number[]): bigint {
+    return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
+}
+
+/**
+ * Parses a CIDR such as 203.0.113.7/32 or 2001:db8::/48 into its normalised
+ * form, or returns the problem. Refused: a missing prefix length, host bits set,
+ * IPv4 written in anything but four decimal parts (`010.0.0.0/8` would mean
+ * 8.0.0.0/8 to the parser, `0x7f.1/32` 127.0.0.1: ambiguous either way), and
+ * IPv4-mapped IPv6 ranges (`::ffff:0:0/96` is all of IPv4 in disguise).
+ */
+export function parseCidr(value: string): Cidr | string {
+    const slash = value.indexOf("/");
+    if (slash < 0) {
         return `"${value}" is not a CIDR; write a single address as "${value}/32" (IPv4) or "${value}/128" (IPv6)`;
     }
-    let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
-    try {
-        parsed = ipaddr.parseCIDR(value);
-    } catch {
-        return `"${value}" is not a valid CIDR; use a form such as 203.0.113.7/32 or 2001:db8::/48`;
+    const addressText = value.slice(0, slash);
+    const bitsText = value.slice(slash + 1);
+    const invalid = `"${value}" is not a valid CIDR; use a form such as 203.0.113.7/32 or 2001:db8::/48`;
+    if (!/^\d{1,3}$/.test(bitsText) || !ipaddr.isValid(addressText)) {
+        return invalid;
     }
-    const [address, bits] = parsed;
-    const network = address.kind() === "ipv4"
-        ? ipaddr.IPv4.networkAddressFromCIDR(value)
-        : ipaddr.IPv6.networkAddressFromCIDR(value);
-    if (network.toString() !== address.toString()) {
-        return `"${value}" has host bits set; did you mean "${network.toString()}/${bits}"?`;
+    const address = ipaddr.parse(addressText);
+    const family = address.kind() === "ipv4" ? 4 : 6;
+    const bits = Number(bitsText);
+    if (bits > FAMILY_BITS[family]) {
+        return invalid;
     }
-    return undefined;
+    if (family === 4 && (!ipaddr.IPv4.isValidFourPartDecimal(addressText) || addressText.split(".").some((p) => p.length > 1 && p.startsWith("0")))) {
+        return `"${value}" is not written as four decimal numbers without leading zeros (e.g. 10.0.0.0/8); other spellings are read as octal or hexadecimal`;
+    }
+    if (family === 6 && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+        return `"${value}" is an IPv4-mapped IPv6 range; write the IPv4 CIDR instead`;
+    }
+    const host = toBigInt(address.toByteArray());
+    const width = FAMILY_BITS[family];
+    const mask = bits === 0 ? 0n : ((1n << BigInt(bits)) - 1n) << BigInt(width - bits);
+    const network = host & mask;
+    const networkText = ipaddr.fromByteArray(bigIntBytes(network, width / 8)).toString();
+    if (network !== host) {
+        return `"${value}" has host bits set; did you mean "${networkText}/${bits}"?`;
+    }
+    return { family, network, bits, text: `${networkText}/${bits}` };
+}
+
+function bigIntBytes(n: bigint, length: number): number[] {
+    const out: number[] = [];
+    for (let i = length - 1; i >= 0; i--) {
+        out.push(Number((n >> BigInt(i * 8)) & 0xffn));
+    }
+    return out;
+}
+
+/** A CIDR's problem, or undefined when it parses (see parseCidr). */
+export function cidrProblem(value: string): string | undefined {
+    const parsed = parseCidr(value);
+    return typeof parsed === "string" ? parsed : undefined;
+}
+
+/** The canonical spelling of a valid CIDR (`::0/0` -> `::/0`, `0.0.0.0/00` -> `0.0.0.0/0`). */
+export function normaliseCidr(value: string): string {
+    const parsed = parseCidr(value);
+    return typeof parsed === "string" ? value : parsed.text;
+}
+
+/** Sorted, merged [first, last] address intervals of one family. */
+type Intervals = [bigint, bigint][];
+
+function intervalsOf(cidrs: readonly Cidr[], family: 4 | 6): Intervals {
+    const width = BigInt(FAMILY_BITS[family]);
+    const raw = cidrs
+        .filter((c) => c.family === family)
+        .map((c): [bigint, bigint] => [c.network, c.network + (1n << (width - BigInt(c.bits))) - 1n])
+        .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const merged: Intervals = [];
+    for (const [lo, hi] of raw) {
+        const last = merged[merged.length - 1];
+        if (last && lo <= last[1] + 1n) {
+            last[1] = hi > last[1] ? hi : last[1];
+        } else {
+            merged.push([lo, hi]);
+        }
+    }
+    return merged;
+}
+
+function covers(set: Intervals, lo: bigint, hi: bigint): boolean {
+    return set.some(([a, b]) => a <= lo && hi <= b);
+}
+
+/**
+ * Special-purpose IPv4 blocks (RFC 6890: this network, private, shared,
+ * loopback, link-local, multicast and reserved). Every other IPv4 address is
+ * public: a list covering all of them admits the whole internet even though it
+ * leaves 10.0.0.0/8 out.
+ */
+const IPV4_SPECIAL = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3"];
+/** All globally routed IPv6 unicast space (RFC 4291): a list covering it admits every public IPv6 address. */
+const IPV6_PUBLIC = "2000::/3";
+
+/** The public IPv4 space as intervals (the complement of the special blocks). */
+const IPV4_PUBLIC_INTERVALS: Intervals = (() => {
+    const special = intervalsOf(IPV4_SPECIAL.map((c) => parseCidr(c) as Cidr), 4);
+    const out: Intervals = [];
+    let next = 0n;
+    for (const [lo, hi] of special) {
+        if (lo > next) out.push([next, lo - 1n]);
+        next = hi + 1n;
+    }
+    if (next <= 0xffffffffn) out.push([next, 0xffffffffn]);
+    return out;
+})();
+
+/**
+ * Which "whole internet" a list of CIDRs admits when taken together, or
+ * undefined: "IPv4" when the union covers every public IPv4 address, "IPv6"
+ * when it covers 2000::/3. `0.0.0.0/1` + `128.0.0.0/1` is the world as much as
+ * `0.0.0.0/0`.
+ */
+export function anywhereIn(cidrs: readonly Cidr[]): ("IPv4" | "IPv6")[] {
+    const found: ("IPv4" | "IPv6")[] = [];
+    const v4 = intervalsOf(cidrs, 4);
+    if (IPV4_PUBLIC_INTERVALS.every(([lo, hi]) => covers(v4, lo, hi))) found.push("IPv4");
+    const pub = parseCidr(IPV6_PUBLIC) as Cidr;
+    if (covers(intervalsOf(cidrs, 6), pub.network, pub.network + (1n << 125n) - 1n)) found.push("IPv6");
+    return found;
+}
+
+/**
+ * Widest ranges a database may be opened to without `database.allowWideCidrs`:
+ * a /8 (16.7 M addresses) is the largest block ever assigned to a single
+ * organisation in IPv4; a /32 is the standard allocation to a whole provider
+ * (LIR) in IPv6. A list whose union holds more addresses spans many unrelated
+ * networks and is not a "listed network" any more.
+ */
+export const WIDE_LIMIT = { 4: 1n << 24n, 6: 1n << 96n } as const;
+
+/** Number of addresses in the union of a list's ranges, per family. */
+export function addressCount(cidrs: readonly Cidr[], family: 4 | 6): bigint {
+    return intervalsOf(cidrs, family).reduce((n, [lo, hi]) => n + (hi - lo + 1n), 0n);
+}
+
+/** Parses the valid entries of a list (problems are reported per entry elsewhere). */
+export function parsedCidrs(values: readonly string[]): Cidr[] {
+    return values.map(parseCidr).filter((c): c is Cidr => typeof c !== "string");
 }
 
 /** True for 0.0.0.0/0 and ::/0 (the whole internet). */
 export function isWorldCidr(value: string): boolean {
-    try {
-        const [, bits] = ipaddr.parseCIDR(value);
-        return bits === 0;
-    } catch {
-        return false;
-    }
+    const parsed = parseCidr(value);
+    return typeof parsed !== "string" && parsed.bits === 0;
 }
 
 export function ipProblem(value: string): string | undefined {
@@ -75,6 +209,9 @@ const PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp38
 export function sshPublicKeyProblem(value: string): string | undefined {
     if (/PRIVATE KEY/.test(value)) {
         return "this is a PRIVATE key; paste the public key (the one-line contents of the .pub file) and keep the private key off the config";
+    }
+    if (/^ssh-dss /.test(value.trim())) {
+        return "DSA (ssh-dss) keys are refused by OpenSSH since 7.0 and cannot log in; make an Ed25519 key with `ssh-keygen -t ed25519` and paste its .pub line";
     }
     if (!PUBLIC_KEY.test(value.trim())) {
         return "not an OpenSSH public key; expected one line such as \"ssh-ed25519 AAAAC3... you@laptop\"";
@@ -187,4 +324,41 @@ export function weakSecretProblem(value: string, minLength = 16): string | undef
         return "has too little variety to be a real secret; use a random value";
     }
     return undefined;
+}
+
+/**
+ * Memory of DigitalOcean droplet sizes in MiB, read off the slug
+ * (`s-2vcpu-4gb` -> 4096, legacy `2gb`, `s-1vcpu-512mb-10gb` -> 512); CPU-optimised
+ * `c-N` sizes have 2 GiB per vCPU. Undefined for sizes whose memory the slug does
+ * not tell (GPU droplets): no check then. A unit test runs this over every slug
+ * the provider's enum knows, so a new naming scheme shows up there.
+ */
+export function dropletMemoryMb(slug: string): number | undefined {
+    if (slug.startsWith("gpu-")) return undefined;
+    const sized = /^(?:[a-z0-9_]+-)?\d+vcpu-(\d+)(gb|mb)(?:-|$)/.exec(slug) ?? /^(\d+)(gb|mb)$/.exec(slug);
+    if (sized) return Number(sized[1]) * (sized[2] === "gb" ? 1024 : 1);
+    const cpuOptimised = /^c-(\d+)(?:-intel)?$/.exec(slug);
+    if (cpuOptimised) return Number(cpuOptimised[1]) * 2048;
+    return undefined;
+}
+
+/** Memory of Lightsail Linux bundles in MiB, by size (the same across generations 2_0, 2_1, 3_0). */
+export const LIGHTSAIL_MEMORY_MB: Record<string, number> = {
+    nano: 512,
+    micro: 1024,
+    small: 2048,
+    medium: 4096,
+    large: 8192,
+    xlarge: 16384,
+    "2xlarge": 32768,
+    "4xlarge": 65536,
+};
+
+/** True for loopback, private (RFC 1918, ULA) and link-local addresses, and "localhost". */
+export function isPrivateHost(host: string): boolean {
+    const bare = host.replace(/^\[|\]$/g, "");
+    if (bare === "localhost") return true;
+    if (!ipaddr.isValid(bare)) return false;
+    const range = ipaddr.parse(bare).range();
+    return ["loopback", "private", "uniqueLocal", "linkLocal"].includes(range);
 }

@@ -26,12 +26,12 @@ export interface AppSecretsArgs {
      */
     readonly generatedSecrets?: readonly string[];
     /**
-     * User-supplied secrets by name, as plain strings from the validated config
-     * (`ValidatedConfig.secretValues`). They become secret Outputs here and
-     * must not be used anywhere else in plain form.
+     * User-supplied secrets by name: secret Outputs (`loadConfig().secretValues`)
+     * or plain strings, which become secret Outputs here and must not be used
+     * anywhere else in plain form. Plain strings are checked for weak values.
      * @default {}
      */
-    readonly userSecrets?: Readonly<Record<string, string>>;
+    readonly userSecrets?: Readonly<Record<string, pulumi.Input<string>>>;
     /**
      * Generate the database password (when the stack runs PostgreSQL).
      * @default true
@@ -87,7 +87,7 @@ export function appSecretsArgsProblems(args: AppSecretsArgs): string[] {
         if (seen.has(n)) {
             problems.push(`secrets.${n}: is both generated and user-supplied; remove one`);
         }
-        const weak = weakSecretProblem(value, MIN_SECRET_LENGTH);
+        const weak = typeof value === "string" ? weakSecretProblem(value, MIN_SECRET_LENGTH) : undefined;
         if (weak) {
             problems.push(`secrets.${n}: ${weak}`);
         }
@@ -118,7 +118,7 @@ export class AppSecrets extends pulumi.ComponentResource {
             values[n] = this.generate(`${name}-${generatedSecretRole(n)}`, GENERATED_SECRET_LENGTH);
         }
         for (const [n, value] of Object.entries(args.userSecrets ?? {})) {
-            values[n] = pulumi.secret(value);
+            values[n] = pulumi.secret(pulumi.output(value));
         }
         this.values = values;
 

@@ -4,7 +4,7 @@
  * path. Used by the validation tests and by the program test that proves no
  * bad configuration registers a resource.
  */
-import { existingRaw, lightsailRaw, withValue, type Raw } from "./fixtures";
+import { ADMIN_KEY, digitalOceanRaw, existingRaw, lightsailRaw, withValue, type Raw } from "./fixtures";
 
 /** [description, change to a valid config, expected path (prefix match), expected message fragment] */
 export type Case = [string, (r: Raw) => Raw, string, RegExp];
@@ -19,7 +19,7 @@ export const BAD_CONFIGS: Case[] = [
     ["address without prefix length", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7"]), "host.sshAllowedCidrs[0]", /203\.0\.113\.7\/32/],
     ["CIDR with host bits set", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7/24"]), "host.sshAllowedCidrs[0]", /did you mean "203\.0\.113\.0\/24"/],
     ["SSH open to the world without opt-in", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/0"]), "host.sshAllowedCidrs[0]", /allowSshFromAnywhere/],
-    ["SSH open to all of IPv6 without opt-in", (r) => withValue(r, "host.sshAllowedCidrs", ["::/0"]), "host.sshAllowedCidrs[0]", /opens SSH to the internet/],
+    ["SSH open to all of IPv6 without opt-in", (r) => withValue(r, "host.sshAllowedCidrs", ["::/0"]), "host.sshAllowedCidrs[0]", /opens SSH to every public IPv6 address/],
     ["no admin CIDR", (r) => withValue(r, "host.sshAllowedCidrs", []), "host.sshAllowedCidrs", /at least one admin CIDR/],
     ["private key where a public key belongs", (r) => withValue(r, "host.sshPublicKeys", ["-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----"]), "host.sshPublicKeys[0]", /PRIVATE key/],
     ["garbage public key", (r) => withValue(r, "host.sshPublicKeys", ["not-a-key"]), "host.sshPublicKeys[0]", /not an OpenSSH public key/],
@@ -74,5 +74,67 @@ export const BAD_CONFIGS: Case[] = [
     ["misspelt top-level key", (r) => withValue(r, "hosts", { provider: "digitalocean" }), "hosts", /unknown setting/],
     ["unknown field inside host", (r) => withValue(r, "host.sshAllowCidrs", ["203.0.113.7/32"]), "host", /sshAllowCidrs/],
     ["service uses disabled redis", (r) => withValue(r, "services.api.redis", true), "services.api.redis", /redis.enabled/],
-    ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],
+    ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],    // --- issue: network sources judged as sets (F1) ---
+    ["SSH: ::0/0 is the whole IPv6 internet", (r) => withValue(r, "host.sshAllowedCidrs", ["::0/0"]), "host.sshAllowedCidrs[0]", /every public IPv6 address/],
+    ["SSH: 0.0.0.0/00 is the whole IPv4 internet", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/00"]), "host.sshAllowedCidrs[0]", /every public IPv4 address/],
+    ["SSH: two halves of IPv4 together", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/1", "128.0.0.0/1"]), "host.sshAllowedCidrs", /these ranges together open SSH to every public IPv4/],
+    ["SSH: 2000::/3 is every public IPv6 address", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7/32", "2000::/3"]), "host.sshAllowedCidrs[1]", /every public IPv6 address/],
+    ["SSH: two IPv6 /4s covering 2000::/3", (r) => withValue(r, "host.sshAllowedCidrs", ["2000::/4", "3000::/4"]), "host.sshAllowedCidrs", /together open SSH to every public IPv6/],
+    [
+        "SSH: every public IPv4 range, private ones left out",
+        (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/5", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2", "128.0.0.0/1"]),
+        "host.sshAllowedCidrs",
+        /every public IPv4 address/,
+    ],
+    ["SSH on an existing server: halves without the opt-in", () => withValue(existingRaw(), "host.sshAllowedCidrs", ["0.0.0.0/1", "128.0.0.0/1"]), "host.sshAllowedCidrs", /allowSshFromAnywhere/],
+    ["CIDR in octal spelling (010 would mean 8)", (r) => withValue(r, "host.sshAllowedCidrs", ["010.0.0.0/8"]), "host.sshAllowedCidrs[0]", /four decimal numbers/],
+    ["CIDR in hexadecimal spelling", (r) => withValue(r, "host.sshAllowedCidrs", ["0x7f.0.0.1/32"]), "host.sshAllowedCidrs[0]", /four decimal numbers/],
+    ["CIDR in short IPv4 spelling", (r) => withValue(r, "host.sshAllowedCidrs", ["10.1/16"]), "host.sshAllowedCidrs[0]", /four decimal numbers/],
+    ["IPv4-mapped IPv6 range (all of IPv4 in disguise)", (r) => withValue(r, "host.sshAllowedCidrs", ["::ffff:0.0.0.0/96"]), "host.sshAllowedCidrs[0]", /IPv4-mapped/],
+    ["prefix length beyond 32", (r) => withValue(r, "host.sshAllowedCidrs", ["203.0.113.7/33"]), "host.sshAllowedCidrs[0]", /not a valid CIDR/],
+    ["database: 0.0.0.0/00", () => withValue(lightsailRaw(), "database.allowedCidrs", ["0.0.0.0/00"]), "database.allowedCidrs[0]", /PostgreSQL public/],
+    ["database: halves of IPv4", () => withValue(lightsailRaw(), "database.allowedCidrs", ["0.0.0.0/1", "128.0.0.0/1"]), "database.allowedCidrs", /these ranges together would make PostgreSQL public/],
+    ["database: 2000::/3", () => withValue(lightsailRaw(), "database.allowedCidrs", ["2000::/3"]), "database.allowedCidrs[0]", /every IPv6 address/],
+    ["database: a /7 without allowWideCidrs", () => withValue(lightsailRaw(), "database.allowedCidrs", ["64.0.0.0/7"]), "database.allowedCidrs", /allowWideCidrs/],
+    ["database: three /9s add up to more than a /8", () => withValue(lightsailRaw(), "database.allowedCidrs", ["64.0.0.0/9", "96.0.0.0/9", "160.0.0.0/9"]), "database.allowedCidrs", /more than a \/8/],
+    ["database: an IPv6 /16 without allowWideCidrs", () => withValue(lightsailRaw(), "database.allowedCidrs", ["2a00::/16"]), "database.allowedCidrs", /more than a \/32 \(IPv6\)/],
+    ["database: allowWideCidrs never admits the world", () => withValue(withValue(lightsailRaw(), "database.allowWideCidrs", true), "database.allowedCidrs", ["::/0"]), "database.allowedCidrs[0]", /PostgreSQL public/],
+    // --- cross-field rules ---
+    ["sshPublicKeys on an existing server reach nothing", () => withValue(existingRaw(), "host.sshPublicKeys", [ADMIN_KEY]), "host.sshPublicKeys", /never installs these keys/],
+    ["service memory not below the droplet's", (r) => withValue(r, "services.api.memoryMb", 1024), "services.api.memoryMb", /s-1vcpu-1gb: 1024 MiB/],
+    ["database memory above the Lightsail bundle's", () => withValue(lightsailRaw(), "database.memoryMb", 4096), "database.memoryMb", /small_3_0: 2048 MiB/],
+    ["redis memory above the droplet's", (r) => withValue(withValue(r, "redis", { enabled: true, memoryMb: 4096 }), "services.api.redis", true), "redis.memoryMb", /larger size/],
+    [
+        "two services back up a volume of the same name",
+        (r) => withValue(withValue(r, "services.web.volumes", [{ name: "uploads", mountPath: "/data" }]), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]),
+        "services",
+        /archives would collide/,
+    ],
+    ["a volume listed twice in one service", (r) => withValue(r, "services.api.volumes", [{ name: "uploads", mountPath: "/a" }, { name: "uploads", mountPath: "/b" }]), "services.api.volumes[1].name", /listed twice/],
+    ["two volumes on one mount path", (r) => withValue(r, "services.api.volumes", [{ name: "a", mountPath: "/data" }, { name: "b", mountPath: "/data" }]), "services.api.volumes[1].mountPath", /mounted twice/],
+    // --- checks a renderer or host script made after resources existed ---
+    ["CSP with a line break", (r) => withValue(r, "proxy", { contentSecurityPolicy: "default-src 'self';\nscript-src 'self'" }), "proxy.contentSecurityPolicy", /one line/],
+    ["alert URL with a single quote", (r) => withValue(r, "backups.alertUrl", "https://alerts.example.com/x'y"), "backups.alertUrl", /single quote/],
+    ["env value with a single quote", (r) => withValue(r, "services.api.env", { GREETING: "it's" }), "services.api.env.GREETING", /single quote/],
+    ["env value with a line break", (r) => withValue(r, "services.api.env", { MOTD: "a\nb" }), "services.api.env.MOTD", /line break/],
+    ["heartbeat over plain http", (r) => withValue(r, "backups.heartbeatUrl", "http://hc.example.com/ping/abc"), "backups.heartbeatUrl", /https:\/\//],
+    ["alert over http to a public host despite the opt-in", (r) => withValue(withValue(r, "backups.allowPlainHttpHooks", true), "backups.alertUrl", "http://alerts.example.com/x"), "backups.alertUrl", /not a private address/],
+    ["alert URL that is not http at all", (r) => withValue(r, "backups.alertUrl", "ftp://alerts.example.com/x"), "backups.alertUrl", /https/],
+    ["volume mounted over the container root", (r) => withValue(r, "services.api.volumes", [{ name: "data", mountPath: "/" }]), "services.api.volumes[0].mountPath", /root filesystem/],
+    ["volume mount path with ..", (r) => withValue(r, "services.api.volumes", [{ name: "data", mountPath: "/data/../etc" }]), "services.api.volumes[0].mountPath", /absolute path/],
+    // --- messages that say what to do ---
+    ["DSA admin key", (r) => withValue(r, "host.sshPublicKeys", ["ssh-dss AAAAB3NzaC1kc3MAAACBAP admin@old"]), "host.sshPublicKeys[0]", /DSA.*ed25519/],
+    ["existing server address with a port", () => withValue(existingRaw(), "host.address", "203.0.113.50:2222"), "host.address", /host\.port/],
+    ["env variable name that is not UPPER_SNAKE_CASE", (r) => withValue(r, "services.api.env", { "bad-name": "x" }), "services.api.env.bad-name", /"bad-name" is not a valid name here: use UPPER_SNAKE_CASE/],
+    ["YAML merge key among services", (r) => withValue(r, "services.<<", { image: "x:1" }), "services.<<", /merge keys/],
+];
+
+/**
+ * Secrets written in clear text in a stack file: [description, raw config,
+ * the config keys the engine would NOT list as secret, expected path].
+ */
+export const PLAINTEXT_SECRETS: [string, () => Raw, string[], string][] = [
+    ["a user secret in clear text", () => digitalOceanRaw(), ["onebox:secrets"], "secrets.SMTP_PASSWORD"],
+    ["an existing server's deploy key in clear text", () => existingRaw(), ["onebox:sshPrivateKey"], "sshPrivateKey"],
+    ["backup credentials in clear text", () => existingRaw(), ["onebox:secrets"], "secrets.BACKUP_S3_SECRET_ACCESS_KEY"],
 ];

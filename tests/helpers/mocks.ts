@@ -107,14 +107,17 @@ function fakeOutputs(type: string, name: string, inputs: Record<string, unknown>
 export async function installMocks(
     config: Record<string, unknown> = {},
     calls: Record<string, CallHandler> = {},
-    opts: { project?: string; stack?: string; preview?: boolean } = {},
+    opts: { project?: string; stack?: string; preview?: boolean; plaintextKeys?: string[] } = {},
 ): Promise<RecordingMocks> {
     const mocks = new RecordingMocks(calls);
     const all: Record<string, string> = {};
     for (const [k, v] of Object.entries(config)) {
         all[k] = typeof v === "string" ? v : JSON.stringify(v);
     }
-    pulumi.runtime.setAllConfig(all);
+    // As the engine does for values set with `pulumi config set --secret`: the
+    // keys holding secrets are listed as secret, unless a test says otherwise.
+    const secretKeys = ["onebox:secrets", "onebox:sshPrivateKey"].filter((k) => k in all && !(opts.plaintextKeys ?? []).includes(k));
+    pulumi.runtime.setAllConfig(all, secretKeys);
     await pulumi.runtime.setMocks(mocks, opts.project ?? "onebox", opts.stack ?? "test", opts.preview ?? false);
     return mocks;
 }

@@ -53,7 +53,8 @@ const mocks = {
         throw new Error(`unexpected invoke ${args.token}`);
     },
 };
-pulumi.runtime.setAllConfig(JSON.parse(process.argv[2]));
+// As the engine does: the keys holding values set with `pulumi config set --secret` are listed as secret.
+pulumi.runtime.setAllConfig(JSON.parse(process.argv[2]), ["onebox:secrets", "onebox:sshPrivateKey"]);
 pulumi.runtime.setMocks(mocks, "onebox", "runtime-load", false).then(async () => {
     const program = require(path.join(root, "index.ts"));
     const outputs = Object.keys(program);

@@ -67,6 +67,8 @@
 # Object names: <db>-<UTC timestamp YYYYMMDDTHHMMSSZ>.dump[.age]. Old objects are
 # expired by the bucket's lifecycle rules; the backup credentials cannot delete.
 #
+# `backup.sh --check-settings` only validates the settings file.
+#
 # Needs: bash, docker, rclone, flock, tar, gzip, curl (alerts), age (encryption).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -129,6 +131,13 @@ backup_dir() {
 }
 
 main() {
+  if [[ "${1:-}" == "--check-settings" ]]; then
+    # Validates the settings file and stops: what the program's tests run on
+    # every configuration its schema accepts.
+    load_env
+    log "settings are valid (${ONEBOX_BACKUP_ENV_FILE})"
+    return 0
+  fi
   load_env
   ensure_state_dir
   trap on_exit EXIT

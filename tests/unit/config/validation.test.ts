@@ -49,14 +49,14 @@ describe("valid configurations", () => {
     });
 
     it("the committed example Pulumi.prod.yaml validates", () => {
-        const { config } = loadConfig(readStackFile("Pulumi.prod.yaml"));
+        const { config } = loadConfig(readStackFile("Pulumi.prod.yaml"), () => true, undefined);
         assert.equal(config.app.name, "finances");
         assert.equal(config.host.provider, "digitalocean");
         assert.ok(config.routes.length >= 2);
     });
 
     it("reads structured keys from Pulumi's namespace:key form", () => {
-        const { config } = loadConfig(asPulumiConfig(digitalOceanRaw()));
+        const { config } = loadConfig(asPulumiConfig(digitalOceanRaw()), () => true, undefined);
         assert.equal(config.app.environment, "prod");
     });
 });

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks } from "../../helpers/mocks";
 import { asPulumiConfig, digitalOceanRaw, withValue } from "../../helpers/fixtures";
-import { BAD_CONFIGS } from "../../helpers/bad-configs";
+import { BAD_CONFIGS, PLAINTEXT_SECRETS } from "../../helpers/bad-configs";
 import { PROGRAM_CALLS, settle } from "../../helpers/program";
 import { ConfigError } from "../../../components/config/load";
 
@@ -35,6 +35,15 @@ describe("program: bad configuration registers nothing", () => {
         it(name, async () => {
             const mocks = await installMocks(asPulumiConfig(change(digitalOceanRaw())), PROGRAM_CALLS);
             assert.throws(loadProgram, (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.path.startsWith(expectedPath)));
+            await settle(mocks);
+            assert.equal(mocks.resources.length, 0, `registered: ${mocks.resources.map((r) => r.name).join(", ")}`);
+        });
+    }
+
+    for (const [name, raw, plaintextKeys, expectedPath] of PLAINTEXT_SECRETS) {
+        it(`secret in clear text: ${name}`, async () => {
+            const mocks = await installMocks(asPulumiConfig(raw()), PROGRAM_CALLS, { plaintextKeys });
+            assert.throws(loadProgram, (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.path === expectedPath && /clear text.*pulumi config set --secret/.test(p.message)));
             await settle(mocks);
             assert.equal(mocks.resources.length, 0, `registered: ${mocks.resources.map((r) => r.name).join(", ")}`);
         });

@@ -14,6 +14,8 @@ import type { RawConfig } from "../../../components/config/load";
 import { main, rawConfigFromStackFile, readCloudflareIps, render } from "../../../scripts/render";
 import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
 import { DEPLOYMENTS, FAKE_SCRIPTS, type DeploymentName } from "./fixtures";
+import { BAD_CONFIGS } from "../../helpers/bad-configs";
+import { digitalOceanRaw } from "../../helpers/fixtures";
 
 const REPO = path.resolve(__dirname, "../../..");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-render-"));
@@ -37,10 +39,13 @@ const CLOUDFLARE_IPS = path.join(REPO, "tests/fixtures/cloudflare-ips.json");
 
 const PLAIN_SECRET = "plain-Secret-In-Stack-File-8Jq2Wv5Xc";
 
-/** Writes a Pulumi.<stack>.yaml holding the raw config under the onebox: namespace. */
-function stackFile(name: string, raw: RawConfig): string {
+/**
+ * Writes a Pulumi.<stack>.yaml holding the raw config under the onebox: namespace,
+ * secrets encrypted as `pulumi config set --secret` stores them (unless `plain`).
+ */
+function stackFile(name: string, raw: RawConfig, plain = false): string {
     const config: Record<string, unknown> = { "aws:region": "eu-central-1" };
-    for (const [k, v] of Object.entries(raw)) {
+    for (const [k, v] of Object.entries(encryptedSecrets(raw, plain))) {
         config[`onebox:${k}`] = v;
     }
     const file = path.join(tmp, `Pulumi.${name}.yaml`);
@@ -63,6 +68,67 @@ function tree(dir: string): Record<string, string> {
     walk(dir);
     return out;
 }
+
+/** The raw config as a stack file holds it: every secret encrypted (`secure:`). */
+function encryptedSecrets(raw: RawConfig, keepPlain: boolean): RawConfig {
+    if (keepPlain) return raw;
+    const out = structuredClone(raw);
+    const encrypt = (v: unknown) => (typeof v === "string" ? { secure: "v1:c2VjcmV0" } : v);
+    if (out.secrets && typeof out.secrets === "object") {
+        out.secrets = Object.fromEntries(Object.entries(out.secrets).map(([n, v]) => [n, encrypt(v)]));
+    }
+    if (out.sshPrivateKey !== undefined) out.sshPrivateKey = encrypt(out.sshPrivateKey);
+    return out;
+}
+
+/** Runs main() in this process and returns its exit status and stderr. */
+function runMain(args: string[]): { status: number; stderr: string } {
+    let stderr = "";
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+        stderr += chunk.toString();
+        return true;
+    });
+    try {
+        return { status: main(args), stderr };
+    } finally {
+        process.stderr.write = write;
+    }
+}
+
+describe("render command: every bad configuration exits 2 naming the setting, writing nothing", () => {
+    BAD_CONFIGS.forEach(([name, change, expectedPath], i) => {
+        test(name, () => {
+            // Value checks of secrets need the values: those cases keep them in clear
+            // text (and are refused for that too); every other case encrypts them.
+            const plain = expectedPath.startsWith("secrets.") || expectedPath === "sshPrivateKey";
+            const out = path.join(tmp, `bad-${i}`);
+            const r = runMain(["--stack-file", stackFile(`bad${i}`, change(digitalOceanRaw()), plain), "--out", out, "--scripts-dir", scriptsDir, "--cloudflare-ips", CLOUDFLARE_IPS]);
+            assert.equal(r.status, 2, r.stderr);
+            assert.ok(r.stderr.includes(`onebox:${expectedPath}`), r.stderr);
+            assert.equal(fs.existsSync(out), false, "nothing is written");
+        });
+    });
+
+    test("a secret in clear text in the stack file", () => {
+        const r = runMain(["--stack-file", stackFile("plain", digitalOceanRaw(), true), "--out", path.join(tmp, "plain"), "--scripts-dir", scriptsDir]);
+        assert.equal(r.status, 2, r.stderr);
+        assert.match(r.stderr, /onebox:secrets\.SMTP_PASSWORD: is stored in clear text .*pulumi config set --secret --path 'secrets\.SMTP_PASSWORD'/);
+    });
+
+    test("duplicate keys in the YAML", () => {
+        const file = path.join(tmp, "Pulumi.dup.yaml");
+        fs.writeFileSync(file, "config:\n  onebox:app:\n    name: a1\n    name: a2\n");
+        const r = runMain(["--stack-file", file, "--out", path.join(tmp, "dup")]);
+        assert.equal(r.status, 2, r.stderr);
+        assert.match(r.stderr, /\(stack file\): is not valid YAML/);
+    });
+
+    test("a valid stack file renders (the checks above can fail)", () => {
+        const r = runMain(["--stack-file", stackFile("good", digitalOceanRaw()), "--out", path.join(tmp, "good"), "--scripts-dir", scriptsDir]);
+        assert.equal(r.status, 0, r.stderr);
+    });
+});
 
 describe("render command", () => {
     test("invalid configuration: exit status 2 and every problem on stderr", () => {
@@ -137,15 +203,17 @@ describe("render command", () => {
         assert.equal(spawnSync("bash", ["-n", path.join(out, "validate.sh")]).status, 0);
     });
 
-    test("secrets in the stack file, plain or encrypted, count as present and never reach the output", () => {
+    test("encrypted secrets in the stack file count as present and never reach the output; a plain one is refused", () => {
         const raw = structuredClone<RawConfig>(DEPLOYMENTS.fingerflow);
         raw.secrets = { BACKUP_S3_ACCESS_KEY_ID: { secure: "v1:AAAA" }, BACKUP_S3_SECRET_ACCESS_KEY: PLAIN_SECRET };
         raw.sshPrivateKey = { secure: "v1:BBBB" };
+        assert.throws(() => render(stackFile("ff-plain", raw, true), path.join(tmp, "ff-plain"), { scriptsDir }), /secrets\.BACKUP_S3_SECRET_ACCESS_KEY: is stored in clear text/);
+        raw.secrets.BACKUP_S3_SECRET_ACCESS_KEY = { secure: "v1:CCCC" };
         const out = path.join(tmp, "ff-secure");
         render(stackFile("ff-secure", raw), out, { scriptsDir });
         for (const [file, content] of Object.entries(tree(out))) {
             assert.ok(!content.includes(PLAIN_SECRET), `${file} holds a secret from the stack file`);
-            assert.ok(!content.includes("encrypted-in-stack-file") && !content.includes("v1:AAAA"), file);
+            assert.ok(!content.includes("encrypted-in-stack-file") && !content.includes("v1:AAAA") && !content.includes("v1:CCCC"), file);
         }
         assert.match(fs.readFileSync(path.join(out, "backup/etc/onebox/backup.env"), "utf8"), /^BACKUP_S3_SECRET_ACCESS_KEY='\*{8}'$/m);
     });
