@@ -95,7 +95,8 @@ main() {
   run bash tests/host/fixture/stack-images.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh
-  run npm run test:host
+  # One real-host suite at a time per machine: it uses fixed ports and container names.
+  run flock -w 3600 /tmp/onebox-host-suite.lock npm run test:host
 }
 
 main "$@"
