@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint";
 import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
-    { ignores: ["node_modules/", ".scratch/", "out/", "**/*.mjs", "tests/fixtures/lint/"] },
+    { ignores: ["node_modules/", ".scratch/", "out/", "dist/", "**/*.mjs", "tests/fixtures/lint/"] },
     js.configs.recommended,
     ...tseslint.configs.recommendedTypeChecked,
     {

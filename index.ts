@@ -5,18 +5,22 @@
  * any setting is wrong), then secrets, the server, DNS, backup storage, the
  * host provisioning over SSH, and the outputs contract other teams consume.
  */
-import { loadConfig } from "./components/config/load";
-import { createHost } from "./components/hosts";
-import { AppSecrets } from "./components/secrets/app-secrets";
-import { CloudflareDns } from "./components/dns/cloudflare-dns";
-import { BackupBucket } from "./components/storage/backup-bucket";
-import { backupPrefix } from "./components/storage/backup-prefix";
-import { HostProvisioner } from "./components/provisioning/host-provisioner";
-import { buildOutputs } from "./components/outputs/contract";
-import { dnsHostnames, provisioningSecrets } from "./components/wiring";
-import { rotationLabel } from "./components/secrets/rotation";
-import { DatabaseTls } from "./components/database/database-tls";
-import { databasePublished } from "./components/provisioning/render/pg-hba";
+// The library's public surface, as any other program would import it ("onebox").
+import {
+    AppSecrets,
+    BackupBucket,
+    backupPrefix,
+    buildOutputs,
+    CloudflareDns,
+    createHost,
+    DatabaseTls,
+    databasePublished,
+    dnsHostnames,
+    HostProvisioner,
+    loadConfig,
+    provisioningSecrets,
+    rotationLabel,
+} from "./components";
 
 const { config, secretValues, sshPrivateKey } = loadConfig();
 

@@ -88,6 +88,7 @@ main() {
   run npm run lint
   run npm run schema:outputs -- --check
   run npm test
+  run npm run test:example
   run npm run test:scripts
   # The same suites as if on other dates (a Sunday, a Monday, a rotation boundary).
   run bash scripts/test-calendar.sh --ci

@@ -108,6 +108,12 @@ export interface ValidateOptions {
      * without `secure:`); each is an error. Undefined: not known (tests).
      */
     plaintextPaths?: readonly string[];
+    /**
+     * The caller passes the existing server's deploy key to the components
+     * itself (library use), so `sshPrivateKey` is not required here.
+     * @default false
+     */
+    deployKeyElsewhere?: boolean;
 }
 
 /** Result of validation: the typed config and the secret values (still plain here). */
@@ -172,7 +178,7 @@ export function validateConfig(raw: RawConfig, options: ValidateOptions = {}): V
     const provider = (rest.host as { provider?: unknown } | undefined)?.provider;
     if (sshPrivateKey !== undefined && (typeof sshPrivateKey !== "string" || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey))) {
         problems.push({ path: "sshPrivateKey", message: "not a private key; set it with `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
-    } else if (provider === "existing" && sshPrivateKey === undefined) {
+    } else if (provider === "existing" && sshPrivateKey === undefined && !options.deployKeyElsewhere) {
         problems.push({ path: "sshPrivateKey", message: "host.provider existing needs the key the server accepts: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
     } else if (provider !== "existing" && sshPrivateKey !== undefined) {
         problems.push({ path: "sshPrivateKey", message: "only used with host.provider existing (cloud servers get a generated deploy key); remove it" });

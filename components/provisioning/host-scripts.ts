@@ -18,6 +18,14 @@ export interface HostScripts {
 
 /** The repository's scripts/host directory. */
 export function defaultScriptsDir(): string {
+    // The package root holds scripts/host; this file runs from components/ (the
+    // program, tsx) or dist/components/ (the built library), so look upwards.
+    let dir = __dirname;
+    for (let i = 0; i < 5; i++) {
+        const candidate = path.join(dir, "scripts", "host");
+        if (fs.existsSync(path.join(candidate, REQUIRED_SCRIPTS.bootstrap))) return candidate;
+        dir = path.dirname(dir);
+    }
     return path.resolve(__dirname, "..", "..", "scripts", "host");
 }
 

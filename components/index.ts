@@ -1,0 +1,26 @@
+/**
+ * onebox as a library: the components another Pulumi program can use on their
+ * own, their argument types, and the configuration schema the onebox program
+ * itself is driven by.
+ *
+ * ```ts
+ * import { ExistingHost, AppSecrets } from "onebox";
+ * ```
+ *
+ * The onebox program (`index.ts` at the repository root) imports from here
+ * exactly as an outside program would.
+ */
+export * from "./hosts";
+export * from "./provisioning";
+export { AppSecrets, type AppSecretsArgs } from "./secrets/app-secrets";
+export { rotationLabel, nextRotation } from "./secrets/rotation";
+export { CloudflareDns, type CloudflareDnsArgs } from "./dns/cloudflare-dns";
+export { BackupBucket, type BackupBucketArgs } from "./storage/backup-bucket";
+export { backupPrefix } from "./storage/backup-prefix";
+export { DatabaseTls, type DatabaseTlsArgs } from "./database/database-tls";
+export { buildOutputs, type BuildOutputsArgs } from "./outputs/contract";
+export * from "./outputs/consumer";
+export { configSchema, type StackConfig, type HostConfig, type ServiceConfig, type RouteConfig, type BackupsConfig } from "./config/schema";
+export { loadConfig, validateConfig, ConfigError, type ConfigProblem, type LoadedConfig, type ValidatedConfig } from "./config/load";
+export { dnsHostnames, provisioningSecrets } from "./wiring";
+export { databasePublished } from "./provisioning/render/pg-hba";
