@@ -184,6 +184,7 @@ build_all() {
 
 verify_all() {
   local bin=$1 scratch=$2 version
+  mkdir -p "$scratch"
   version=$("$bin/pulumi" version)
   [[ "$version" == "$CLI_VERSION" ]] || die "pulumi version printed '$version', not $CLI_VERSION"
   log "pulumi version: $version"
