@@ -18,7 +18,7 @@ export { CloudflareDns, type CloudflareDnsArgs } from "./dns/cloudflare-dns";
 export { BackupBucket, type BackupBucketArgs } from "./storage/backup-bucket";
 export { backupPrefix } from "./storage/backup-prefix";
 export { DatabaseTls, type DatabaseTlsArgs } from "./database/database-tls";
-export { buildOutputs, type BuildOutputsArgs } from "./outputs/contract";
+export { buildOutputs, type BuildOutputsArgs, type StackOutputs } from "./outputs/contract";
 export * from "./outputs/consumer";
 export { configSchema, type StackConfig, type HostConfig, type ServiceConfig, type RouteConfig, type BackupsConfig } from "./config/schema";
 export { loadConfig, validateConfig, ConfigError, type ConfigProblem, type LoadedConfig, type ValidatedConfig } from "./config/load";

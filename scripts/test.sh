@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suites need and runs all of them, in order of cost:
-# type check and lint, unit tests under Pulumi mocks, rendered-file validation,
+# type check and lint, unit tests under Pulumi mocks, the library example, the
+# real Pulumi engine (built from Go modules and cached), rendered-file validation,
 # backup scripts against real PostgreSQL + S3, then the real-host suite that
 # provisions a fresh Debian 13 server container over SSH.
 #
@@ -89,6 +90,9 @@ main() {
   run npm run schema:outputs -- --check
   run npm test
   run npm run test:example
+  # The real Pulumi engine: built from Go modules once, then taken from the cache.
+  run bash tests/engine/toolchain.sh
+  run npm run test:engine
   run npm run test:scripts
   # The same suites as if on other dates (a Sunday, a Monday, a rotation boundary).
   run bash scripts/test-calendar.sh --ci
