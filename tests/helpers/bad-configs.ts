@@ -74,7 +74,8 @@ export const BAD_CONFIGS: Case[] = [
     ["misspelt top-level key", (r) => withValue(r, "hosts", { provider: "digitalocean" }), "hosts", /unknown setting/],
     ["unknown field inside host", (r) => withValue(r, "host.sshAllowCidrs", ["203.0.113.7/32"]), "host", /sshAllowCidrs/],
     ["service uses disabled redis", (r) => withValue(r, "services.api.redis", true), "services.api.redis", /redis.enabled/],
-    ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],    // --- issue: network sources judged as sets (F1) ---
+    ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],
+    // --- network sources judged as sets (F1) ---
     ["SSH: ::0/0 is the whole IPv6 internet", (r) => withValue(r, "host.sshAllowedCidrs", ["::0/0"]), "host.sshAllowedCidrs[0]", /every public IPv6 address/],
     ["SSH: 0.0.0.0/00 is the whole IPv4 internet", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/00"]), "host.sshAllowedCidrs[0]", /every public IPv4 address/],
     ["SSH: two halves of IPv4 together", (r) => withValue(r, "host.sshAllowedCidrs", ["0.0.0.0/1", "128.0.0.0/1"]), "host.sshAllowedCidrs", /these ranges together open SSH to every public IPv4/],
