@@ -641,7 +641,7 @@ lock_stack() {
   exec 9>>"\${lock}"
   if ! flock --nonblock 9; then
     holder="$(head -c 300 -- "\${lock}" 2>/dev/null || true)"
-    printf 'onebox: waiting (at most %s s) for the lock %s, held by %s\\n' "\${wait}" "\${lock}" "\${holder:-an unknown process}" >&2
+    printf 'onebox: waiting (at most %s s) for the lock %s, held by %s\\n' "\${wait}" "\${lock}" "\${holder:-an unknown process}"
     if ! flock --wait "\${wait}" 9; then
       holder="$(head -c 300 -- "\${lock}" 2>/dev/null || true)"
       printf 'onebox: error: %s is still held after %s s by %s; nothing was changed. Let that run finish, then run this again.\\n' \\

@@ -492,7 +492,7 @@ describe("R7: the stack lock", () => {
             const second = spawnSync("flock", [lock, "bash", "-c", `${helpers}\nlock_stack "$1" 'onebox step secrets' 1 && echo body-ran`, "x", lock], { encoding: "utf8", timeout: 30_000 });
             assert.equal(second.status, 1, second.stderr);
             assert.doesNotMatch(second.stdout, /body-ran/);
-            assert.match(second.stderr, /waiting \(at most 1 s\) for the lock .*app\.lock, held by onebox step deploy \(pid/);
+            assert.match(second.stdout, /waiting \(at most 1 s\) for the lock .*app\.lock, held by onebox step deploy \(pid/);
             assert.match(second.stderr, /error: .*app\.lock is still held after 1 s by onebox step deploy .*nothing was changed/);
             // Free again: taken at once.
             const third = spawnSync("bash", ["-c", `${helpers}\nlock_stack "$1" 'onebox step backup' 1 && echo body-ran`, "x", lock], { encoding: "utf8", timeout: 30_000 });
