@@ -989,12 +989,14 @@ test("R7: two deploys started together: the second waits for the first (naming i
     const second = options;
     assert.notEqual(releaseOf(first), releaseOf(second));
     const loop = new LoadLoop({ port: PORTS.https, host: "app.example.test", path: "/health", concurrency: 3, pauseMs: 25, maxRequests: 20_000, maxMs: 600_000 });
+    // Emptied first, so that only the first deploy's holder line can fill it (the check takes no lock itself).
+    await root(`mkdir -p ${path.posix.dirname(LOCK)} && : >${LOCK}`);
     const t0 = Date.now();
     const a = runStepScript(server, stepOf("deploy", first), secrets);
     let b: Promise<StepRun> | undefined;
     try {
-        // The second starts once the first holds the lock (the lock file names it).
-        await waitFor("the first deploy to hold the stack lock", async () => (await tryRoot(`flock --nonblock ${LOCK} true`)).code !== 0, 120_000, 200);
+        // The second starts once the first holds the lock (it then names itself in the lock file).
+        await waitFor("the first deploy to hold the stack lock", async () => /^onebox step deploy \(pid/.test((await tryRoot(`cat ${LOCK}`)).stdout), 120_000, 200);
         b = runStepScript(server, stepOf("deploy", second), secrets);
         const [ra, rb] = await Promise.all([a, b]);
         note(t, "two deploys, serialised", Date.now() - t0);
