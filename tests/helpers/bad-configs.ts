@@ -75,4 +75,8 @@ export const BAD_CONFIGS: Case[] = [
     ["unknown field inside host", (r) => withValue(r, "host.sshAllowCidrs", ["203.0.113.7/32"]), "host", /sshAllowCidrs/],
     ["service uses disabled redis", (r) => withValue(r, "services.api.redis", true), "services.api.redis", /redis.enabled/],
     ["origin lockdown with ACME", (r) => withValue(r, "host.originLockdown", true), "host.originLockdown", /cloudflare-origin/],
+    ["H11: secretsAsEnv names a secret the service does not have", (r) => withValue(r, "services.api.secretsAsEnv", ["STRIPE_KEY"]), "services.api.secretsAsEnv[0]", /not a secret of this service; list it in secrets/],
+    ["H11: DATABASE_URL opted into the environment of a service without the database", (r) => withValue(r, "services.web.secretsAsEnv", ["DATABASE_URL"]), "services.web.secretsAsEnv[0]", /database: true/],
+    ["H11: env sets the variable that names a secret file", (r) => withValue(r, "services.api.env", { SMTP_PASSWORD_FILE: "/etc/smtp" }), "services.api.env.SMTP_PASSWORD_FILE", /names the file of secret SMTP_PASSWORD/],
+    ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
 ];

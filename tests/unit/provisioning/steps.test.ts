@@ -23,6 +23,7 @@ import {
     type Step,
 } from "../../../components/provisioning/steps";
 import { renderPgHba } from "../../../components/provisioning/render/pg-hba";
+import { maskSecrets, substituteSecrets } from "../../../components/provisioning/placeholders";
 import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, HOST_KEY, type DeploymentName } from "./fixtures";
 
 const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
@@ -459,6 +460,37 @@ describe("backup", () => {
     test("missing backup scripts are named", () => {
         const config = configOf("finances");
         assert.throws(() => buildSteps(config, contextFor(config, { scripts: { ...FAKE_SCRIPTS, backup: { "backup.sh": "" } } })), /lacks backup-status\.sh, restore-drill\.sh/);
+    });
+});
+
+describe("R8: the role password as a SCRAM-SHA-256 verifier", () => {
+    test("the scram filter renders PostgreSQL's verifier format, deterministic per password, without the password; masked like any secret", () => {
+        const text = `{{secret:POSTGRES_PASSWORD|scram}}`;
+        const a = substituteSecrets(text, { POSTGRES_PASSWORD: "pw-one-Xk29vLq8Rz" });
+        assert.match(a, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=$/);
+        assert.equal(substituteSecrets(text, { POSTGRES_PASSWORD: "pw-one-Xk29vLq8Rz" }), a, "same password, same file (R5)");
+        const b = substituteSecrets(text, { POSTGRES_PASSWORD: "pw-two-Xk29vLq8Rz" });
+        assert.notEqual(b.split("$")[1], a.split("$")[1], "another password, another salt");
+        assert.ok(!a.includes("pw-one"));
+        assert.equal(maskSecrets(text), "********");
+    });
+
+    test("the verifier matches an independent implementation (Python's hashlib/hmac) of RFC 5802", () => {
+        const password = "Zq7-rotated-Lm3x9PwR";
+        const v = substituteSecrets("{{secret:P|scram}}", { P: password });
+        const [, iterSalt, keys] = v.split("$");
+        const [iterations, salt] = iterSalt.split(":");
+        const py = [
+            "import base64, hashlib, hmac, sys",
+            "pw, salt, it = sys.argv[1].encode(), base64.b64decode(sys.argv[2]), int(sys.argv[3])",
+            "s = hashlib.pbkdf2_hmac('sha256', pw, salt, it)",
+            "ck = hmac.new(s, b'Client Key', hashlib.sha256).digest()",
+            "sk = hmac.new(s, b'Server Key', hashlib.sha256).digest()",
+            "print(base64.b64encode(hashlib.sha256(ck).digest()).decode() + ':' + base64.b64encode(sk).decode())",
+        ].join("\n");
+        const r = spawnSync("python3", ["-c", py, password, salt, iterations], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout.trim(), keys);
     });
 });
 
