@@ -539,7 +539,7 @@ test("H11: docker inspect of every service shows no secret value; each secret is
     // The app reads it: the file holds the value, owned by the service's uid, 0400.
     assert.equal(await root(`docker exec ${API} sh -c 'cat "$APP_SECRET_FILE"'`), secrets.APP_SECRET);
     assert.equal((await root(`docker exec ${API} stat -c '%a %u' /run/secrets/APP_SECRET /run/secrets/database-password`)).trim(), "400 10001\n400 10001");
-    assert.equal((await root("stat -c '%a %U' /etc/onebox/shop/secrets/api/APP_SECRET")).trim(), "400 10001");
+    assert.equal((await root("stat -c '%a %u' /etc/onebox/shop/secrets/api/APP_SECRET")).trim(), "400 10001");
     // The env file holds nothing but its comment; web, which has no secret, has no secrets mount.
     assert.doesNotMatch(await root("cat /etc/onebox/shop/env/api.env"), /=/);
     assert.notEqual((await tryRoot(`docker exec ${PROJECT}-web-1 ls /run/secrets`)).code, 0);
@@ -584,9 +584,20 @@ test("H12: every container has a read-only root filesystem (writes only to its t
     assert.equal((await tryRoot(`docker exec ${API} sh -c 'echo x >/data/uploads/.probe && rm /data/uploads/.probe'`)).code, 0);
     // The pids limit holds: threads stop well short of 1000, at the limit.
     const threads = await root(
-        `docker exec ${PROJECT}-web-1 python3 -c ${JSON.stringify(
-            "import threading, time\nn = 0\ntry:\n    while n < 1000:\n        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('stopped', n, e)\nelse:\n    print('unlimited', n)",
-        )}`,
+        [
+            `docker exec -i ${PROJECT}-web-1 python3 - <<'PY'`,
+            "import threading, time",
+            "n = 0",
+            "try:",
+            "    while n < 1000:",
+            "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()",
+            "        n += 1",
+            "except RuntimeError as e:",
+            "    print('stopped', n, e)",
+            "else:",
+            "    print('unlimited', n)",
+            "PY",
+        ].join("\n"),
         60_000,
     );
     const m = /^stopped (\d+) /m.exec(threads);
