@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { renderRelease } from "../../../components/provisioning/steps";
+import { STACK_LOCK_DIR, stackLockFile } from "../../../components/provisioning/paths";
 import { configOf } from "./fixtures";
 
 const DEPLOY_SH = path.resolve(__dirname, "../../../scripts/host/deploy/deploy.sh");
@@ -163,6 +164,13 @@ describe("deploy.sh", () => {
         const validate = r.calls.find((c) => / exec -T proxy caddy validate --config \/etc\/caddy\/Caddyfile\.next-\S+ --adapter caddyfile$/.test(c));
         assert.ok(validate, r.calls.join("\n"));
         assert.deepEqual(fs.readdirSync(path.join(s.appDir, "proxy")), ["Caddyfile"]);
+    });
+
+    test("R7: deploy.sh locks the same file as the steps (one lock per stack)", () => {
+        const text = fs.readFileSync(DEPLOY_SH, "utf8");
+        assert.match(text, new RegExp(`^readonly LOCK_DIR="\\$\\{ONEBOX_LOCK_DIR:-${STACK_LOCK_DIR}\\}"$`, "m"));
+        assert.equal(stackLockFile("social"), `${STACK_LOCK_DIR}/social.lock`);
+        assert.match(text, /lock="\$\{LOCK_DIR\}\/\$\{app\}\.lock"/);
     });
 
     test("R7: a held stack lock makes deploy.sh wait its bound, name the holder and exit 1 without a docker call; a lock handed down on fd 9 passes at once", () => {
