@@ -16,6 +16,10 @@
  *
  * File content may hold `{{secret:NAME}}` placeholders (see placeholders.ts),
  * never values; only steps flagged `secret` may hold them.
+ *
+ * `secrets`, `deploy` and `backup` change the stack on the host: each holds the stack's
+ * host-wide lock (`lock`, R7) from before its first file until it exits, and the deploy
+ * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
 import { createHash } from "node:crypto";
 import type { StackConfig } from "../config/schema";
