@@ -314,8 +314,19 @@ const serviceSchema = z.strictObject({
     command: z.array(z.string()).optional(),
     /** Plain, non-secret environment (one-line values without single quotes). */
     env: z.record(envName, envText).default({}),
-    /** Names of secrets (from `secrets` or `generatedSecrets`) put in this service's env file. */
+    /**
+     * Names of secrets (from `secrets` or `generatedSecrets`) this service receives (H11):
+     * each as a file `/run/secrets/<NAME>` readable only by the service's user, named by
+     * the variable `<NAME>_FILE` (the official images' convention).
+     */
     secrets: z.array(envName).default([]),
+    /**
+     * Opt-in, per secret, for apps that cannot read a file: these names (each one of
+     * `secrets`, or `DATABASE_URL` for a `database` service: the URL with the password) are
+     * set as plain environment variables instead, visible to `docker inspect` and to the
+     * process environment. @default [] @example ["LEGACY_API_TOKEN", "DATABASE_URL"]
+     */
+    secretsAsEnv: z.array(envName).default([]),
     /** Give this service DATABASE_* settings and the database password file. @default false */
     database: z.boolean().default(false),
     /** Give this service REDIS_URL. @default false */
@@ -328,8 +339,30 @@ const serviceSchema = z.strictObject({
     cpus: z.number().positive().max(64).default(0.5),
     /** Persistent directories on the data volume. */
     volumes: z.array(volumeSchema).default([]),
-    /** Read-only root filesystem. @default false */
-    readOnly: z.boolean().default(false),
+    /**
+     * Read-only root filesystem (H12); `/tmp` and the `tmpfs` paths are writable in memory,
+     * `volumes` on the data volume. `false` opts out for images that write elsewhere. @default true
+     */
+    readOnly: z.boolean().default(true),
+    /** More in-memory writable directories of a read-only service (e.g. a cache path). @default [] @example ["/app/.cache"] */
+    tmpfs: z.array(z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path")).default([]),
+    /** Most processes/threads in the container (H12): a fork bomb stops here. @default 256 */
+    pidsLimit: z.number().int().min(16, "at least 16 (an interpreter alone starts several threads)").max(65536).default(256),
+}).superRefine((s, ctx) => {
+    s.secretsAsEnv.forEach((n, i) => {
+        if (!s.secrets.includes(n) && !(n === "DATABASE_URL" && s.database)) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["secretsAsEnv", i],
+                message: `"${n}" is not a secret of this service; list it in secrets (or, for DATABASE_URL, set database: true) or remove it here`,
+            });
+        }
+    });
+    for (const n of s.secrets.filter((x) => !s.secretsAsEnv.includes(x))) {
+        if (`${n}_FILE` in s.env) {
+            ctx.addIssue({ code: "custom", path: ["env", `${n}_FILE`], message: `${n}_FILE names the file of secret ${n}; remove it from env (the program sets it)` });
+        }
+    }
 });
 
 const routeSchema = z.strictObject({

@@ -11,6 +11,16 @@ export const BOOTSTRAP_SCRIPT = `${LIB_DIR}/bootstrap.sh`;
 export const DEPLOY_SCRIPT = `${LIB_DIR}/deploy.sh`;
 export const BACKUP_LIB_DIR = `${LIB_DIR}/backup`;
 
+/**
+ * Host-wide lock of one stack (R7): every step that changes the stack on the host
+ * (secrets, deploy, backup settings) and a manual deploy.sh hold it; `/run/lock`
+ * is a tmpfs, and a flock dies with its holder, so no stale lock survives a crash.
+ */
+export const STACK_LOCK_DIR = "/run/lock/onebox";
+export function stackLockFile(app: string): string {
+    return `${STACK_LOCK_DIR}/${app}.lock`;
+}
+
 /** Settings shared by all apps on the host. */
 export const ETC_DIR = "/etc/onebox";
 export const BOOTSTRAP_ENV = `${ETC_DIR}/bootstrap.env`;
@@ -39,6 +49,8 @@ export const CONTAINER_CADDY_LOG_DIR = "/var/log/caddy";
 export const CONTAINER_SECRETS_DIR = "/run/secrets";
 export const DB_PASSWORD_FILE_NAME = "database-password";
 export const POSTGRES_PASSWORD_FILE_NAME = "postgres-password";
+/** The role password's SCRAM-SHA-256 verifier, which the deploy sets with ALTER ROLE (R8: never the password). */
+export const POSTGRES_SCRAM_FILE_NAME = "postgres-password.scram";
 export const CONTAINER_DB_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${DB_PASSWORD_FILE_NAME}`;
 export const CONTAINER_POSTGRES_PASSWORD_FILE = `${CONTAINER_SECRETS_DIR}/${POSTGRES_PASSWORD_FILE_NAME}`;
 /** PostgreSQL's TLS files and access rules, beside its password (only with `database.allowedCidrs`). */
@@ -93,6 +105,11 @@ export function appPaths(app: string, dataPath: string): AppPaths {
         caddyDataDir: path.posix.join(dataPath, "caddy", "data"),
         caddyConfigDir: path.posix.join(dataPath, "caddy", "config"),
     };
+}
+
+/** Where secret NAME of an app service is mounted inside its container (`<NAME>_FILE` points here). */
+export function containerSecretFile(name: string): string {
+    return `${CONTAINER_SECRETS_DIR}/${name}`;
 }
 
 /** Env file of one app service. */

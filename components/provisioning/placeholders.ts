@@ -6,7 +6,9 @@
  * Grammar: `{{secret:NAME}}` or `{{secret:NAME|FILTER}}` where FILTER encodes
  * the value for where it lands:
  * - `env`: a single-quoted env-file value (see `envFileValue`), e.g. `KEY={{secret:KEY|env}}`;
- * - `url`: percent-encoded, for credentials inside a URL.
+ * - `url`: percent-encoded, for credentials inside a URL;
+ * - `scram`: the PostgreSQL SCRAM-SHA-256 verifier of the value (see `scramVerifier`), so a
+ *   role's password can be set without the password ever reaching the server (R8).
  *
  * Reserved names (values supplied by the program, not by `secrets:` config):
  * - `POSTGRES_PASSWORD`: the database owner's password (generated).
@@ -15,6 +17,7 @@
  * - `TLS_ORIGIN_CERT`, `TLS_ORIGIN_KEY`: Cloudflare origin certificate and key (tls.mode cloudflare-origin).
  * Every other name is an app secret from `generatedSecrets` or `secrets`.
  */
+import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { envFileValue } from "./shell";
 
 export const RESERVED_SECRETS = {
@@ -27,12 +30,12 @@ export const RESERVED_SECRETS = {
     tlsOriginKey: "TLS_ORIGIN_KEY",
 } as const;
 
-export type SecretFilter = "env" | "url";
+export type SecretFilter = "env" | "url" | "scram";
 
 /** What the mask renders in place of every secret value. */
 export const MASK = "********";
 
-const PLACEHOLDER = /\{\{secret:([A-Z_][A-Z0-9_]*)(?:\|(env|url))?\}\}/g;
+const PLACEHOLDER = /\{\{secret:([A-Z_][A-Z0-9_]*)(?:\|(env|url|scram))?\}\}/g;
 
 /** The placeholder text for a secret, optionally with a filter. */
 export function secretRef(name: string, filter?: SecretFilter): string {
@@ -58,9 +61,38 @@ function applyFilter(name: string, value: string, filter: string | undefined): s
         case "url":
             // encodeURIComponent leaves !'()* alone; encode them too so the result is safe in any quoting.
             return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+        case "scram":
+            return scramVerifier(value);
         default:
             return value;
     }
+}
+
+/** PostgreSQL's default iteration count for SCRAM-SHA-256 (`scram_iterations`). */
+export const SCRAM_ITERATIONS = 4096;
+
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802/7677, the
+ * format of `pg_authid.rolpassword`): `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+ * `ALTER ROLE ... PASSWORD '<verifier>'` stores it as it is, so the plaintext password
+ * never reaches the server and cannot appear in its log, in pg_stat_activity or in
+ * pg_stat_statements, whatever happens to the statement (R8).
+ *
+ * The salt is derived from the password (HMAC-SHA-256 keyed with it) rather than random, so
+ * the same password renders the same file and an unchanged configuration re-runs nothing
+ * (R5). A salt exists to make equal passwords hash differently; a generated 48-character
+ * password is unique, and knowing the salt's derivation helps no brute force of a password
+ * with that much entropy. Passwords are NFKC-normalised (the core of SASLprep; generated
+ * passwords are ASCII, which SASLprep leaves unchanged).
+ */
+export function scramVerifier(password: string, iterations = SCRAM_ITERATIONS): string {
+    const normalized = password.normalize("NFKC");
+    const salt = createHmac("sha256", normalized).update("onebox scram-sha-256 salt").digest().subarray(0, 16);
+    const salted = pbkdf2Sync(normalized, salt, iterations, 32, "sha256");
+    const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+    const storedKey = createHash("sha256").update(clientKey).digest();
+    const serverKey = createHmac("sha256", salted).update("Server Key").digest();
+    return `SCRAM-SHA-256$${iterations}:${salt.toString("base64")}$${storedKey.toString("base64")}:${serverKey.toString("base64")}`;
 }
 
 /**

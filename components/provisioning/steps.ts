@@ -16,6 +16,10 @@
  *
  * File content may hold `{{secret:NAME}}` placeholders (see placeholders.ts),
  * never values; only steps flagged `secret` may hold them.
+ *
+ * `secrets`, `deploy` and `backup` change the stack on the host: each holds the stack's
+ * host-wide lock (`lock`, R7) from before its first file until it exits, and the deploy
+ * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
 import { createHash } from "node:crypto";
 import type { StackConfig } from "../config/schema";
@@ -40,15 +44,31 @@ import {
     LIB_DIR,
     POSTGRES_HBA_FILE_NAME,
     POSTGRES_PASSWORD_FILE_NAME,
+    POSTGRES_SCRAM_FILE_NAME,
     POSTGRES_TLS_CERT_FILE_NAME,
     POSTGRES_TLS_KEY_FILE_NAME,
     releaseDir,
+    stackLockFile,
     STATUS_DIR,
     SYSTEMD_DIR,
     volumePath,
 } from "./paths";
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
-import { appServiceNames, backupsEnabled, composeImages, POSTGRES_SERVICE, postgresContainerName, postgresImage, postgresUid, projectName, renderCompose } from "./render/compose";
+import {
+    appServiceNames,
+    backupsEnabled,
+    composeImages,
+    databaseUrl,
+    fileSecrets,
+    hasSecretFiles,
+    POSTGRES_SERVICE,
+    postgresContainerName,
+    postgresImage,
+    postgresUid,
+    projectName,
+    PROXY_USER,
+    renderCompose,
+} from "./render/compose";
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
 import { databasePublished, renderPgHba } from "./render/pg-hba";
 import { releaseId, renderManifest, type ReleaseFile } from "./render/release";
@@ -90,6 +110,8 @@ export interface Step {
     dependsOn: StepName[];
     /** Set on the `images` step only: runs on the machine running Pulumi, not over `bash -s`. */
     upload?: { images: string[] };
+    /** The stack's host-wide lock file, held for the whole step (R7); set on every step that changes the stack. */
+    lock?: string;
 }
 
 /** What the steps need to know about the host beyond the stack config. */
@@ -120,6 +142,13 @@ export interface StepContext {
      */
     webSources?: IpRanges;
 }
+
+/**
+ * How long a step waits for the stack's lock (R7) before failing with the holder's name.
+ * Longer than a slow deploy (pulls, canaries and the health gate of every service), so
+ * two runs started together serialise instead of failing.
+ */
+export const STACK_LOCK_WAIT_SECONDS = 900;
 
 /** How long wait-ready waits for cloud-init before failing. */
 export const CLOUD_INIT_TIMEOUT_SECONDS = 900;
@@ -254,20 +283,40 @@ function bootstrapStep(config: StackConfig, ctx: StepContext): Step {
 
 // ---------------------------------------------------------------- secrets
 
-/** The env file of one app service: its secrets, plus DATABASE_URL for database services. */
+/**
+ * The env file of one app service: only the secrets it opted into as environment
+ * variables (`secretsAsEnv`, H11), DATABASE_URL with the password among them; every other
+ * secret is a file (see `serviceSecretFiles`).
+ */
 export function renderServiceEnv(config: StackConfig, service: string): string {
     const svc = config.services[service];
     const project = projectName(config);
-    const lines = [`# Secrets of service ${service} (${project}), rendered by onebox; root-only (H10).\n`];
-    for (const name of [...svc.secrets].sort()) {
-        lines.push(`${name}=${secretRef(name, "env")}\n`);
-    }
-    if (svc.database && !svc.secrets.includes("DATABASE_URL") && !("DATABASE_URL" in svc.env)) {
-        const db = config.database;
-        const url = `postgresql://${db.user}:${secretRef(RESERVED_SECRETS.postgresPassword, "url")}@${postgresContainerName(project)}:5432/${db.name}`;
-        lines.push(`DATABASE_URL=${envFileValue("DATABASE_URL", url)}\n`);
+    const lines = [`# Secrets of service ${service} (${project}) it reads from its environment (secretsAsEnv), rendered by onebox; root-only (H10).\n`];
+    for (const name of [...svc.secretsAsEnv].sort()) {
+        if (svc.secrets.includes(name)) {
+            lines.push(`${name}=${secretRef(name, "env")}\n`);
+        } else if (name === "DATABASE_URL" && svc.database) {
+            const url = databaseUrl(config, project, secretRef(RESERVED_SECRETS.postgresPassword, "url"));
+            lines.push(`DATABASE_URL=${envFileValue("DATABASE_URL", url)}\n`);
+        }
     }
     return lines.join("");
+}
+
+/**
+ * Secret files of one app service, mounted at /run/secrets (H11): the database password
+ * for a database service and one file per secret it does not take as an environment
+ * variable. Owned by the service's user, 0400 (0444 when the image's own, unknown user runs it).
+ */
+export function serviceSecretFiles(config: StackConfig, paths: AppPaths, service: string): HostFile[] {
+    const svc = config.services[service];
+    const owner = ownerOf(svc.user);
+    const mode = svc.user === null ? "0444" : "0400";
+    const svcDir = containerSecretsDir(paths, service);
+    return [
+        ...(svc.database ? [file(`${svcDir}/${DB_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), mode, owner)] : []),
+        ...fileSecrets(svc).map((n) => file(`${svcDir}/${n}`, secretRef(n), mode, owner)),
+    ];
 }
 
 /**
@@ -298,7 +347,11 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
         const pgOwner = postgresUid(postgresImage(config));
         const pgDir = containerSecretsDir(paths, POSTGRES_SERVICE);
         directories.push(dir(pgDir, "0500", pgOwner));
-        files.push(file(`${pgDir}/${POSTGRES_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), "0400", pgOwner));
+        files.push(
+            file(`${pgDir}/${POSTGRES_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), "0400", pgOwner),
+            // What deploy.sh sets as the role's password: the verifier, never the password (R8).
+            file(`${pgDir}/${POSTGRES_SCRAM_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword, "scram"), "0400", pgOwner),
+        );
         if (databasePublished(config)) {
             // TLS for the published port; PostgreSQL wants its key owned by its user, 0600 or less.
             files.push(
@@ -308,14 +361,18 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
             );
         }
         secretDirs.push(POSTGRES_SERVICE);
-        for (const s of services.filter((n) => config.services[n].database)) {
-            // With the image's own (unknown) user the files must be readable by any uid in the container.
-            const user = config.services[s].user;
-            const svcDir = containerSecretsDir(paths, s);
-            directories.push(dir(svcDir, user === null ? "0555" : "0500", ownerOf(user)));
-            files.push(file(`${svcDir}/${DB_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), user === null ? "0444" : "0400", ownerOf(user)));
-            secretDirs.push(s);
-        }
+    }
+    const prune: string[] = [];
+    for (const s of services.filter((n) => hasSecretFiles(config.services[n]))) {
+        // With the image's own (unknown) user the files must be readable by any uid in the container.
+        const user = config.services[s].user;
+        const svcDir = containerSecretsDir(paths, s);
+        const secretFiles = serviceSecretFiles(config, paths, s);
+        directories.push(dir(svcDir, user === null ? "0555" : "0500", ownerOf(user)));
+        files.push(...secretFiles);
+        secretDirs.push(s);
+        // A secret dropped from the service (or moved to its environment) leaves its directory.
+        prune.push(...pruneLines(svcDir, "*", secretFiles.map((f) => f.path.slice(svcDir.length + 1))));
     }
     if (config.tls.mode === "cloudflare-origin") {
         directories.push(dir(paths.certsDir, "0700"));
@@ -328,6 +385,7 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
         "shopt -s nullglob",
         ...pruneLines(paths.envDir, "*.env", services.map((s) => `${s}.env`)),
         ...pruneLines(paths.secretsDir, "*/", secretDirs.map((d) => `${d}/`)),
+        ...prune,
     ].join("\n");
     return {
         name: "secrets",
@@ -337,6 +395,7 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
         run,
         secret: true,
         dependsOn: ["bootstrap"],
+        lock: stackLockFile(config.app.name),
     };
 }
 
@@ -382,9 +441,10 @@ function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Ste
         dir(paths.proxyDir, "0755"),
         // Mount point of the certificate directory inside the read-only /etc/caddy mount.
         dir(`${paths.proxyDir}/certs`, "0755"),
-        dir(paths.caddyDataDir, "0700"),
-        dir(paths.caddyConfigDir, "0700"),
-        dir(paths.logDir, "0750"),
+        // The proxy's own (non-root) user writes these (H12).
+        dir(paths.caddyDataDir, "0700", PROXY_USER),
+        dir(paths.caddyConfigDir, "0700", PROXY_USER),
+        dir(paths.logDir, "0750", PROXY_USER),
         dir(STATUS_DIR, "0755"),
     ];
     for (const name of appServiceNames(config)) {
@@ -395,7 +455,15 @@ function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Ste
     }
     // Database and Redis directories are created but never chowned here: their entrypoints own them.
     const dataDirs = [...(config.database.enabled ? [paths.postgresDataDir] : []), ...(config.redis.enabled ? [paths.redisDataDir] : [])];
-    const run = [...(dataDirs.length > 0 ? [shellJoin(["mkdir", "-p", "--", ...dataDirs])] : []), shellJoin([DEPLOY_SCRIPT, target])].join("\n");
+    const proxyDirs = [paths.caddyDataDir, paths.caddyConfigDir, paths.logDir];
+    const run = [
+        ...(dataDirs.length > 0 ? [shellJoin(["mkdir", "-p", "--", ...dataDirs])] : []),
+        // Certificates and logs a root proxy wrote before it ran as PROXY_USER: hand them over (a no-op once done).
+        `if find ${proxyDirs.map(shellQuote).join(" ")} ! -user ${shellQuote(PROXY_USER.split(":")[0])} -print -quit | grep -q .; then`,
+        `  ${shellJoin(["chown", "-R", PROXY_USER, "--", ...proxyDirs])}`,
+        "fi",
+        shellJoin([DEPLOY_SCRIPT, target]),
+    ].join("\n");
     return {
         name: "deploy",
         description: `Install release ${release.id} and start it behind the health gate (rolls back on failure)`,
@@ -404,6 +472,7 @@ function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Ste
         run,
         secret: false,
         dependsOn: [config.deploy.imageSource === "upload" ? "images" : "secrets"],
+        lock: stackLockFile(config.app.name),
     };
 }
 
@@ -461,7 +530,7 @@ export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
 }
 
 function backupStep(config: StackConfig, ctx: StepContext): Step {
-    const base = { name: "backup" as const, dependsOn: ["deploy" as StepName] };
+    const base = { name: "backup" as const, dependsOn: ["deploy" as StepName], lock: stackLockFile(config.app.name) };
     if (!backupsEnabled(config) || !config.backups) {
         // Converge: a stack that turns backups off stops its timers.
         return {
@@ -546,9 +615,10 @@ put_dir() {
 }
 
 # put_file PATH MODE OWNER:GROUP < base64: write atomically (temp file in a 0700
-# directory, install with mode and owner next to the target, rename over it).
+# directory, install with mode and owner under a per-run name next to the target,
+# rename over it).
 put_file() {
-  local dest="$1" mode="$2" owner="$3" tmp
+  local dest="$1" mode="$2" owner="$3" tmp next
   tmp="$(mktemp "\${work}/file.XXXXXX")"
   base64 -d >"\${tmp}"
   mkdir -p -- "$(dirname -- "\${dest}")"
@@ -557,11 +627,33 @@ put_file() {
     chown -- "\${owner}" "\${dest}"
     printf 'unchanged %s\\n' "\${dest}"
   else
-    install -m "\${mode}" -o "\${owner%%:*}" -g "\${owner#*:}" -- "\${tmp}" "\${dest}.onebox-new"
-    mv -f -T -- "\${dest}.onebox-new" "\${dest}"
+    next="$(mktemp -- "\${dest}.onebox-new.XXXXXX")"
+    install -m "\${mode}" -o "\${owner%%:*}" -g "\${owner#*:}" -- "\${tmp}" "\${next}"
+    mv -f -T -- "\${next}" "\${dest}"
     printf 'updated   %s\\n' "\${dest}"
   fi
   rm -f -- "\${tmp}"
+}
+
+# lock_stack LOCK_FILE WHAT WAIT_SECONDS: the stack's host-wide lock (R7) on fd 9, held
+# until this script exits and inherited by deploy.sh, which takes the same lock (on the
+# same open file that is a no-op, so the deploy it runs does not wait for itself). A
+# second run waits at most WAIT_SECONDS, naming the holder, then fails without changes.
+lock_stack() {
+  local lock="$1" what="$2" wait="$3" holder
+  mkdir -p -- "$(dirname -- "\${lock}")"
+  exec 9>>"\${lock}"
+  if ! flock --nonblock 9; then
+    holder="$(head -c 300 -- "\${lock}" 2>/dev/null || true)"
+    printf 'onebox: waiting (at most %s s) for the lock %s, held by %s\\n' "\${wait}" "\${lock}" "\${holder:-an unknown process}"
+    if ! flock --wait "\${wait}" 9; then
+      holder="$(head -c 300 -- "\${lock}" 2>/dev/null || true)"
+      printf 'onebox: error: %s is still held after %s s by %s; nothing was changed. Let that run finish, then run this again.\\n' \\
+        "\${lock}" "\${wait}" "\${holder:-an unknown process}" >&2
+      exit 1
+    fi
+  fi
+  printf '%s (pid %s, user %s, since %s)\\n' "\${what}" "$$" "\${SUDO_USER:-$(id -un)}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"\${lock}"
 }
 `;
 
@@ -595,6 +687,7 @@ function buildScript(step: Step, contentOf: (f: HostFile) => string): string {
         "  umask 022",
         "  work=\"$(mktemp -d)\"",
         "  trap 'rm -rf -- \"${work}\"' EXIT",
+        ...(step.lock ? [`  ${shellJoin(["lock_stack", step.lock, `onebox step ${step.name}`, String(STACK_LOCK_WAIT_SECONDS)])}`] : []),
         ...body,
         "}",
         "",

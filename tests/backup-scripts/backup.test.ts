@@ -633,7 +633,7 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.equal(readJson(path.join(c.stateDir, "drill.json")).ok, true);
     });
 
-    void it("B3: failing upload (wrong access key) exits non-zero, leaves LAST_SUCCESS byte-for-byte, calls the alert", async () => {
+    void it("B3/B5: failing upload (wrong access key) exits non-zero, leaves LAST_SUCCESS byte-for-byte, calls the alert; the status says failed until a success", async () => {
         const c = newCase("bad-credentials");
         await backupOk(c);
         const before = fs.readFileSync(c.lastSuccess);
@@ -656,8 +656,24 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.equal(typeof body.exitCode, "number");
         assert.notEqual(body.exitCode, 0);
         assert.equal(hooks(c, "heartbeat").length, hbBefore, "no heartbeat on failure");
-        assert.equal(readJson(c.statusFile).status, "ok", "status still reflects the previous, recent success");
+        // B5: the previous success is recent, yet the status is not ok: the last run failed.
+        const failed = readJson(c.statusFile);
+        assert.equal(failed.status, "failed");
+        assert.match(String(failed.reason), /the last backup run failed at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(step upload\)/);
+        assert.equal((failed.lastFailure as Record<string, unknown>).step, "upload");
+        assert.ok(fs.existsSync(c.staleMarker), "the marker that makes the proxy answer 503");
+        assert.equal((await script(c, "backup-status.sh")).code, 0);
+        assert.equal(readJson(c.statusFile).status, "failed", "the status timer keeps it failed");
         assert.deepEqual(fs.readdirSync(scriptTmp), []);
+
+        // The key fixed: the next success clears it.
+        fs.appendFileSync(c.envFile, `BACKUP_S3_ACCESS_KEY_ID='${ACCESS_KEY}'\n`);
+        expectOk(await script(c, "backup.sh", [], { BACKUP_NOW: isoSeconds(clockMs() + 2 * 3600_000) }), "backup with the key fixed");
+        const ok = readJson(c.statusFile);
+        assert.equal(ok.status, "ok");
+        assert.equal(ok.reason, null);
+        assert.equal(ok.lastFailure, null);
+        assert.equal(fs.existsSync(c.staleMarker), false);
     });
 
     void it("B3: S3 endpoint down -> non-zero, LAST_SUCCESS unchanged, alert; an unreachable alert URL does not make it worse", async () => {
@@ -810,7 +826,12 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         const alerts = hooks(c, "alert");
         assert.equal(alerts.length, 1);
         assert.equal((JSON.parse(alerts[0].body) as Record<string, unknown>).job, "restore-drill");
-        assert.equal((readJson(c.statusFile).drill as Record<string, unknown>).ok, false);
+        // B5: a failed drill makes the status (and so the endpoint) fail, whatever the backup's age.
+        const afterDrill = readJson(c.statusFile);
+        assert.equal((afterDrill.drill as Record<string, unknown>).ok, false);
+        assert.equal(afterDrill.status, "drill-failed");
+        assert.equal(afterDrill.reason, "the last restore drill failed");
+        assert.ok(fs.existsSync(c.staleMarker));
         assert.deepEqual(fs.readdirSync(path.join(shimState, "containers")), [APP_CONTAINER], "removed after a failure too");
         assert.deepEqual(fs.readdirSync(scriptTmp), []);
     });

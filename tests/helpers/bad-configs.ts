@@ -128,6 +128,11 @@ export const BAD_CONFIGS: Case[] = [
     ["existing server address with a port", () => withValue(existingRaw(), "host.address", "203.0.113.50:2222"), "host.address", /host\.port/],
     ["env variable name that is not UPPER_SNAKE_CASE", (r) => withValue(r, "services.api.env", { "bad-name": "x" }), "services.api.env.bad-name", /"bad-name" is not a valid name here: use UPPER_SNAKE_CASE/],
     ["YAML merge key among services", (r) => withValue(r, "services.<<", { image: "x:1" }), "services.<<", /merge keys/],
+    // --- secrets as files, container limits (H11, H12) ---
+    ["H11: secretsAsEnv names a secret the service does not have", (r) => withValue(r, "services.api.secretsAsEnv", ["STRIPE_KEY"]), "services.api.secretsAsEnv[0]", /not a secret of this service; list it in secrets/],
+    ["H11: DATABASE_URL opted into the environment of a service without the database", (r) => withValue(r, "services.web.secretsAsEnv", ["DATABASE_URL"]), "services.web.secretsAsEnv[0]", /database: true/],
+    ["H11: env sets the variable that names a secret file", (r) => withValue(r, "services.api.env", { SMTP_PASSWORD_FILE: "/etc/smtp" }), "services.api.env.SMTP_PASSWORD_FILE", /names the file of secret SMTP_PASSWORD/],
+    ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
 ];
 
 /**

@@ -497,6 +497,129 @@ test("H10: env files are 0600 root in directories no other user can read", async
     assert.notEqual((await tryRoot("sudo -u nobody cat /etc/onebox/data-volume.env")).code, 0);
 });
 
+/** Every container of the stack: compose service name and `docker inspect` JSON. */
+async function inspectStack(): Promise<{ service: string; text: string; json: Record<string, unknown> }[]> {
+    const ids = (await root(`docker ps -q --filter label=com.docker.compose.project=${PROJECT}`)).trim().split("\n").filter(Boolean);
+    assert.ok(ids.length >= 4, `the stack's containers: ${ids.join(" ")}`);
+    const out: { service: string; text: string; json: Record<string, unknown> }[] = [];
+    for (const id of ids) {
+        const text = await root(`docker inspect ${id}`);
+        const json = (JSON.parse(text) as Record<string, unknown>[])[0];
+        out.push({ service: String((json.Config as { Labels: Record<string, string> }).Labels["com.docker.compose.service"]), text, json });
+    }
+    return out.sort((a, b) => a.service.localeCompare(b.service));
+}
+
+/** The secret values the stack's containers could carry (H11). */
+function secretValues(): [string, string][] {
+    return [
+        ["APP_SECRET", secrets.APP_SECRET],
+        ["POSTGRES_PASSWORD", secrets.POSTGRES_PASSWORD],
+        ["POSTGRES_PASSWORD (URL-encoded)", encodeURIComponent(secrets.POSTGRES_PASSWORD)],
+    ];
+}
+
+test("H11: docker inspect of every service shows no secret value; each secret is a file only the service's user reads, named by <NAME>_FILE", { timeout: 120_000 }, async () => {
+    const stack = await inspectStack();
+    assert.deepEqual(stack.map((c) => c.service), ["api", "postgres", "proxy", "web"]);
+    for (const c of stack) {
+        for (const [name, value] of secretValues()) {
+            assert.ok(!c.text.includes(value), `docker inspect of ${c.service} shows ${name}`);
+        }
+        // The process environment too (what a crash reporter would dump).
+        const environ = await root(`tr '\\0' '\\n' </proc/$(docker inspect -f '{{.State.Pid}}' ${c.json.Id as string})/environ`);
+        for (const [name, value] of secretValues()) {
+            assert.ok(!environ.includes(value), `the environment of ${c.service}'s process holds ${name}`);
+        }
+    }
+    const apiEnv = (stack.find((c) => c.service === "api")?.json.Config as { Env: string[] }).Env;
+    assert.ok(apiEnv.includes("APP_SECRET_FILE=/run/secrets/APP_SECRET"), apiEnv.join(" "));
+    assert.ok(apiEnv.includes(`DATABASE_URL=postgresql://shop@${PG}:5432/shop`), "the URL without the password");
+    assert.ok(apiEnv.includes("DATABASE_PASSWORD_FILE=/run/secrets/database-password"));
+    // The app reads it: the file holds the value, owned by the service's uid, 0400.
+    assert.equal(await root(`docker exec ${API} sh -c 'cat "$APP_SECRET_FILE"'`), secrets.APP_SECRET);
+    assert.equal((await root(`docker exec ${API} stat -c '%a %u' /run/secrets/APP_SECRET /run/secrets/database-password`)).trim(), "400 10001\n400 10001");
+    assert.equal((await root("stat -c '%a %u' /etc/onebox/shop/secrets/api/APP_SECRET")).trim(), "400 10001");
+    // The env file holds nothing but its comment; web, which has no secret, has no secrets mount.
+    assert.doesNotMatch(await root("cat /etc/onebox/shop/env/api.env"), /=/);
+    assert.notEqual((await tryRoot(`docker exec ${PROJECT}-web-1 ls /run/secrets`)).code, 0);
+});
+
+test("H11: secretsAsEnv opts one secret into the API's environment (and only there); back to files without it", { timeout: 400_000 }, async () => {
+    const optIn = { ...options, apiSecretsAsEnv: ["APP_SECRET"] };
+    assert.deepEqual((await up(optIn)).ran, ["secrets", "deploy"]);
+    try {
+        const stack = await inspectStack();
+        const api = stack.find((c) => c.service === "api");
+        const env = (api?.json.Config as { Env: string[] }).Env;
+        assert.ok(env.includes(`APP_SECRET=${secrets.APP_SECRET}`), "positive control: the opted-in secret is visible to docker inspect");
+        assert.ok(!env.some((e) => e.startsWith("APP_SECRET_FILE=")));
+        assert.ok(!(api?.text ?? "").includes(secrets.POSTGRES_PASSWORD), "the database password stays a file");
+        for (const c of stack.filter((x) => x.service !== "api")) {
+            assert.ok(!c.text.includes(secrets.APP_SECRET), `${c.service} did not opt in`);
+        }
+        assert.equal((await tryRoot(`docker exec ${API} test -e /run/secrets/APP_SECRET`)).code, 1, "no file for an opted-in secret");
+    } finally {
+        assert.deepEqual((await up(options)).ran, ["secrets", "deploy"]);
+    }
+    for (const c of await inspectStack()) {
+        assert.ok(!c.text.includes(secrets.APP_SECRET), `${c.service} after opting out again`);
+    }
+});
+
+test("H12: every container has a read-only root filesystem (writes only to its tmpfs and volumes) and a pids limit", { timeout: 180_000 }, async () => {
+    const stack = await inspectStack();
+    for (const c of stack) {
+        const host = c.json.HostConfig as { ReadonlyRootfs: boolean; PidsLimit: number | null; Tmpfs: Record<string, string> | null };
+        assert.equal(host.ReadonlyRootfs, true, `${c.service} ReadonlyRootfs`);
+        assert.equal(host.PidsLimit, 256, `${c.service} PidsLimit`);
+        assert.ok(Object.keys(host.Tmpfs ?? {}).includes("/tmp"), `${c.service} /tmp`);
+        const id = c.json.Id as string;
+        const root_ = await tryRoot(`docker exec ${id} sh -c 'echo x >/onebox-probe'`);
+        assert.notEqual(root_.code, 0, `${c.service} wrote to its root filesystem`);
+        assert.match(root_.stderr, /Read-only file system/, c.service);
+        assert.equal((await tryRoot(`docker exec ${id} sh -c 'echo x >/tmp/onebox-probe && rm /tmp/onebox-probe'`)).code, 0, `${c.service} /tmp is writable`);
+    }
+    // Volumes stay writable: the API's uploads, PostgreSQL's data (the API wrote rows above).
+    assert.equal((await tryRoot(`docker exec ${API} sh -c 'echo x >/data/uploads/.probe && rm /data/uploads/.probe'`)).code, 0);
+    // The pids limit holds: threads stop well short of 1000, at the limit.
+    const threads = await root(
+        [
+            `docker exec -i ${PROJECT}-web-1 python3 - <<'PY'`,
+            "import threading, time",
+            "n = 0",
+            "try:",
+            "    while n < 1000:",
+            "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()",
+            "        n += 1",
+            "except RuntimeError as e:",
+            "    print('stopped', n, e)",
+            "else:",
+            "    print('unlimited', n)",
+            "PY",
+        ].join("\n"),
+        60_000,
+    );
+    const m = /^stopped (\d+) /m.exec(threads);
+    assert.ok(m, threads);
+    assert.ok(Number(m[1]) < 256, threads);
+});
+
+test("H12: the proxy runs as a non-root user with no effective capability and only NET_BIND_SERVICE in its bounding set, and serves 80/443", { timeout: 60_000 }, async () => {
+    const proxy = `${PROJECT}-proxy-1`;
+    const pid = (await root(`docker inspect -f '{{.State.Pid}}' ${proxy}`)).trim();
+    assert.equal((await root(`ps -o uid= -p ${pid}`)).trim(), "10080");
+    const status = await root(`cat /proc/${pid}/status`);
+    assert.match(status, /^CapEff:\s+0000000000000000$/m);
+    assert.match(status, /^CapBnd:\s+0000000000000400$/m, "NET_BIND_SERVICE (bit 10) only");
+    assert.match(status, /^NoNewPrivs:\s+1$/m);
+    assert.equal((await root(`docker inspect -f '{{json .HostConfig.CapAdd}}' ${proxy}`)).trim(), '["NET_BIND_SERVICE"]');
+    assert.equal((await httpsRequest("api.example.test", PORTS.https, "/health")).status, 200);
+    assert.equal((await httpRequest("api.example.test", PORTS.http, "/health")).status, 308);
+    // What it writes (certificates, logs) is its own.
+    assert.equal((await root("stat -c '%u' /mnt/data/caddy/data /var/log/onebox/shop/caddy")).trim(), "10080\n10080");
+});
+
 test("bootstrap.sh --check: every H3-H7 line passes", async () => {
     const r = await tryRoot(`${BOOTSTRAP} --check`);
     assert.equal(r.code, 0, r.stdout);
@@ -652,7 +775,7 @@ test("B2 + R5: adding an age recipient re-runs only the backup step; the dump is
     }
 });
 
-test("B3: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical and calls the alert URL", { timeout: 300_000 }, async (t) => {
+test("B3/B5: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical, calls the alert URL and turns /healthz/backup into 503 (so does a failed drill) until they succeed again", { timeout: 900_000 }, async (t) => {
     const before = await root(`cat ${BACKUP_STATE}/LAST_SUCCESS | base64 -w0; echo; stat -c '%Y %s' ${BACKUP_STATE}/LAST_SUCCESS`);
     const alertsBefore = hook.requests().length;
     s3.stop();
@@ -669,11 +792,30 @@ test("B3: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical an
         assert.equal(alerts.length, 1, JSON.stringify(alerts));
         assert.equal(alerts[0].method, "POST");
         assert.match(alerts[0].body, /"event":"onebox-backup-failed".*"step":"upload"/);
-        // The last success is recent, so the public status stays ok.
-        assert.equal((await backupStatus()).http, 200);
+        // B5: the last success is recent, yet a monitor checking the HTTP status sees the failure, and why.
+        const failed = await backupStatus();
+        assert.equal(failed.http, 503, failed.body);
+        assert.equal(failed.json?.status, "failed");
+        assert.match(String(failed.json?.reason), /^the last backup run failed at \S+ \(step upload\)$/);
+        // The restore drill cannot reach the bucket either: it fails, and says so.
+        assert.notEqual((await tryRoot("systemctl start onebox-restore-drill.service", 280_000)).code, 0);
+        assert.equal((JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { ok: boolean | null }).ok, false);
     } finally {
         await s3.start();
     }
+    // The next backup succeeds: the run is fine again, the failed drill still shows.
+    await sleep(1100);
+    await root("systemctl start onebox-backup.service", 170_000);
+    let status = await backupStatus();
+    assert.equal(status.http, 503, status.body);
+    assert.equal(status.json?.status, "drill-failed");
+    assert.equal(status.json?.reason, "the last restore drill failed");
+    // The next drill runs (the dump is encrypted, so it is skipped on the host by design: not a failure).
+    await root("systemctl start onebox-restore-drill.service", 200_000);
+    status = await backupStatus();
+    assert.equal(status.http, 200, status.body);
+    assert.equal(status.json?.status, "ok");
+    assert.equal(status.json?.reason, null);
 });
 
 test("B3: a stale last success turns /healthz/backup into 503; fresh again -> 200", { timeout: 120_000 }, async () => {
@@ -745,6 +887,43 @@ test("rotation: a new database password re-runs only secrets + deploy; PostgreSQ
     assert.deepEqual((await up(options)).ran, []);
 });
 
+test("R8: a failing password statement leaves the password in no log: PostgreSQL's, any container's, the journal, the step output", { timeout: 400_000 }, async () => {
+    const password = secrets.POSTGRES_PASSWORD;
+    // Make the deploy's ALTER ROLE fail the way a concurrent change made it fail: a read-only session.
+    await psql("postgres", "ALTER ROLE shop SET default_transaction_read_only = on");
+    let error: unknown;
+    try {
+        await runStepScript(server, stepOf("deploy"), secrets);
+    } catch (e) {
+        error = e;
+    } finally {
+        await psql("postgres", "BEGIN READ WRITE; ALTER ROLE shop RESET default_transaction_read_only; COMMIT;");
+    }
+    assert.ok(error instanceof StepError, String(error));
+    assert.match(error.result.stderr, /could not set the password of role shop: .*cannot execute ALTER ROLE in a read-only transaction/s);
+    const pgLog = await root(`docker logs ${PG} 2>&1`);
+    // Positive control: the statement did fail, and PostgreSQL logged the error.
+    assert.match(pgLog, /ERROR: {2}cannot execute ALTER ROLE in a read-only transaction/);
+    const places: [string, string][] = [
+        ["PostgreSQL's log", pgLog],
+        ["the step's stdout", error.result.stdout],
+        ["the step's stderr", error.result.stderr],
+        ["the journal", await root("journalctl --no-pager -o cat")],
+    ];
+    for (const id of (await root(`docker ps -aq --filter label=com.docker.compose.project=${PROJECT}`)).trim().split("\n").filter(Boolean)) {
+        places.push([`docker logs ${id}`, await root(`docker logs ${id} 2>&1`)]);
+    }
+    for (const [where, text] of places) {
+        assert.ok(!text.includes(password), `the password is in ${where}`);
+    }
+    // Not even its verifier: statement logging is off for that session.
+    assert.doesNotMatch(pgLog, /SCRAM-SHA-256\$/);
+    // The role is writable again: the same deploy passes and the API still logs in.
+    const run = await runStepScript(server, stepOf("deploy"), secrets);
+    assert.match(run.stdout, /release [0-9a-f]{12} is live/);
+    assert.equal((await httpsRequest("api.example.test", PORTS.https, "/api/items")).status, 200);
+});
+
 test("R5 (b): a new API image re-runs only images + deploy, and the redeploy fails no request", { timeout: 300_000 }, async (t) => {
     assert.equal(await apiVersion(), "1");
     let loop: LoadLoop | undefined;
@@ -806,6 +985,76 @@ test("R5 (c): a broken API image fails the deploy naming the api service; versio
     const { ran } = await up(good);
     assert.deepEqual(ran, ["images"]);
     assert.equal(await apiVersion(), "2");
+});
+
+const LOCK = "/run/lock/onebox/shop.lock";
+
+test("R7: two deploys started together: the second waits for the first (naming it), the newest request wins, no request fails", { timeout: 900_000 }, async (t) => {
+    const releaseOf = (o: E2eOptions) => {
+        const f = stepOf("deploy", o).files.find((x) => x.path.endsWith("/release.manifest"));
+        assert.ok(f);
+        return path.posix.dirname(f.path);
+    };
+    // First: a change to web (it is replaced); second, started while the first runs: the configuration as it is.
+    const first = { ...options, webEnv: { DEPLOY_MARK: "first" } };
+    const second = options;
+    assert.notEqual(releaseOf(first), releaseOf(second));
+    const loop = new LoadLoop({ port: PORTS.https, host: "app.example.test", path: "/health", concurrency: 3, pauseMs: 25, maxRequests: 20_000, maxMs: 600_000 });
+    // Emptied first, so that only the first deploy's holder line can fill it (the check takes no lock itself).
+    await root(`mkdir -p ${path.posix.dirname(LOCK)} && : >${LOCK}`);
+    const t0 = Date.now();
+    const a = runStepScript(server, stepOf("deploy", first), secrets);
+    let b: Promise<StepRun> | undefined;
+    try {
+        // The second starts once the first holds the lock (it then names itself in the lock file).
+        await waitFor("the first deploy to hold the stack lock", async () => /^onebox step deploy \(pid/.test((await tryRoot(`cat ${LOCK}`)).stdout), 120_000, 200);
+        b = runStepScript(server, stepOf("deploy", second), secrets);
+        const [ra, rb] = await Promise.all([a, b]);
+        note(t, "two deploys, serialised", Date.now() - t0);
+        assert.match(ra.stdout, new RegExp(`release ${path.posix.basename(releaseOf(first))} is live`));
+        assert.match(rb.stdout, new RegExp(`release ${path.posix.basename(releaseOf(second))} is live`));
+        // The second said whom it waited for; the first never waited.
+        assert.match(rb.stdout, new RegExp(`waiting \\(at most \\d+ s\\) for the lock ${LOCK}, held by onebox step deploy \\(pid \\d+, user `));
+        assert.doesNotMatch(ra.stdout, /waiting \(at most/);
+    } finally {
+        await Promise.allSettled([a, ...(b ? [b] : [])]);
+    }
+    const result = await loop.stop();
+    t.diagnostic(`load during both deploys: ${loadSummary(result)}`);
+    assert.equal(result.failed, 0, JSON.stringify(result.failures));
+    assert.ok(result.requests >= 100, `enough requests (${result.requests})`);
+    // The newest requested release is the one serving.
+    assert.equal((await root(`readlink -f ${CURRENT}`)).trim(), releaseOf(second));
+    const webEnv = (await root(`docker inspect -f '{{json .Config.Env}}' ${PROJECT}-web-1`)).trim();
+    assert.doesNotMatch(webEnv, /DEPLOY_MARK/);
+    assert.deepEqual(await allRoutesAnswer(), []);
+    // Nothing of either run left behind: canaries, temporary proxy configs, half-made links.
+    assert.equal((await root(`docker ps -aq --filter label=onebox.canary=${PROJECT}`)).trim(), "");
+    assert.equal((await root("ls -A /srv/onebox/shop/proxy /srv/onebox/shop | grep -E 'Caddyfile\\.next|current\\.new|onebox-new' || true")).trim(), "");
+});
+
+test("R7: the wait message names the holder; a manual deploy.sh under a held lock fails cleanly after its bounded wait, changing nothing", { timeout: 300_000 }, async () => {
+    const release = (await root(`readlink -f ${CURRENT}`)).trim();
+    const containers = await containerSnapshot();
+    // Someone else holds the lock (as a long deploy would), in a process group of its own.
+    const pgid = (await root(`printf 'onebox step deploy (test holder)\\n' >${LOCK}; setsid flock ${LOCK} sleep 120 </dev/null >/dev/null 2>&1 & echo $!`)).trim();
+    assert.match(pgid, /^\d+$/);
+    try {
+        await waitFor("the test holder to take the lock", async () => (await tryRoot(`flock --nonblock ${LOCK} true`)).code !== 0, 30_000, 200);
+        const r = await tryRoot(`ONEBOX_LOCK_WAIT_SECONDS=3 /usr/local/lib/onebox/deploy.sh ${release}`, 120_000);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stdout, new RegExp(`waiting \\(at most 3 s\\) for the lock ${LOCK}, held by onebox step deploy \\(test holder\\)`));
+        assert.match(r.stderr, /error: .* is still held after 3 s by onebox step deploy \(test holder\); nothing was changed/);
+        assert.doesNotMatch(r.stdout, /deploying release/);
+    } finally {
+        await tryRoot(`kill -- -${pgid}`);
+    }
+    assert.equal((await root(`readlink -f ${CURRENT}`)).trim(), release);
+    assert.equal(await containerSnapshot(), containers, "no container was touched");
+    // Free again: a manual deploy of the current release takes the lock and names itself while it runs.
+    const r = await tryRoot(`/usr/local/lib/onebox/deploy.sh ${release}`, 300_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(await root(`cat ${LOCK}`), new RegExp(`^deploy\\.sh ${release} \\(pid \\d+, user `));
 });
 
 test("R5 (d): a crashed API container comes back by itself (restart policy)", { timeout: 120_000 }, async (t) => {

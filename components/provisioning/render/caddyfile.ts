@@ -173,6 +173,9 @@ function globalOptions(config: StackConfig): string[] {
     lines.push(
         // Reachable only inside the container: deploy.sh reloads and the health check probes through it.
         "admin localhost:2019",
+        // The proxy runs as a non-root user on a read-only root (H12): it cannot, and need not,
+        // add its internal CA to the container's own trust store.
+        "skip_install_trust",
         "servers {",
         // HTTP/3 would need 443/udp published and allowed by every firewall; TCP only keeps them in step.
         "\tprotocols h1 h2",

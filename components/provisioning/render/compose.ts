@@ -12,6 +12,14 @@
  *
  * Every service has a restart policy and, where configured, a health check (H9); app
  * services run as `user`, with `no-new-privileges` and all capabilities dropped.
+ *
+ * Containers (H12): every one has a read-only root filesystem (app services unless
+ * `readOnly: false`), with `/tmp` and each image's other writable paths as tmpfs and its
+ * data on bind-mounted volumes, memory, CPU and pids limits; the proxy runs as a non-root
+ * user whose only capability is NET_BIND_SERVICE.
+ *
+ * Secrets (H11): an app service gets each of its secrets as a file under /run/secrets,
+ * named by `<NAME>_FILE`; only the names in `secretsAsEnv` reach its environment.
  */
 import { stringify } from "yaml";
 import type { ServiceConfig, StackConfig } from "../../config/schema";
@@ -25,6 +33,7 @@ import {
     CONTAINER_DB_PASSWORD_FILE,
     CONTAINER_POSTGRES_PASSWORD_FILE,
     CONTAINER_SECRETS_DIR,
+    containerSecretFile,
     POSTGRES_HBA_FILE_NAME,
     POSTGRES_TLS_CERT_FILE_NAME,
     POSTGRES_TLS_KEY_FILE_NAME,
@@ -50,6 +59,19 @@ const PROXY_CPUS = 0.5;
 const STATUS_MEMORY_MB = 48;
 const POSTGRES_CPUS = 1;
 const REDIS_CPUS = 0.5;
+/** Most processes of the built-in containers (H12); PostgreSQL forks one per connection (max_connections 50). */
+const PROXY_PIDS = 256;
+const STATUS_PIDS = 64;
+const POSTGRES_PIDS = 256;
+const REDIS_PIDS = 64;
+/**
+ * The proxy's user (H12): not root. Docker gives a non-root process no effective
+ * capabilities and no-new-privileges ignores file capabilities, so binding 80/443 comes
+ * from the container's own network namespace (`net.ipv4.ip_unprivileged_port_start`);
+ * NET_BIND_SERVICE is the only capability left in its bounding set. Its data, config and
+ * log directories on the host are owned by this uid.
+ */
+export const PROXY_USER = "10080:10080";
 /** Port the status server listens on inside its container (traefik-external mode). */
 export const STATUS_PORT = 8080;
 
@@ -167,8 +189,29 @@ function bind(source: string, target: string, readOnly = false): Bind {
 
 const HARDENING = { security_opt: ["no-new-privileges:true"], cap_drop: ["ALL"] } as const;
 
-function limits(memoryMb: number, cpus: number) {
-    return { mem_limit: `${memoryMb}m`, cpus };
+function limits(memoryMb: number, cpus: number, pids: number) {
+    return { mem_limit: `${memoryMb}m`, cpus, pids_limit: pids };
+}
+
+/** A read-only root filesystem with these directories writable in memory (H12). */
+function readOnlyRoot(tmpfs: string[]) {
+    return { read_only: true, tmpfs: [...new Set(tmpfs)] };
+}
+
+/** Secrets of a service delivered as files (H11): all of its `secrets` but the ones opted into its environment. */
+export function fileSecrets(service: ServiceConfig): string[] {
+    return service.secrets.filter((n) => !service.secretsAsEnv.includes(n)).sort();
+}
+
+/** Whether a service gets a /run/secrets directory: it has file secrets or the database password. */
+export function hasSecretFiles(service: ServiceConfig): boolean {
+    return service.database || fileSecrets(service).length > 0;
+}
+
+/** DATABASE_URL without a password (H11): the password is the file DATABASE_PASSWORD_FILE names. */
+export function databaseUrl(config: StackConfig, project: string, password?: string): string {
+    const db = config.database;
+    return `postgresql://${db.user}${password === undefined ? "" : `:${password}`}@${postgresContainerName(project)}:5432/${db.name}`;
 }
 
 /** Routes of one service, in config order. */
@@ -253,7 +296,11 @@ export function appServiceNames(config: StackConfig): string[] {
     return Object.keys(config.services).sort();
 }
 
-/** Environment of one app service: its `env` plus DATABASE_* and REDIS_URL when asked for (sorted keys). */
+/**
+ * Environment of one app service (sorted keys): its `env`, DATABASE_* (DATABASE_URL without
+ * the password unless it opted into it as a secret) and REDIS_URL when asked for, and
+ * `<NAME>_FILE` for each secret it reads from a file. Never a secret value.
+ */
 export function serviceEnvironment(config: StackConfig, project: string, name: string): Record<string, string> {
     const svc = config.services[name];
     const env: Record<string, string> = {};
@@ -263,6 +310,12 @@ export function serviceEnvironment(config: StackConfig, project: string, name: s
         env.DATABASE_NAME = config.database.name;
         env.DATABASE_USER = config.database.user;
         env.DATABASE_PASSWORD_FILE = CONTAINER_DB_PASSWORD_FILE;
+        if (!svc.secretsAsEnv.includes("DATABASE_URL") && !svc.secrets.includes("DATABASE_URL") && !("DATABASE_URL" in svc.env)) {
+            env.DATABASE_URL = databaseUrl(config, project);
+        }
+    }
+    for (const secret of fileSecrets(svc)) {
+        env[`${secret}_FILE`] = containerSecretFile(secret);
     }
     if (svc.redis) {
         env.REDIS_URL = `redis://${redisContainerName(project)}:6379/0`;
@@ -288,8 +341,7 @@ function appService(config: StackConfig, ctx: ComposeContext, name: string, uplo
         out.user = svc.user;
     }
     if (svc.readOnly) {
-        out.read_only = true;
-        out.tmpfs = ["/tmp"];
+        Object.assign(out, readOnlyRoot(["/tmp", ...svc.tmpfs]));
     }
     // Short syntax: the file is required (compose refuses to start without it) on every compose v2.
     out.env_file = [`${configDirRef(ctx.paths)}/env/${name}.env`];
@@ -298,7 +350,7 @@ function appService(config: StackConfig, ctx: ComposeContext, name: string, uplo
         out.environment = environment;
     }
     const volumes: Bind[] = svc.volumes.map((v) => bind(volumePath(ctx.dataPath, name, v.name), v.mountPath));
-    if (svc.database) {
+    if (hasSecretFiles(svc)) {
         volumes.push(bind(`${configDirRef(ctx.paths)}/secrets/${name}`, CONTAINER_SECRETS_DIR, true));
     }
     if (volumes.length > 0) {
@@ -327,7 +379,7 @@ function appService(config: StackConfig, ctx: ComposeContext, name: string, uplo
         restart: "unless-stopped",
         stop_grace_period: "30s",
         ...HARDENING,
-        ...limits(svc.memoryMb, svc.cpus),
+        ...limits(svc.memoryMb, svc.cpus, svc.pidsLimit),
         logging: CONTAINER_LOGGING,
     };
 }
@@ -348,18 +400,21 @@ function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean)
     return {
         image: config.proxy.image,
         ...(upload ? { pull_policy: "never" } : {}),
+        user: PROXY_USER,
         ports: [
             { target: 80, published: "80", protocol: "tcp" },
             { target: 443, published: "443", protocol: "tcp" },
         ],
         volumes,
         networks: ["edge"],
+        // Ports 80 and up are ordinary ports in the proxy's own network namespace (not the host's): see PROXY_USER.
+        sysctls: { "net.ipv4.ip_unprivileged_port_start": 80 },
         healthcheck: CADDY_HEALTH,
         restart: "unless-stopped",
+        ...readOnlyRoot(["/tmp"]),
         ...HARDENING,
-        // Binding 80/443 as root needs this one capability.
         cap_add: ["NET_BIND_SERVICE"],
-        ...limits(PROXY_MEMORY_MB, PROXY_CPUS),
+        ...limits(PROXY_MEMORY_MB, PROXY_CPUS, PROXY_PIDS),
         logging: CONTAINER_LOGGING,
     };
 }
@@ -388,13 +443,16 @@ function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean
     return {
         image: config.proxy.image,
         ...(upload ? { pull_policy: "never" } : {}),
+        user: PROXY_USER,
         volumes: [bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true), bind(STATUS_DIR, CONTAINER_STATUS_DIR, true)],
         networks: [config.proxy.externalNetwork],
         labels: sortKeys(labels),
         healthcheck: CADDY_HEALTH,
         restart: "unless-stopped",
+        // It serves one static file over HTTP: no storage beyond the image's volumes.
+        ...readOnlyRoot(["/tmp"]),
         ...HARDENING,
-        ...limits(STATUS_MEMORY_MB, 0.25),
+        ...limits(STATUS_MEMORY_MB, 0.25, STATUS_PIDS),
         logging: CONTAINER_LOGGING,
     };
 }
@@ -452,10 +510,12 @@ function postgresService(config: StackConfig, ctx: ComposeContext, upload: boole
         },
         restart: "unless-stopped",
         stop_grace_period: "60s",
+        // Writable: PGDATA (the volume), the socket directory and /tmp (memory).
+        ...readOnlyRoot(["/tmp", "/var/run/postgresql"]),
         ...HARDENING,
         // The entrypoint starts as root, fixes ownership of PGDATA and drops to the postgres user.
         cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
-        ...limits(db.memoryMb, POSTGRES_CPUS),
+        ...limits(db.memoryMb, POSTGRES_CPUS, POSTGRES_PIDS),
         logging: CONTAINER_LOGGING,
     };
 }
@@ -473,10 +533,11 @@ function redisService(config: StackConfig, ctx: ComposeContext, upload: boolean)
         networks: ["internal"],
         healthcheck: { test: ["CMD", "redis-cli", "ping"], interval: "5s", timeout: "5s", retries: 6, start_period: "10s" },
         restart: "unless-stopped",
+        ...readOnlyRoot(["/tmp"]),
         ...HARDENING,
         // The entrypoint chowns /data and drops to the redis user.
         cap_add: ["CHOWN", "SETGID", "SETUID"],
-        ...limits(r.memoryMb, REDIS_CPUS),
+        ...limits(r.memoryMb, REDIS_CPUS, REDIS_PIDS),
         logging: CONTAINER_LOGGING,
     };
 }

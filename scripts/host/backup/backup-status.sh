@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# backup-status.sh - computes the public backup status (B3) from
-# BACKUP_STATE_DIR/LAST_SUCCESS and BACKUP_STATE_DIR/drill.json and writes it
+# backup-status.sh - computes the public backup status (B3, B5) from
+# BACKUP_STATE_DIR/LAST_SUCCESS, LAST_FAILURE and drill.json and writes it
 # atomically to BACKUP_STATUS_FILE (mode 0644; the reverse proxy serves it, so
 # it holds no bucket name, credential or URL):
 #
-#   {"status":"ok"|"stale"|"never","lastSuccess":"<ISO time>"|null,
-#    "ageSeconds":N|null,"maxAgeSeconds":N,"lastKey":"<key>"|null,
+#   {"status":"ok"|"never"|"stale"|"failed"|"drill-failed","reason":"<why not ok>"|null,
+#    "lastSuccess":"<ISO time>"|null,"ageSeconds":N|null,"maxAgeSeconds":N,
+#    "lastKey":"<key>"|null,"lastFailure":{"at","step"}|null,
 #    "checkedAt":"<ISO time>","drill":{...}|null}
 #
+# "ok" means a recent success, no failed run since, and no failed last drill.
 # It also creates <dir of BACKUP_STATUS_FILE>/backup.stale when the status is
 # not "ok" and removes it when it is; the proxy answers 503 while that marker
 # exists. Run on a timer every few minutes (staleness grows with time) and after

@@ -40,7 +40,8 @@
 #   BACKUP_WEEKLY_DAY            ISO weekday 1-7 (7 = Sunday) on which the dump is
 #                                also copied (server-side) to <prefix>/weekly/;
 #                                0 = no weekly copies [7]
-#   BACKUP_STATE_DIR             LAST_SUCCESS, last-run.log, drill.json, lock,
+#   BACKUP_STATE_DIR             LAST_SUCCESS, LAST_FAILURE (the last run failed;
+#                                removed by a success), last-run.log, drill.json, lock,
 #                                safety dumps [/var/lib/onebox/backup]
 #   BACKUP_STATUS_FILE           public status JSON [/var/lib/onebox/status/backup.json];
 #                                the marker backup.stale sits next to it
@@ -87,6 +88,9 @@ on_exit() {
   cleanup_private_tmp
   if ((rc != 0)); then
     err "backup FAILED at step '${STEP}' (exit ${rc}); LAST_SUCCESS was not changed"
+    # B5: the public status turns 503 until a backup succeeds again.
+    printf '%s %s\n' "$(now_iso)" "${STEP}" | atomic_write "${BACKUP_STATE_DIR}/LAST_FAILURE" 0600 ||
+      warn "could not record the failure in ${BACKUP_STATE_DIR}/LAST_FAILURE"
     send_alert backup "${STEP}" "${rc}" "backup failed at step ${STEP}"
     if [[ "${STEP}" != "status" ]]; then
       write_status >/dev/null 2>&1 || warn "could not refresh the status file"
@@ -201,6 +205,7 @@ main() {
 
   STEP="record-success"
   printf '%s %s\n' "$(now_iso)" "${key}" | atomic_write "${BACKUP_STATE_DIR}/LAST_SUCCESS" 0600
+  rm -f -- "${BACKUP_STATE_DIR}/LAST_FAILURE"
   cleanup_private_tmp
 
   STEP="status"

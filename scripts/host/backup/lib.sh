@@ -507,12 +507,28 @@ send_heartbeat() {
 # status file (served publicly: no bucket name, no credential, no URL)
 # --------------------------------------------------------------------------
 # Writes BACKUP_STATUS_FILE (0644) and creates/removes the backup.stale marker
-# next to it. Sets ONEBOX_STATUS to the status word.
+# next to it (the proxy answers 503 while it exists). Sets ONEBOX_STATUS to the
+# status word. The status is "ok" only when every one of these holds (B5), else the
+# first that fails, with its reason:
+#   never         no backup has succeeded yet;
+#   stale         the last success is older than BACKUP_MAX_AGE_HOURS;
+#   failed        the last backup run failed (LAST_FAILURE, cleared by a success);
+#   drill-failed  the last restore drill failed (drill.json "ok":false).
 ONEBOX_STATUS=""
+# usage: failure_json TIME STEP -> {"at":..,"step":..} or null
+failure_json() {
+  if [[ -z "$1" && -z "$2" ]]; then
+    printf 'null'
+  else
+    printf '{"at":%s,"step":%s}' "$(json_str_or_null "$1")" "$(json_str_or_null "$2")"
+  fi
+}
+
 write_status() {
   local last_file="${BACKUP_STATE_DIR}/LAST_SUCCESS" drill_file="${BACKUP_STATE_DIR}/drill.json"
+  local failure_file="${BACKUP_STATE_DIR}/LAST_FAILURE"
   local status="never" last_time="" last_key="" age="null" max_age drill="null" line="" epoch now
-  local status_dir marker
+  local status_dir marker reason="no backup has succeeded yet" failed_at="" failed_step=""
   max_age=$((BACKUP_MAX_AGE_HOURS * 3600))
   now="$(now_epoch)"
 
@@ -525,12 +541,33 @@ write_status() {
       epoch="$(date -u -d "${last_time}" +%s 2>/dev/null)"; then
       age=$((now - epoch))
       ((age >= 0)) || age=0
-      if ((age <= max_age)); then status="ok"; else status="stale"; fi
+      if ((age <= max_age)); then
+        status="ok"
+        reason=""
+      else
+        status="stale"
+        reason="the last successful backup is older than ${BACKUP_MAX_AGE_HOURS} hours"
+      fi
     else
       warn "${last_file} is unreadable (${line:0:40}); reporting stale"
       status="stale"
+      reason="the record of the last successful backup is unreadable"
       last_time=""
       last_key=""
+    fi
+  fi
+
+  # "<ISO time> <step>", written by a failing backup.sh, removed by a successful one.
+  if [[ -f "${failure_file}" ]]; then
+    IFS= read -r line <"${failure_file}" || true
+    failed_at="${line%% *}"
+    failed_step=""
+    [[ "${line}" == *" "* ]] && failed_step="${line#* }"
+    [[ "${failed_at}" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] || failed_at=""
+    failed_step="${failed_step//[^A-Za-z0-9_.:\/-]/}"
+    if [[ "${status}" == "ok" ]]; then
+      status="failed"
+      reason="the last backup run failed${failed_at:+ at ${failed_at}}${failed_step:+ (step ${failed_step})}"
     fi
   fi
 
@@ -541,14 +578,19 @@ write_status() {
       drill="null"
     fi
   fi
+  # A drill that was skipped (no database, encrypted dump) has "ok":null: not a failure.
+  if [[ "${status}" == "ok" && "${drill}" =~ \"ok\":false ]]; then
+    status="drill-failed"
+    reason="the last restore drill failed"
+  fi
 
   status_dir="$(dirname "${BACKUP_STATUS_FILE}")"
   marker="${status_dir}/backup.stale"
   mkdir -p "${status_dir}"
   chmod 0755 "${status_dir}"
-  printf '{"status":"%s","lastSuccess":%s,"ageSeconds":%s,"maxAgeSeconds":%d,"lastKey":%s,"checkedAt":"%s","drill":%s}\n' \
-    "${status}" "$(json_str_or_null "${last_time}")" "${age}" "${max_age}" \
-    "$(json_str_or_null "${last_key}")" "$(now_iso)" "${drill}" |
+  printf '{"status":"%s","reason":%s,"lastSuccess":%s,"ageSeconds":%s,"maxAgeSeconds":%d,"lastKey":%s,"lastFailure":%s,"checkedAt":"%s","drill":%s}\n' \
+    "${status}" "$(json_str_or_null "${reason}")" "$(json_str_or_null "${last_time}")" "${age}" "${max_age}" \
+    "$(json_str_or_null "${last_key}")" "$(failure_json "${failed_at}" "${failed_step}")" "$(now_iso)" "${drill}" |
     atomic_write "${BACKUP_STATUS_FILE}" 0644
   if [[ "${status}" == "ok" ]]; then
     rm -f "${marker}"

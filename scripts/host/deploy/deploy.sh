@@ -25,6 +25,12 @@
 #
 # Manual rollback: run it with an earlier release directory (`ls -t releases/`);
 # the next `pulumi up` that changes the configuration deploys the configured one.
+#
+# Concurrency (R7): the whole run holds the stack's host-wide lock
+# (/run/lock/onebox/<app>.lock, the same one the secrets, deploy and backup steps
+# hold). A second run waits at most ONEBOX_LOCK_WAIT_SECONDS (default 900), printing
+# who holds it, then fails without touching anything. Canary containers and
+# temporary files carry per-run names.
 set -euo pipefail
 
 readonly LOG_TAG="onebox-deploy"
@@ -32,6 +38,9 @@ readonly PULL_ATTEMPTS=3
 readonly PULL_RETRY_DELAY=5
 readonly CHECK_INTERVAL=3
 readonly LOG_TAIL=30
+# ONEBOX_LOCK_DIR relocates the lock for tests only; on hosts the default is the steps' directory.
+readonly LOCK_DIR="${ONEBOX_LOCK_DIR:-/run/lock/onebox}"
+readonly LOCK_FD=9
 
 log() { printf '%s: %s\n' "${LOG_TAG}" "$*"; }
 warn() { printf '%s: warning: %s\n' "${LOG_TAG}" "$*" >&2; }
@@ -44,6 +53,8 @@ usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
 
+# The release directory this run was asked to activate (named in the lock holder line).
+RELEASE_ARG=""
 # Settings of the release being activated (read from its release.manifest).
 PROJECT=""
 PROXY=""
@@ -64,6 +75,8 @@ PROXY_CHANGED=0
 WORK=""
 # Name of a canary container while one exists (removed on exit, whatever happens).
 CANARY=""
+# Unique per run: canary names (and the label that finds a crashed run's leftovers).
+RUN_ID=""
 # 1 when a release is serving already (there is something for the canaries to protect).
 HAS_PREVIOUS=0
 
@@ -149,16 +162,17 @@ install_proxy_config() {
   if cmp -s -- "${dir}/Caddyfile" "${PROXY_DIR}/Caddyfile"; then
     return 0
   fi
-  install -m 0644 -- "${dir}/Caddyfile" "${PROXY_DIR}/Caddyfile.next" || return 1
+  local next="Caddyfile.next-${RUN_ID}"
+  install -m 0644 -- "${dir}/Caddyfile" "${PROXY_DIR}/${next}" || return 1
   if proxy_running; then
-    if ! compose exec -T "${PROXY_SERVICE}" caddy validate --config /etc/caddy/Caddyfile.next \
+    if ! compose exec -T "${PROXY_SERVICE}" caddy validate --config "/etc/caddy/${next}" \
       --adapter caddyfile >"${WORK}/validate.log" 2>&1; then
-      rm -f -- "${PROXY_DIR}/Caddyfile.next"
+      rm -f -- "${PROXY_DIR:?}/${next}"
       FAILURE="the proxy rejects the new Caddyfile: $(grep -v '"level":"info"' "${WORK}/validate.log" | tail -n 5)"
       return 1
     fi
   fi
-  mv -f -T -- "${PROXY_DIR}/Caddyfile.next" "${PROXY_DIR}/Caddyfile" || return 1
+  mv -f -T -- "${PROXY_DIR}/${next}" "${PROXY_DIR}/Caddyfile" || return 1
   PROXY_CHANGED=1
 }
 
@@ -174,11 +188,20 @@ reload_proxy() {
 
 # The password file is applied by initdb on the first start only; setting it on
 # every deploy makes a rotated password take effect before the apps restart.
-# psql reads it inside the container, so it appears in no argument list.
+#
+# R8: PostgreSQL logs a failing statement verbatim (log_min_error_statement), so the
+# statement carries the password's SCRAM-SHA-256 verifier (computed by the program,
+# the secrets step's postgres-password.scram), never the password: PostgreSQL stores a
+# verifier as it is, and the password reaches neither its log nor pg_stat_activity nor
+# pg_stat_statements, whatever fails. The verifier is not a password (it cannot log in)
+# but helps an offline guess, so the session also turns statement logging off for
+# itself. psql reads the file inside the container: it appears in no argument list.
 sync_database_password() {
   local sql
   # shellcheck disable=SC2016 # backquotes and :'pw' are psql syntax, not shell
-  sql='\set pw `cat /run/secrets/postgres-password`
+  sql='SET log_min_error_statement = panic;
+SET log_statement = none;
+\set pw `cat /run/secrets/postgres-password.scram`
 ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
   if ! compose exec -T "${DATABASE_SERVICE}" psql -v ON_ERROR_STOP=1 -q -X \
     -U "${DATABASE_USER}" -d postgres -v role="${DATABASE_USER}" <<<"${sql}" >"${WORK}/psql.log" 2>&1; then
@@ -219,10 +242,9 @@ remove_canary() {
 # network alias, so no request reaches it.
 canary() {
   local service="$1" state health deadline
-  CANARY="${PROJECT}-${service}-canary"
-  docker rm --force "${CANARY}" >/dev/null 2>&1 || true
+  CANARY="${PROJECT}-${service}-canary-${RUN_ID}"
   log "canary: starting the new ${service} beside the running one"
-  if ! compose run --detach --no-deps --name "${CANARY}" "${service}" >/dev/null 2>"${WORK}/canary.log"; then
+  if ! compose run --detach --no-deps --name "${CANARY}" --label "onebox.canary=${PROJECT}" "${service}" >/dev/null 2>"${WORK}/canary.log"; then
     FAILURE="service ${service}: the new container did not start: $(tail -n 5 "${WORK}/canary.log")"
     remove_canary
     return 1
@@ -364,10 +386,50 @@ report_failure() {
   done < <(compose ps --all --format '{{.Service}} {{.State}} {{.Health}}' 2>/dev/null || true)
 }
 
+# A canary of a run that was killed (SIGKILL, a lost SSH session) before its exit trap
+# ran: under the lock no other run has one, so any left is stale.
+remove_stale_canaries() {
+  local id
+  while read -r id; do
+    [[ -n "${id}" ]] || continue
+    docker rm --force "${id}" >/dev/null 2>&1 && log "removed a canary left by an interrupted run (${id:0:12})"
+  done < <(docker ps --all --quiet --filter "label=onebox.canary=${PROJECT}" 2>/dev/null || true)
+}
+
+# lock_stack APP: the stack's host-wide lock (R7) on fd 9 for the rest of the run. A
+# deploy step opens it on fd 9 and hands it down: taking a lock again on the same open
+# file succeeds at once, so the step's own deploy does not wait for itself.
+lock_stack() {
+  local app="$1" lock wait="${ONEBOX_LOCK_WAIT_SECONDS:-900}" holder inherited=1
+  lock="${LOCK_DIR}/${app}.lock"
+  [[ "${wait}" =~ ^[0-9]+$ ]] || die "ONEBOX_LOCK_WAIT_SECONDS must be a number of seconds"
+  if [[ ! -e "/proc/self/fd/${LOCK_FD}" || ! "/proc/self/fd/${LOCK_FD}" -ef "${lock}" ]]; then
+    inherited=0
+    mkdir -p -- "${LOCK_DIR}"
+    exec 9>>"${lock}"
+  fi
+  if flock --nonblock "${LOCK_FD}"; then
+    # A lock handed down by the step that runs this keeps the step's holder line.
+    ((inherited == 1)) || write_lock_holder "${lock}"
+    return 0
+  fi
+  holder="$(head -c 300 -- "${lock}" 2>/dev/null || true)"
+  log "waiting (at most ${wait} s) for the lock ${lock}, held by ${holder:-an unknown process}"
+  if ! flock --wait "${wait}" "${LOCK_FD}"; then
+    holder="$(head -c 300 -- "${lock}" 2>/dev/null || true)"
+    die "${lock} is still held after ${wait} s by ${holder:-an unknown process}; nothing was changed. Let that run finish, then run this again."
+  fi
+  write_lock_holder "${lock}"
+}
+
+write_lock_holder() {
+  printf 'deploy.sh %s (pid %s, user %s, since %s)\n' "${RELEASE_ARG}" "$$" "${SUDO_USER:-$(id -un)}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$1"
+}
+
 switch_current() {
   local app_dir="$1" id="$2"
-  ln -sfn -- "releases/${id}" "${app_dir}/current.new"
-  mv -f -T -- "${app_dir}/current.new" "${app_dir}/current"
+  ln -sfn -- "releases/${id}" "${app_dir}/current.new-${RUN_ID}"
+  mv -f -T -- "${app_dir}/current.new-${RUN_ID}" "${app_dir}/current"
 }
 
 # Keeps the newest KEEP_RELEASES release directories (by the time they were last
@@ -398,12 +460,21 @@ main() {
   release_dir="$(realpath -e -- "$1")" || die "no release directory $1"
   id="$(basename -- "${release_dir}")"
   app_dir="$(dirname -- "$(dirname -- "${release_dir}")")"
+  RELEASE_ARG="${release_dir}"
+  RUN_ID="$(date -u +%Y%m%d%H%M%S)-$$-${RANDOM}"
+  lock_stack "$(basename -- "${app_dir}")"
+  # Everything below runs under the lock, and reads `current` only now.
   if [[ -L "${app_dir}/current" ]]; then
     previous="$(realpath -e -- "${app_dir}/current" 2>/dev/null || true)"
   fi
   [[ -z "${previous}" ]] || HAS_PREVIOUS=1
   WORK="$(mktemp -d)"
   trap 'remove_canary; rm -rf -- "${WORK}"' EXIT
+  # A lost SSH session (SIGHUP) or a stop (SIGTERM) still runs the EXIT trap.
+  trap 'exit 129' HUP
+  trap 'exit 143' TERM
+  read_manifest "${release_dir}/release.manifest"
+  remove_stale_canaries
   # The modification time orders releases for pruning; a redeployed old release is the newest.
   touch -- "${release_dir}"
 

@@ -381,6 +381,10 @@ export interface E2eOptions {
     alertUrl?: string;
     /** database.allowedCidrs: publish PostgreSQL (over TLS) to these networks. */
     databaseAllowedCidrs?: string[];
+    /** services.web.env: a plain setting that changes the web service (a release that replaces it). */
+    webEnv?: Record<string, string>;
+    /** services.api.secretsAsEnv: secrets the API opts into as environment variables (H11). */
+    apiSecretsAsEnv?: string[];
 }
 
 /**
@@ -422,10 +426,17 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
                 health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 },
                 database: true,
                 secrets: ["APP_SECRET"],
+                ...(opts.apiSecretsAsEnv ? { secretsAsEnv: opts.apiSecretsAsEnv } : {}),
                 volumes: [{ name: "uploads", mountPath: "/data/uploads" }],
                 memoryMb: 128,
             },
-            web: { image: "onebox-test/web:1", port: 3000, health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 }, memoryMb: 96 },
+            web: {
+                image: "onebox-test/web:1",
+                port: 3000,
+                health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 },
+                memoryMb: 96,
+                ...(opts.webEnv ? { env: opts.webEnv } : {}),
+            },
         },
         routes: [
             { host: "app.example.test", service: "web" },
@@ -441,7 +452,9 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
             retentionDays: 7,
             maxAgeHours: 26,
             ...(opts.ageRecipient ? { encryptionPublicKey: opts.ageRecipient } : {}),
-            ...(opts.alertUrl ? { alertUrl: opts.alertUrl } : {}),
+            // The suite's alert receiver listens on this machine, reached from the server over
+            // Docker's private bridge, without a certificate: the documented private-relay opt-in.
+            ...(opts.alertUrl ? { alertUrl: opts.alertUrl, allowPlainHttpHooks: true } : {}),
             schedule: SUITE_BACKUP_SCHEDULE,
             drill: { tables: ["items"], schedule: SUITE_DRILL_SCHEDULE },
         },

@@ -16,6 +16,7 @@ function tabs(text: string): string {
 const GLOBAL_AND_SNIPPETS = (email: string | undefined, csp: string) =>
     tabs(`{
 ${email ? `    email ${email}\n` : ""}    admin localhost:2019
+    skip_install_trust
     servers {
         protocols h1 h2
     }

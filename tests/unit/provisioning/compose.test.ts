@@ -133,6 +133,21 @@ describe("H9: health checks, restart policy, users, hardening", () => {
                 assert.deepEqual(def.logging, { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } }, svc);
                 assert.match(String(def.mem_limit), /^\d+m$/, svc);
                 assert.equal(typeof def.cpus, "number", svc);
+                // H12: a pids limit everywhere, and a read-only root unless an app service opts out.
+                assert.ok(Number.isInteger(def.pids_limit) && Number(def.pids_limit) >= 16, `${svc} pids_limit`);
+            }
+        });
+
+        test(`${name}: H12 every container has a read-only root with /tmp in memory, unless an app service sets readOnly: false`, () => {
+            const config = configOf(name);
+            const { services } = composeOf(config);
+            for (const [svc, def] of Object.entries(services)) {
+                if (config.services[svc]?.readOnly === false) {
+                    assert.equal(def.read_only, undefined, svc);
+                    continue;
+                }
+                assert.equal(def.read_only, true, svc);
+                assert.ok((def.tmpfs as string[]).includes("/tmp"), svc);
             }
         });
 
@@ -160,6 +175,26 @@ describe("H9: health checks, restart policy, users, hardening", () => {
         const { services } = composeOf(configOf("fingerflow"));
         assert.equal(services.backend.user, "10001:10001");
         assert.equal(services.frontend.user, undefined);
+    });
+
+    test("H12: the proxy runs as a non-root user; binding 80/443 comes from its own network namespace, NET_BIND_SERVICE is its only capability", () => {
+        const { services } = composeOf(configOf("cleaning"));
+        assert.equal(services.proxy.user, "10080:10080");
+        assert.deepEqual(services.proxy.sysctls, { "net.ipv4.ip_unprivileged_port_start": 80 });
+        assert.deepEqual(services.proxy.cap_drop, ["ALL"]);
+        assert.deepEqual(services.proxy.cap_add, ["NET_BIND_SERVICE"]);
+        const status = composeOf(configOf("fingerflow")).services["backup-status"];
+        assert.equal(status.user, "10080:10080");
+        assert.equal(status.cap_add, undefined, "the status server listens on 8080: no capability at all");
+    });
+
+    test("H12: PostgreSQL writes only its data volume, its socket directory and /tmp; pids limits per service", () => {
+        const { services } = composeOf(configOf("cleaning", (raw) => {
+            (raw.services as Record<string, Record<string, unknown>>).api.pidsLimit = 64;
+        }));
+        assert.deepEqual(services.postgres.tmpfs, ["/tmp", "/var/run/postgresql"]);
+        assert.equal(services.api.pids_limit, 64);
+        assert.equal(services.worker.pids_limit, 256, "the default");
     });
 
     test("built-in services get back only the capabilities their entrypoints need", () => {
@@ -197,11 +232,17 @@ describe("H9: health checks, restart policy, users, hardening", () => {
         assert.deepEqual(composeOf(configOf("cleaning")).services.redis.healthcheck?.test, ["CMD", "redis-cli", "ping"]);
     });
 
-    test("readOnly services get a read-only root and a tmpfs /tmp", () => {
-        const { services } = composeOf(configOf("cleaning"));
+    test("H12: app services are read-only by default with /tmp and their tmpfs paths in memory; readOnly: false opts out", () => {
+        const { services } = composeOf(configOf("cleaning", (raw) => {
+            const svcs = raw.services as Record<string, Record<string, unknown>>;
+            svcs.web.readOnly = false;
+            svcs.worker.tmpfs = ["/app/.cache"];
+        }));
         assert.equal(services.api.read_only, true);
         assert.deepEqual(services.api.tmpfs, ["/tmp"]);
+        assert.deepEqual(services.worker.tmpfs, ["/tmp", "/app/.cache"]);
         assert.equal(services.web.read_only, undefined);
+        assert.equal(services.web.tmpfs, undefined);
     });
 });
 
@@ -211,7 +252,7 @@ describe("environment, secrets and volumes", () => {
         assert.deepEqual(services.api.env_file, ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/env/api.env"]);
     });
 
-    test("database services get DATABASE_* and the password file, read-only; never the password", () => {
+    test("H11: database services get DATABASE_* (the URL without the password) and the password file, read-only; each secret as <NAME>_FILE; never a value", () => {
         const { services } = composeOf(configOf("finances"));
         assert.deepEqual(services.api.environment, {
             COOKIE_DOMAIN: ".example.com",
@@ -220,7 +261,10 @@ describe("environment, secrets and volumes", () => {
             DATABASE_NAME: "finances",
             DATABASE_PASSWORD_FILE: "/run/secrets/database-password",
             DATABASE_PORT: "5432",
+            DATABASE_URL: "postgresql://finances@finances-prod-postgres:5432/finances",
             DATABASE_USER: "finances",
+            JWT_REFRESH_SECRET_FILE: "/run/secrets/JWT_REFRESH_SECRET",
+            JWT_SECRET_FILE: "/run/secrets/JWT_SECRET",
         });
         // The directory, not the file: a rotated password is visible without recreating the container.
         assert.deepEqual(services.api.volumes, [
@@ -241,6 +285,16 @@ describe("environment, secrets and volumes", () => {
         });
         assert.deepEqual(services.postgres.environment, { POSTGRES_DB: "finances", POSTGRES_PASSWORD_FILE: "/run/secrets/postgres-password", POSTGRES_USER: "finances" });
         assert.equal(services.web.environment?.DATABASE_HOST, undefined);
+    });
+
+    test("H11: secretsAsEnv moves a secret (or the URL with the password) to the env file: no _FILE variable, no passwordless URL", () => {
+        const { services } = composeOf(configOf("finances", (raw) => {
+            (raw.services as Record<string, Record<string, unknown>>).api.secretsAsEnv = ["JWT_SECRET", "DATABASE_URL"];
+        }));
+        const env = services.api.environment ?? {};
+        assert.equal(env.JWT_SECRET_FILE, undefined);
+        assert.equal(env.JWT_REFRESH_SECRET_FILE, "/run/secrets/JWT_REFRESH_SECRET");
+        assert.equal(env.DATABASE_URL, undefined, "the env file's URL (with the password) is not overridden");
     });
 
     test("Redis services get REDIS_URL; Redis persists and never evicts", () => {

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { renderRelease } from "../../../components/provisioning/steps";
+import { STACK_LOCK_DIR, stackLockFile } from "../../../components/provisioning/paths";
 import { configOf } from "./fixtures";
 
 const DEPLOY_SH = path.resolve(__dirname, "../../../scripts/host/deploy/deploy.sh");
@@ -75,7 +76,12 @@ function site(): Site {
     }
     const log = path.join(dir, "calls.log");
     fs.writeFileSync(log, "");
-    return { dir, appDir: path.join(dir, "srv", "social"), log, env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_LOG: log } };
+    return {
+        dir,
+        appDir: path.join(dir, "srv", "social"),
+        log,
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_LOG: log, ONEBOX_LOCK_DIR: path.join(dir, "lock") },
+    };
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
@@ -127,6 +133,8 @@ describe("deploy.sh", () => {
         const compose = `docker compose --ansi never --project-name social-prod --project-directory ${dir} --file ${dir}/compose.yaml`;
         assert.deepEqual(r.calls.filter((c) => !c.startsWith("docker image prune")), [
             "docker compose version",
+            // Under the lock, a canary of an interrupted earlier run is stale: removed first.
+            "docker ps --all --quiet --filter label=onebox.canary=social-prod",
             `${compose} config --quiet`,
             `${compose} pull --quiet`,
             `${compose} ps --status running --quiet proxy`,
@@ -139,8 +147,12 @@ describe("deploy.sh", () => {
             "curl --silent --show-error --insecure --output /dev/null --write-out %{http_code} --max-time 10 --resolve social.example:443:127.0.0.1 https://social.example/",
         ]);
         assert.equal(fs.readFileSync(path.join(s.appDir, "proxy", "Caddyfile"), "utf8"), fs.readFileSync(path.join(dir, "Caddyfile"), "utf8"));
-        // The rotated password is set from the file inside the container; no password on any command line.
-        assert.equal(fs.readFileSync(`${s.log}.stdin`, "utf8"), "\\set pw `cat /run/secrets/postgres-password`\nALTER ROLE :\"role\" PASSWORD :'pw';\n");
+        // R8: the rotated password is set as its SCRAM verifier, read from the file inside the container,
+        // with statement logging off for the session; no password on any command line or in any statement.
+        assert.equal(
+            fs.readFileSync(`${s.log}.stdin`, "utf8"),
+            "SET log_min_error_statement = panic;\nSET log_statement = none;\n\\set pw `cat /run/secrets/postgres-password.scram`\nALTER ROLE :\"role\" PASSWORD :'pw';\n",
+        );
         assert.match(r.stdout, /release aaaaaaaaaaa1 is live/);
     });
 
@@ -148,8 +160,40 @@ describe("deploy.sh", () => {
         const s = site();
         const r = deploy(s, release(s, "aaaaaaaaaaa1"), { FAKE_PROXY_RUNNING: "1" });
         assert.equal(r.status, 0, r.stderr);
-        assert.ok(r.calls.some((c) => c.endsWith("exec -T proxy caddy validate --config /etc/caddy/Caddyfile.next --adapter caddyfile")));
-        assert.ok(!fs.existsSync(path.join(s.appDir, "proxy", "Caddyfile.next")));
+        // A per-run name, removed once it became the live file.
+        const validate = r.calls.find((c) => / exec -T proxy caddy validate --config \/etc\/caddy\/Caddyfile\.next-\S+ --adapter caddyfile$/.test(c));
+        assert.ok(validate, r.calls.join("\n"));
+        assert.deepEqual(fs.readdirSync(path.join(s.appDir, "proxy")), ["Caddyfile"]);
+    });
+
+    test("R7: deploy.sh locks the same file as the steps (one lock per stack)", () => {
+        const text = fs.readFileSync(DEPLOY_SH, "utf8");
+        assert.match(text, new RegExp(`^readonly LOCK_DIR="\\$\\{ONEBOX_LOCK_DIR:-${STACK_LOCK_DIR}\\}"$`, "m"));
+        assert.equal(stackLockFile("social"), `${STACK_LOCK_DIR}/social.lock`);
+        assert.match(text, /lock="\$\{LOCK_DIR\}\/\$\{app\}\.lock"/);
+    });
+
+    test("R7: a held stack lock makes deploy.sh wait its bound, name the holder and exit 1 without a docker call; a lock handed down on fd 9 passes at once", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        const lock = path.join(s.dir, "lock", "social.lock");
+        fs.mkdirSync(path.dirname(lock), { recursive: true });
+        fs.writeFileSync(lock, "onebox step deploy (pid 4242, user deploy, since 2026-01-01T00:00:00Z)\n");
+        fs.writeFileSync(s.log, "");
+        const held = spawnSync("flock", [lock, "bash", DEPLOY_SH, dir], { env: { ...s.env, ONEBOX_LOCK_WAIT_SECONDS: "1" }, encoding: "utf8" });
+        assert.equal(held.status, 1, held.stderr);
+        assert.match(held.stdout, /waiting \(at most 1 s\) for the lock .*social\.lock, held by onebox step deploy \(pid 4242/);
+        assert.match(held.stderr, /error: .*social\.lock is still held after 1 s by onebox step deploy \(pid 4242.*nothing was changed/);
+        assert.deepEqual(fs.readFileSync(s.log, "utf8").trim().split("\n"), ["docker compose version"], "nothing but the version check ran");
+        assert.equal(fs.existsSync(path.join(s.appDir, "current")), false);
+        // What the deploy step does: take the lock on fd 9, then run deploy.sh, which inherits it.
+        const handed = spawnSync("bash", ["-c", 'exec 9>>"$1"; flock --nonblock 9; bash "$2" "$3"', "x", lock, DEPLOY_SH, dir], { env: s.env, encoding: "utf8" });
+        assert.equal(handed.status, 0, handed.stderr);
+        assert.doesNotMatch(handed.stdout, /waiting/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        // Run alone, it takes the lock itself and names itself as the holder.
+        assert.equal(deploy(s, dir).status, 0);
+        assert.match(fs.readFileSync(lock, "utf8"), new RegExp(`^deploy\\.sh ${dir} \\(pid \\d+, user \\S+, since `));
     });
 
     test("an unhealthy release: says which service and why, brings the previous release back, exits 1", () => {

@@ -191,15 +191,18 @@ describe("render command", () => {
         ]);
         const secrets = summary.steps[2] as { trigger: unknown; files: { path: string; mode: string; owner: string; sha256: string; masked: boolean }[] };
         assert.equal(secrets.trigger, null, "secret triggers depend on values the render never sees");
-        assert.deepEqual(secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env"), {
-            path: "/etc/onebox/finances/env/api.env",
-            mode: "0600",
-            owner: "root:root",
-            sha256: secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env")?.sha256,
+        const jwt = "/etc/onebox/finances/secrets/api/JWT_SECRET";
+        assert.deepEqual(secrets.files.find((f) => f.path === jwt), {
+            path: jwt,
+            mode: "0400",
+            owner: "10001:10001",
+            sha256: secrets.files.find((f) => f.path === jwt)?.sha256,
             masked: true,
         });
         assert.match(String((summary.steps[1] as { trigger: string }).trigger), /^[0-9a-f]{64}$/);
-        assert.equal(fs.readFileSync(path.join(out, "secrets/etc/onebox/finances/env/api.env"), "utf8").includes("JWT_SECRET='********'"), true);
+        assert.equal(fs.readFileSync(path.join(out, `secrets${jwt}`), "utf8"), "********");
+        // H11: the env file holds no secret unless the service opts in.
+        assert.equal(secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env")?.masked, false);
         assert.equal(spawnSync("bash", ["-n", path.join(out, "validate.sh")]).status, 0);
     });
 

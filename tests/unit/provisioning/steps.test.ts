@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import {
     buildSteps,
+    STACK_LOCK_WAIT_SECONDS,
     maskStepScript,
     remoteCommand,
     renderBackupEnv,
@@ -22,6 +23,7 @@ import {
     type Step,
 } from "../../../components/provisioning/steps";
 import { renderPgHba } from "../../../components/provisioning/render/pg-hba";
+import { maskSecrets, substituteSecrets } from "../../../components/provisioning/placeholders";
 import { contextFor, configOf, DEPLOYMENTS, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, HOST_KEY, type DeploymentName } from "./fixtures";
 
 const NAMES = Object.keys(DEPLOYMENTS) as DeploymentName[];
@@ -205,12 +207,13 @@ describe("secrets (H10)", () => {
         const pg = chronos.files.filter((f) => f.path.startsWith("/etc/onebox/chronos/secrets/postgres/"));
         assert.deepEqual(pg.map((f) => [f.path.split("/").pop(), f.mode, f.owner]), [
             ["postgres-password", "0400", "999:999"],
+            ["postgres-password.scram", "0400", "999:999"],
             ["server.crt", "0400", "999:999"],
             ["server.key", "0400", "999:999"],
             ["pg_hba.conf", "0400", "999:999"],
         ]);
-        assert.equal(pg[1].content, "{{secret:POSTGRES_TLS_CERT}}");
-        assert.equal(pg[2].content, "{{secret:POSTGRES_TLS_KEY}}");
+        assert.equal(pg[2].content, "{{secret:POSTGRES_TLS_CERT}}");
+        assert.equal(pg[3].content, "{{secret:POSTGRES_TLS_KEY}}");
         assert.ok(stepSecrets(chronos).includes("POSTGRES_TLS_KEY"));
         // Without allowedCidrs nothing of it.
         assert.ok(!s.files.some((f) => /server\.(crt|key)|pg_hba/.test(f.path)));
@@ -249,11 +252,17 @@ describe("secrets (H10)", () => {
         }
     });
 
-    test("password files: one directory per container, owned by the uid that reads it (postgres 999, the service's user)", () => {
+    test("H11/R8: secret files, one directory per container, owned by the uid that reads it (postgres 999, the service's user); PostgreSQL gets the verifier too", () => {
         assert.deepEqual(s.files.filter((f) => f.path.includes("/secrets/")).map((f) => [f.path, f.mode, f.owner, f.content]), [
             ["/etc/onebox/finances/secrets/postgres/postgres-password", "0400", "999:999", "{{secret:POSTGRES_PASSWORD}}"],
+            ["/etc/onebox/finances/secrets/postgres/postgres-password.scram", "0400", "999:999", "{{secret:POSTGRES_PASSWORD|scram}}"],
             ["/etc/onebox/finances/secrets/api/database-password", "0400", "10001:10001", "{{secret:POSTGRES_PASSWORD}}"],
+            ["/etc/onebox/finances/secrets/api/JWT_REFRESH_SECRET", "0400", "10001:10001", "{{secret:JWT_REFRESH_SECRET}}"],
+            ["/etc/onebox/finances/secrets/api/JWT_SECRET", "0400", "10001:10001", "{{secret:JWT_SECRET}}"],
         ]);
+        // A service without the database gets a directory for its secrets alone.
+        const cleaning = step(stepsOf("cleaning"), "secrets");
+        assert.ok(cleaning.files.some((f) => f.path === "/etc/onebox/cleaning/secrets/worker/SMTP_PASSWORD"), cleaning.files.map((f) => f.path).join(" "));
         const alpine = step(stepsOf("finances", (r) => ((r.database as Record<string, unknown>).image = "postgres:16-alpine")), "secrets");
         assert.equal(fileOf(alpine, "/etc/onebox/finances/secrets/postgres/postgres-password").owner, "70:70");
         const imageUser = step(stepsOf("fingerflow", (r) => ((r.services as Record<string, Record<string, unknown>>).backend.user = null)), "secrets");
@@ -268,17 +277,25 @@ describe("secrets (H10)", () => {
         assert.ok(!step(stepsOf("cleaning"), "secrets").files.some((x) => x.path.includes("/certs/")));
     });
 
-    test("a service env file (exact): its secrets, then DATABASE_URL with the password URL-encoded", () => {
+    test("H11: a service env file (exact) holds only the secrets opted in with secretsAsEnv, DATABASE_URL with the password URL-encoded", () => {
+        const optedIn = configOf("finances", (raw) => {
+            (raw.services as Record<string, Record<string, unknown>>).api.secretsAsEnv = ["JWT_SECRET", "DATABASE_URL"];
+        });
         assert.equal(
-            renderServiceEnv(configOf("finances"), "api"),
+            renderServiceEnv(optedIn, "api"),
             [
-                "# Secrets of service api (finances-prod), rendered by onebox; root-only (H10).",
-                "JWT_REFRESH_SECRET={{secret:JWT_REFRESH_SECRET|env}}",
-                "JWT_SECRET={{secret:JWT_SECRET|env}}",
+                "# Secrets of service api (finances-prod) it reads from its environment (secretsAsEnv), rendered by onebox; root-only (H10).",
                 "DATABASE_URL='postgresql://finances:{{secret:POSTGRES_PASSWORD|url}}@finances-prod-postgres:5432/finances'",
+                "JWT_SECRET={{secret:JWT_SECRET|env}}",
                 "",
             ].join("\n"),
         );
+        // The opted-in secret is no longer a file; the other one still is.
+        const files = step(buildSteps(optedIn, contextFor(optedIn)), "secrets").files.map((f) => f.path);
+        assert.ok(!files.includes("/etc/onebox/finances/secrets/api/JWT_SECRET"));
+        assert.ok(files.includes("/etc/onebox/finances/secrets/api/JWT_REFRESH_SECRET"));
+        // By default: no value at all.
+        assert.doesNotMatch(renderServiceEnv(configOf("finances"), "api"), /=/);
         assert.doesNotMatch(renderServiceEnv(configOf("finances"), "web"), /=/);
     });
 
@@ -299,6 +316,12 @@ describe("secrets (H10)", () => {
                 "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
                 "  esac",
                 "done",
+                "for f in /etc/onebox/finances/secrets/api/*; do",
+                '  case "${f##*/}" in',
+                "    database-password|JWT_REFRESH_SECRET|JWT_SECRET) ;;",
+                "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
+                "  esac",
+                "done",
             ].join("\n"),
         );
     });
@@ -306,7 +329,7 @@ describe("secrets (H10)", () => {
     test("the prune loop, run with bash, removes only what no service uses", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-prune-"));
         try {
-            for (const p of ["env/api.env", "env/web.env", "env/old.env", "env/notes.txt", "secrets/postgres/postgres-password", "secrets/api/database-password", "secrets/old/database-password"]) {
+            for (const p of ["env/api.env", "env/web.env", "env/old.env", "env/notes.txt", "secrets/postgres/postgres-password", "secrets/api/database-password", "secrets/api/DROPPED_TOKEN", "secrets/old/database-password"]) {
                 fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
                 fs.writeFileSync(path.join(dir, p), "x");
             }
@@ -315,7 +338,8 @@ describe("secrets (H10)", () => {
             assert.equal(r.status, 0, r.stderr);
             assert.deepEqual(fs.readdirSync(path.join(dir, "env")).sort(), ["api.env", "notes.txt", "web.env"]);
             assert.deepEqual(fs.readdirSync(path.join(dir, "secrets")).sort(), ["api", "postgres"]);
-            assert.equal(r.stdout, `removed   ${dir}/env/old.env\nremoved   ${dir}/secrets/old/\n`);
+            assert.deepEqual(fs.readdirSync(path.join(dir, "secrets", "api")), ["database-password"]);
+            assert.equal(r.stdout, `removed   ${dir}/env/old.env\nremoved   ${dir}/secrets/old/\nremoved   ${dir}/secrets/api/DROPPED_TOKEN\n`);
         } finally {
             fs.rmSync(dir, { recursive: true, force: true });
         }
@@ -334,7 +358,18 @@ describe("deploy", () => {
             [`/srv/onebox/cleaning/releases/${id}/Caddyfile`, "0644"],
             [`/srv/onebox/cleaning/releases/${id}/release.manifest`, "0644"],
         ]);
-        assert.equal(s.run, `mkdir -p -- /mnt/data/postgres /mnt/data/redis\n/usr/local/lib/onebox/deploy.sh /srv/onebox/cleaning/releases/${id}`);
+        assert.equal(
+            s.run,
+            [
+                "mkdir -p -- /mnt/data/postgres /mnt/data/redis",
+                "if find /mnt/data/caddy/data /mnt/data/caddy/config /var/log/onebox/cleaning/caddy ! -user 10080 -print -quit | grep -q .; then",
+                "  chown -R 10080:10080 -- /mnt/data/caddy/data /mnt/data/caddy/config /var/log/onebox/cleaning/caddy",
+                "fi",
+                `/usr/local/lib/onebox/deploy.sh /srv/onebox/cleaning/releases/${id}`,
+            ].join("\n"),
+        );
+        // H12: the non-root proxy owns what it writes.
+        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/caddy/data"), { path: "/mnt/data/caddy/data", mode: "0700", owner: "10080:10080" });
         assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/volumes/api/uploads"), { path: "/mnt/data/volumes/api/uploads", mode: "0750", owner: "10001:10001" });
         assert.ok(s.directories.some((d) => d.path === "/srv/onebox/cleaning/proxy/certs"), "mount point of the certificates inside the read-only /etc/caddy");
     });
@@ -428,6 +463,80 @@ describe("backup", () => {
     });
 });
 
+describe("R8: the role password as a SCRAM-SHA-256 verifier", () => {
+    test("the scram filter renders PostgreSQL's verifier format, deterministic per password, without the password; masked like any secret", () => {
+        const text = `{{secret:POSTGRES_PASSWORD|scram}}`;
+        const a = substituteSecrets(text, { POSTGRES_PASSWORD: "pw-one-Xk29vLq8Rz" });
+        assert.match(a, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=$/);
+        assert.equal(substituteSecrets(text, { POSTGRES_PASSWORD: "pw-one-Xk29vLq8Rz" }), a, "same password, same file (R5)");
+        const b = substituteSecrets(text, { POSTGRES_PASSWORD: "pw-two-Xk29vLq8Rz" });
+        assert.notEqual(b.split("$")[1], a.split("$")[1], "another password, another salt");
+        assert.ok(!a.includes("pw-one"));
+        assert.equal(maskSecrets(text), "********");
+    });
+
+    test("the verifier matches an independent implementation (Python's hashlib/hmac) of RFC 5802", () => {
+        const password = "Zq7-rotated-Lm3x9PwR";
+        const v = substituteSecrets("{{secret:P|scram}}", { P: password });
+        const [, iterSalt, keys] = v.split("$");
+        const [iterations, salt] = iterSalt.split(":");
+        const py = [
+            "import base64, hashlib, hmac, sys",
+            "pw, salt, it = sys.argv[1].encode(), base64.b64decode(sys.argv[2]), int(sys.argv[3])",
+            "s = hashlib.pbkdf2_hmac('sha256', pw, salt, it)",
+            "ck = hmac.new(s, b'Client Key', hashlib.sha256).digest()",
+            "sk = hmac.new(s, b'Server Key', hashlib.sha256).digest()",
+            "print(base64.b64encode(hashlib.sha256(ck).digest()).decode() + ':' + base64.b64encode(sk).decode())",
+        ].join("\n");
+        const r = spawnSync("python3", ["-c", py, password, salt, iterations], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout.trim(), keys);
+    });
+});
+
+describe("R7: the stack lock", () => {
+    test("secrets, deploy and backup hold /run/lock/onebox/<app>.lock for the whole step; wait-ready and bootstrap do not", () => {
+        const steps = stepsOf("finances");
+        const values = fakeSecretValues([...new Set(steps.flatMap(stepSecrets))]);
+        for (const st of steps.filter((x) => !x.upload)) {
+            const script = renderStepScript(st, values);
+            const line = `  lock_stack /run/lock/onebox/finances.lock 'onebox step ${st.name}' ${STACK_LOCK_WAIT_SECONDS}\n`;
+            const locked = ["secrets", "deploy", "backup"].includes(st.name);
+            assert.equal(script.includes(line), locked, st.name);
+            if (locked) {
+                // Taken before the first file is written.
+                assert.ok(script.indexOf(line) < script.indexOf("  put_"), st.name);
+            }
+        }
+    });
+
+    test("run with bash: a second holder waits at most the bound, names the holder, and fails without running its body", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-lock-"));
+        try {
+            const lock = path.join(dir, "locks", "app.lock");
+            const helpers = renderStepScript({ ...step(stepsOf("finances"), "wait-ready"), run: "" }, {}).split("run_step() {")[0];
+            const holder = spawnSync("bash", ["-c", `${helpers}\nlock_stack "$1" 'onebox step deploy' 5 && echo locked`, "x", lock], { encoding: "utf8", timeout: 30_000 });
+            // The first holder has exited (its lock died with it) and left its name in the file.
+            assert.equal(holder.status, 0, holder.stderr);
+            assert.match(holder.stdout, /^locked$/m);
+            assert.match(fs.readFileSync(lock, "utf8"), /^onebox step deploy \(pid \d+, user \S+, since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/m);
+            // Now hold it for real (flock(1) on the same file) and try again with a 1 s bound.
+            const second = spawnSync("flock", [lock, "bash", "-c", `${helpers}\nlock_stack "$1" 'onebox step secrets' 1 && echo body-ran`, "x", lock], { encoding: "utf8", timeout: 30_000 });
+            assert.equal(second.status, 1, second.stderr);
+            assert.doesNotMatch(second.stdout, /body-ran/);
+            assert.match(second.stdout, /waiting \(at most 1 s\) for the lock .*app\.lock, held by onebox step deploy \(pid/);
+            assert.match(second.stderr, /error: .*app\.lock is still held after 1 s by onebox step deploy .*nothing was changed/);
+            // Free again: taken at once.
+            const third = spawnSync("bash", ["-c", `${helpers}\nlock_stack "$1" 'onebox step backup' 1 && echo body-ran`, "x", lock], { encoding: "utf8", timeout: 30_000 });
+            assert.equal(third.status, 0, third.stderr);
+            assert.match(third.stdout, /body-ran/);
+            assert.equal(third.stderr, "");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
 describe("rendered step scripts", () => {
     const steps = stepsOf("finances");
     const secrets = step(steps, "secrets");
@@ -448,10 +557,10 @@ describe("rendered step scripts", () => {
         assert.ok(script.includes("  put_dir /etc/onebox/finances 0700 root:root\n"));
         assert.ok(script.includes("  put_dir /etc/onebox/finances/secrets/postgres 0500 999:999\n"));
         assert.ok(script.includes("  put_file /etc/onebox/finances/secrets/postgres/postgres-password 0400 999:999 <<'ONEBOX_EOF'\n"));
-        const b64 = /put_file \/etc\/onebox\/finances\/env\/api\.env 0600 root:root <<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/.exec(script)?.[1];
+        const b64 = /put_file \/etc\/onebox\/finances\/secrets\/api\/JWT_SECRET 0400 10001:10001 <<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/.exec(script)?.[1];
         assert.ok(b64);
         const content = Buffer.from(b64.replace(/\n/g, ""), "base64").toString("utf8");
-        assert.ok(content.includes(`JWT_SECRET='${FAKE_SECRET}-JWT_SECRET'\n`));
+        assert.equal(content, `${FAKE_SECRET}-JWT_SECRET`);
     });
 
     test("the masked script holds no secret value and no placeholder", () => {
