@@ -38,7 +38,12 @@ export async function settle(mocks: RecordingMocks): Promise<void> {
  * module (and Pulumi's runtime settings) are per process.
  */
 export async function runProgram(raw: Raw): Promise<ProgramRun> {
-    const mocks = await installMocks(asPulumiConfig(raw), PROGRAM_CALLS);
+    return runProgramWith(asPulumiConfig(raw));
+}
+
+/** Loads index.ts with config already in Pulumi's `namespace:key` → text form. */
+export async function runProgramWith(config: Record<string, string>): Promise<ProgramRun> {
+    const mocks = await installMocks(config, PROGRAM_CALLS);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const exports = require(path.resolve(__dirname, "../../index.ts")) as Record<string, pulumi.Output<unknown>>;
     for (const value of Object.values(exports)) {
