@@ -9,20 +9,20 @@
 import {
     AppSecrets,
     BackupBucket,
-    backupPrefix,
     buildOutputs,
     CloudflareDns,
     createHost,
     DatabaseTls,
-    databasePublished,
-    dnsHostnames,
     HostProvisioner,
     loadConfig,
+    planOf,
     provisioningSecrets,
     rotationLabel,
 } from "./components";
 
 const { config, secretValues, sshPrivateKey } = loadConfig();
+// Every derived fact (published database, status host, DNS names...) is read off the plan.
+const plan = planOf(config);
 
 // Rotation periods are read off the clock once per run (see components/secrets/rotation.ts).
 const now = new Date();
@@ -43,7 +43,7 @@ const dns =
         ? new CloudflareDns("dns", {
               zone: config.dns.zone,
               zoneId: config.dns.zoneId,
-              hostnames: dnsHostnames(config),
+              hostnames: [...plan.dnsHostnames],
               ipv4: host.ipv4Address,
               // AAAA only where the address is the server's own and stable.
               ipv6: config.host.provider === "digitalocean" && config.host.ipv6 ? host.ipv6Address : undefined,
@@ -58,7 +58,7 @@ const backupStorage =
         ? new BackupBucket("backups", {
               bucket: config.backups.bucket,
               region: config.backups.region,
-              prefix: backupPrefix(config),
+              prefix: plan.backupPrefix,
               retentionDays: config.backups.retentionDays,
               weeklyRetentionWeeks: config.backups.weeklyRetentionWeeks,
               tags: { app: config.app.name, environment: config.app.environment, "managed-by": "onebox" },
@@ -67,7 +67,7 @@ const backupStorage =
         : undefined;
 
 // PostgreSQL published to listed networks is served over TLS with a private CA (clients verify-full).
-const databaseTls = databasePublished(config)
+const databaseTls = plan.databasePublished
     ? new DatabaseTls("database-tls", { app: config.app, address: host.ipv4Address })
     : undefined;
 

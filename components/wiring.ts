@@ -3,12 +3,9 @@
  * secret values the provisioning steps reference by name.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { StackConfig } from "./config/schema";
+import { RESERVED_SECRETS as R } from "./config/plan";
 
-/** Every routed hostname plus `dns.extraHostnames`, each once, in first-seen order. */
-export function dnsHostnames(config: Pick<StackConfig, "routes" | "dns">): string[] {
-    return [...new Set([...config.routes.map((r) => r.host), ...(config.dns?.extraHostnames ?? [])])];
-}
+export { dnsHostnames } from "./config/plan";
 
 export interface SecretSources {
     secrets: { values: Record<string, pulumi.Output<string>>; databasePassword?: pulumi.Output<string> };
@@ -31,12 +28,12 @@ export function provisioningSecrets(src: SecretSources): Record<string, pulumi.O
             out[name] = pulumi.secret(value);
         }
     };
-    add("POSTGRES_PASSWORD", src.secrets.databasePassword);
-    add("BACKUP_S3_ACCESS_KEY_ID", src.backupStorage?.accessKeyId);
-    add("BACKUP_S3_SECRET_ACCESS_KEY", src.backupStorage?.secretAccessKey);
-    add("TLS_ORIGIN_CERT", src.dns?.certificatePem);
-    add("TLS_ORIGIN_KEY", src.dns?.privateKeyPem);
-    add("POSTGRES_TLS_CERT", src.databaseTls?.certPem);
-    add("POSTGRES_TLS_KEY", src.databaseTls?.privateKeyPem);
+    add(R.postgresPassword, src.secrets.databasePassword);
+    add(R.backupAccessKeyId, src.backupStorage?.accessKeyId);
+    add(R.backupSecretAccessKey, src.backupStorage?.secretAccessKey);
+    add(R.tlsOriginCert, src.dns?.certificatePem);
+    add(R.tlsOriginKey, src.dns?.privateKeyPem);
+    add(R.postgresTlsCert, src.databaseTls?.certPem);
+    add(R.postgresTlsKey, src.databaseTls?.privateKeyPem);
     return out;
 }

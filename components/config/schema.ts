@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { DropletSlug, Region as DoRegion } from "@pulumi/digitalocean/types/enums";
+import { PROGRAM_ONLY_SECRETS, USER_SUPPLIABLE_SECRETS } from "./plan";
 import {
     addressCount,
     ageRecipientProblem,
@@ -635,7 +636,7 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         });
     }
     // Names the program fills itself; BACKUP_S3_* may be user-supplied (backups.create: false).
-    const programSecrets = ["POSTGRES_PASSWORD", "POSTGRES_TLS_CERT", "POSTGRES_TLS_KEY", "TLS_ORIGIN_CERT", "TLS_ORIGIN_KEY"];
+    const programSecrets: readonly string[] = PROGRAM_ONLY_SECRETS;
     c.generatedSecrets.forEach((n, i) => {
         if (programSecrets.includes(n) || n.startsWith("BACKUP_S3_")) {
             issue(["generatedSecrets", i], `"${n}" is reserved for a value the program manages; pick another name`);
@@ -764,7 +765,7 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
             issue(["backups", "keyRotationDays"], "the program rotates only the key of a bucket it creates (create: true); rotate your own key where it was made and update the secrets");
         }
         if (!b.create) {
-            for (const n of ["BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY"]) {
+            for (const n of USER_SUPPLIABLE_SECRETS) {
                 if (!c.secretNames.includes(n)) {
                     issue(["backups", "create"], `backups.create is false: set the secret with \`pulumi config set --secret --path 'secrets.${n}'\``);
                 }

@@ -21,6 +21,7 @@ import type * as aws from "@pulumi/aws";
 import type * as digitalocean from "@pulumi/digitalocean";
 import ipaddr from "ipaddr.js";
 import type { StackConfig } from "../config/schema";
+import { databasePublished } from "../config/plan";
 
 export type Protocol = "tcp" | "udp";
 
@@ -79,7 +80,7 @@ export function inboundRules(config: FirewallConfig, cloudflare?: IpRanges): Fir
         { protocol: "tcp", port: HTTP_PORT, peers: web, purpose: host.originLockdown ? "HTTP from Cloudflare" : "HTTP" },
         { protocol: "tcp", port: HTTPS_PORT, peers: web, purpose: host.originLockdown ? "HTTPS from Cloudflare" : "HTTPS" },
     ];
-    if (database.enabled && database.allowedCidrs.length > 0) {
+    if (databasePublished({ database })) {
         rules.push({ protocol: "tcp", port: database.publicPort, peers: splitCidrs(database.allowedCidrs), purpose: "PostgreSQL from listed networks" });
     }
     return rules;

@@ -13,7 +13,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { StackConfig } from "../config/schema";
-import { backupPrefix } from "../storage/backup-prefix";
+import { BACKUP_STATUS_PATH, planOf } from "../config/plan";
 import { version as PROGRAM_VERSION } from "../../package.json";
 
 /** Major version of the contract. */
@@ -154,18 +154,7 @@ export function routedUrls(config: Pick<StackConfig, "routes">): StackOutputs["u
     }));
 }
 
-/**
- * The hostname that serves backup status: the first routed hostname of a
- * service that uses the database, otherwise the first route's hostname.
- * The proxy serves `/healthz/backup` on this host; both read it from here.
- */
-export function backupStatusHost(config: Pick<StackConfig, "routes" | "services">): string | undefined {
-    const withDatabase = config.routes.find((r) => config.services[r.service]?.database);
-    return (withDatabase ?? config.routes[0])?.host;
-}
-
-/** Path on `backupStatusHost` where backup status is served. */
-export const BACKUP_STATUS_PATH = "/healthz/backup";
+export { backupStatusHost, BACKUP_STATUS_PATH } from "../config/plan";
 
 /** The backups part of the contract, or null when backups are off. */
 export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
@@ -173,11 +162,11 @@ export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
     if (!b || !b.enabled) {
         return null;
     }
-    const statusHost = backupStatusHost(config);
+    const statusHost = planOf(config).backupStatusHost;
     return {
         bucket: b.bucket,
         region: b.region,
-        prefix: backupPrefix(config),
+        prefix: planOf(config).backupPrefix,
         endpoint: b.endpoint ?? null,
         schedule: b.schedule,
         retentionDays: b.retentionDays,
@@ -189,7 +178,7 @@ export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
 /** The database part of the contract: null unless PostgreSQL is published to listed networks. */
 export function databaseOutputs(config: StackConfig, address: string, caCertificate: string | undefined): StackOutputs["database"] {
     const db = config.database;
-    if (!db.enabled || db.allowedCidrs.length === 0) {
+    if (!planOf(config).databasePublished) {
         return null;
     }
     if (!caCertificate) {

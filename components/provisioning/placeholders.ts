@@ -20,15 +20,7 @@
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { envFileValue } from "./shell";
 
-export const RESERVED_SECRETS = {
-    postgresPassword: "POSTGRES_PASSWORD",
-    postgresTlsCert: "POSTGRES_TLS_CERT",
-    postgresTlsKey: "POSTGRES_TLS_KEY",
-    backupAccessKeyId: "BACKUP_S3_ACCESS_KEY_ID",
-    backupSecretAccessKey: "BACKUP_S3_SECRET_ACCESS_KEY",
-    tlsOriginCert: "TLS_ORIGIN_CERT",
-    tlsOriginKey: "TLS_ORIGIN_KEY",
-} as const;
+export { RESERVED_SECRETS } from "../config/plan";
 
 export type SecretFilter = "env" | "url" | "scram";
 

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import type { StackConfig } from "../config/schema";
 import type { IpRanges } from "../hosts/firewall-rules";
 import { isWorldCidr } from "../config/validators";
-import { backupPrefix } from "../storage/backup-prefix";
+import { planOf } from "../config/plan";
 import type { HostScripts } from "./host-scripts";
 import {
     appPaths,
@@ -56,7 +56,6 @@ import {
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
 import {
     appServiceNames,
-    backupsEnabled,
     composeImages,
     databaseUrl,
     fileSecrets,
@@ -70,7 +69,7 @@ import {
     renderCompose,
 } from "./render/compose";
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
-import { databasePublished, renderPgHba } from "./render/pg-hba";
+import { renderPgHba } from "./render/pg-hba";
 import { releaseId, renderManifest, type ReleaseFile } from "./render/release";
 import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
 import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
@@ -352,7 +351,7 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
             // What deploy.sh sets as the role's password: the verifier, never the password (R8).
             file(`${pgDir}/${POSTGRES_SCRAM_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword, "scram"), "0400", pgOwner),
         );
-        if (databasePublished(config)) {
+        if (planOf(config).databasePublished) {
             // TLS for the published port; PostgreSQL wants its key owned by its user, 0600 or less.
             files.push(
                 file(`${pgDir}/${POSTGRES_TLS_CERT_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresTlsCert), "0400", pgOwner),
@@ -423,7 +422,7 @@ export function renderRelease(config: StackConfig, dataPath: string): { id: stri
     const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
     if (config.proxy.kind === "caddy") {
         files.push({ name: "Caddyfile", content: renderCaddyfile(config, project) });
-    } else if (backupsEnabled(config)) {
+    } else if (planOf(config).backupsEnabled) {
         files.push({ name: "Caddyfile", content: renderStatusCaddyfile(project) });
     }
     files.push({ name: "release.manifest", content: renderManifest(config, { project, paths }) });
@@ -504,7 +503,7 @@ export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
             ["BACKUP_S3_BUCKET", ctx.backup?.bucket ?? b.bucket],
             ["BACKUP_S3_REGION", ctx.backup?.region ?? b.region],
             ["BACKUP_S3_ENDPOINT", endpoint],
-            ["BACKUP_S3_PREFIX", backupPrefix(config)],
+            ["BACKUP_S3_PREFIX", planOf(config).backupPrefix],
         ]),
         `BACKUP_S3_ACCESS_KEY_ID=${secretRef(RESERVED_SECRETS.backupAccessKeyId, "env")}\n`,
         `BACKUP_S3_SECRET_ACCESS_KEY=${secretRef(RESERVED_SECRETS.backupSecretAccessKey, "env")}\n`,
@@ -531,7 +530,7 @@ export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
 
 function backupStep(config: StackConfig, ctx: StepContext): Step {
     const base = { name: "backup" as const, dependsOn: ["deploy" as StepName], lock: stackLockFile(config.app.name) };
-    if (!backupsEnabled(config) || !config.backups) {
+    if (!planOf(config).backupsEnabled || !config.backups) {
         // Converge: a stack that turns backups off stops its timers.
         return {
             ...base,

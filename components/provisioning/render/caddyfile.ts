@@ -13,7 +13,8 @@
  */
 import type { StackConfig } from "../../config/schema";
 import { CONTAINER_CADDY_LOG_DIR, CONTAINER_CERTS_DIR, CONTAINER_STATUS_DIR } from "../paths";
-import { backupsEnabled, statusHost, STATUS_PORT } from "./compose";
+import { planOf } from "../../config/plan";
+import { STATUS_PORT } from "./compose";
 
 /** How long the proxy retries an upstream that refuses connections (a container being replaced). */
 export const LB_TRY_DURATION = "30s";
@@ -186,7 +187,7 @@ function globalOptions(config: StackConfig): string[] {
 
 /** Renders the proxy's Caddyfile. */
 export function renderCaddyfile(config: StackConfig, project: string): string {
-    const status = backupsEnabled(config) ? statusHost(config) : undefined;
+    const status = planOf(config).backupsEnabled ? planOf(config).backupStatusHost : undefined;
     const out: string[] = [
         `# Caddyfile of ${project}, rendered by onebox; do not edit on the host.`,
         "# deploy.sh installs it as the live config and reloads the proxy gracefully.",

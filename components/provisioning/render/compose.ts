@@ -24,7 +24,7 @@
 import { stringify } from "yaml";
 import type { ServiceConfig, StackConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
-import { databasePublished } from "./pg-hba";
+import { planOf } from "../../config/plan";
 import {
     CONFIG_DIR_VARIABLE,
     CONTAINER_CADDY_DIR,
@@ -280,16 +280,6 @@ function sortKeys<T>(o: Record<string, T>): Record<string, T> {
     return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Hostname that serves /healthz/backup: the host routed to the database service, else the first route's host. */
-export function statusHost(config: StackConfig): string | undefined {
-    const dbRoute = config.routes.find((r) => config.services[r.service]?.database);
-    return (dbRoute ?? config.routes[0])?.host;
-}
-
-/** Whether backups run (and so the backup status endpoint exists). */
-export function backupsEnabled(config: StackConfig): boolean {
-    return Boolean(config.backups?.enabled);
-}
 
 /** App service names, sorted: reordering the config does not change the rendered files. */
 export function appServiceNames(config: StackConfig): string[] {
@@ -394,7 +384,7 @@ function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean)
     if (config.tls.mode === "cloudflare-origin") {
         volumes.push(bind(`${configDirRef(ctx.paths)}/certs`, CONTAINER_CERTS_DIR, true));
     }
-    if (backupsEnabled(config)) {
+    if (planOf(config).backupsEnabled) {
         volumes.push(bind(STATUS_DIR, CONTAINER_STATUS_DIR, true));
     }
     return {
@@ -421,7 +411,7 @@ function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean)
 
 /** traefik-external only: a tiny Caddy that serves /healthz/backup behind Traefik (B3). */
 function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
-    const host = statusHost(config);
+    const host = planOf(config).backupStatusHost;
     const router = `traefik.http.routers.${ctx.project}-${STATUS_SERVICE}`;
     const labels: Record<string, string> = {
         "traefik.enable": "true",
@@ -459,7 +449,7 @@ function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean
 
 function postgresService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
-    const published = databasePublished(config);
+    const published = planOf(config).databasePublished;
     return {
         image: postgresImage(config),
         ...(upload ? { pull_policy: "never" } : {}),
@@ -545,7 +535,7 @@ function redisService(config: StackConfig, ctx: ComposeContext, upload: boolean)
 /** Images of every service in the compose file, in service order (for uploads). */
 export function composeImages(config: StackConfig): string[] {
     const images: string[] = [];
-    if (config.proxy.kind === "caddy" || backupsEnabled(config)) {
+    if (config.proxy.kind === "caddy" || planOf(config).backupsEnabled) {
         images.push(config.proxy.image);
     }
     if (config.database.enabled) {
@@ -566,7 +556,7 @@ export function composeModel(config: StackConfig, ctx: ComposeContext): Record<s
     const services: Record<string, unknown> = {};
     if (config.proxy.kind === "caddy") {
         services[PROXY_SERVICE] = proxyService(config, ctx, upload);
-    } else if (backupsEnabled(config)) {
+    } else if (planOf(config).backupsEnabled) {
         services[STATUS_SERVICE] = statusService(config, ctx, upload);
     }
     if (config.database.enabled) {
@@ -585,7 +575,7 @@ export function composeModel(config: StackConfig, ctx: ComposeContext): Record<s
         edge: {},
         internal: { internal: true },
     };
-    if (config.database.enabled && config.database.allowedCidrs.length > 0) {
+    if (planOf(config).databasePublished) {
         networks["db-published"] = {};
     }
     if (config.proxy.kind === "traefik-external") {

@@ -12,10 +12,7 @@
  */
 import type { StackConfig } from "../../config/schema";
 
-/** Whether the stack publishes PostgreSQL (and so serves it over TLS). */
-export function databasePublished(config: StackConfig): boolean {
-    return config.database.enabled && config.database.allowedCidrs.length > 0;
-}
+export { databasePublished } from "../../config/plan";
 
 export function renderPgHba(config: StackConfig): string {
     const rows: [string, string, string, string, string][] = [

@@ -6,7 +6,8 @@
 import { createHash } from "node:crypto";
 import type { StackConfig } from "../../config/schema";
 import { envFilePath, type AppPaths } from "../paths";
-import { appServiceNames, backupsEnabled, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
+import { planOf } from "../../config/plan";
+import { appServiceNames, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
 import { normalizePrefix } from "./caddyfile";
 
 export interface ReleaseFile {
@@ -72,7 +73,7 @@ export interface ManifestContext {
 /** The manifest deploy.sh reads (KEY=value lines, never sourced). */
 export function renderManifest(config: StackConfig, ctx: ManifestContext): string {
     const caddy = config.proxy.kind === "caddy";
-    const proxyService = caddy ? PROXY_SERVICE : backupsEnabled(config) ? STATUS_SERVICE : "";
+    const proxyService = caddy ? PROXY_SERVICE : planOf(config).backupsEnabled ? STATUS_SERVICE : "";
     const lines = [
         `# Release manifest of ${ctx.project}, rendered by onebox; read (never sourced) by deploy.sh.`,
         `PROJECT=${ctx.project}`,
