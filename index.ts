@@ -16,6 +16,7 @@ import {
     HostProvisioner,
     loadConfig,
     planOf,
+    provisioningConfig,
     provisioningSecrets,
     rotationLabel,
 } from "./components";
@@ -74,7 +75,7 @@ const databaseTls = plan.databasePublished
 const provisioner = new HostProvisioner(
     "provision",
     {
-        config,
+        config: provisioningConfig(config),
         host,
         secretValues: provisioningSecrets({ secrets, backupStorage, dns, databaseTls }),
     },

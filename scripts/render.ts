@@ -136,7 +136,7 @@ export function renderContext(
         dataPath: existing ? existing.dataPath : DATA_MOUNT_PATH,
         dataDevice: existing ? existing.dataDevice : dataDevice,
         sshUser: existing ? existing.user : DEPLOY_USER,
-        hostProvider: config.host.provider,
+        sshPort: existing ? existing.port : 22,
         scripts: loadHostScripts(scriptsDir),
         dockerAptSource,
         webSources: config.host.originLockdown ? webSources : undefined,

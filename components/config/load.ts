@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { configSchema, type StackConfig } from "./schema";
+import { configSchema, provisioningSchema, type ProvisioningConfig, type ProvisioningInput, type StackConfig } from "./schema";
 import { weakSecretProblem } from "./validators";
 
 /** The project's config namespace (the `name` in Pulumi.yaml). */
@@ -41,15 +41,20 @@ export interface ConfigProblem {
 
 /** Thrown when the configuration is invalid; lists every problem. */
 export class ConfigError extends Error {
-    constructor(public readonly problems: ConfigProblem[]) {
-        super(formatProblems(problems));
+    /** `pathPrefix` precedes every path: the config namespace for stack settings, e.g. "onebox:". */
+    constructor(
+        public readonly problems: ConfigProblem[],
+        pathPrefix = `${CONFIG_NAMESPACE}:`,
+        what = "stack configuration",
+    ) {
+        super(formatProblems(problems, pathPrefix, what));
         this.name = "ConfigError";
     }
 }
 
-export function formatProblems(problems: ConfigProblem[]): string {
-    const lines = problems.map((p) => `  - ${CONFIG_NAMESPACE}:${p.path}: ${p.message}`);
-    return `invalid stack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${lines.join("\n")}`;
+export function formatProblems(problems: ConfigProblem[], pathPrefix = `${CONFIG_NAMESPACE}:`, what = "stack configuration"): string {
+    const lines = problems.map((p) => `  - ${pathPrefix}${p.path}: ${p.message}`);
+    return `invalid ${what} (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${lines.join("\n")}`;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -187,6 +192,42 @@ export function validateConfig(raw: RawConfig, options: ValidateOptions = {}): V
         throw new ConfigError(problems);
     }
     return { config: parsed.data, warnings: configWarnings(parsed.data), secretValues, sshPrivateKey: sshPrivateKey as string | undefined };
+}
+
+/**
+ * Validates the provisioning part of a stack (what `HostProvisioner` takes):
+ * defaults applied, the same field and cross-setting checks as the stack
+ * configuration wherever they do not need the server or DNS. Throws a
+ * {@link ConfigError} naming each problem's path, prefixed with `within`.
+ */
+export function validateProvisioning(input: ProvisioningInput, within: string): ProvisioningConfig {
+    return validateArgs(provisioningSchema, input, within);
+}
+
+/**
+ * A component's arguments through the schema part they come from: defaults
+ * applied, and every problem thrown at once as a {@link ConfigError} naming
+ * its path, before the component registers anything. `within` names the
+ * component, e.g. `ExistingHost "server"`; `at` names the argument the
+ * schema part validates, e.g. "host".
+ */
+export function validateArgs<S extends z.ZodType>(schema: S, input: z.input<S>, within: string, at?: string): z.output<S> {
+    const parsed = schema.safeParse(input, { error: friendlyError });
+    if (!parsed.success) {
+        const problems = parsed.error.issues.map((issue) => ({ path: formatPath([...(at ? [at] : []), ...issue.path]), message: issueMessage(issue) }));
+        throw new ConfigError(problems, "", `${within} arguments`);
+    }
+    return parsed.data;
+}
+
+/** The provisioning part of a validated stack configuration (the one place the program maps it). */
+export function provisioningConfig(config: StackConfig): ProvisioningConfig {
+    const { host, ...rest } = config;
+    const workload: Omit<StackConfig, "host" | "dns"> = Object.fromEntries(Object.entries(rest).filter(([k]) => k !== "dns")) as Omit<StackConfig, "host" | "dns">;
+    return {
+        ...workload,
+        host: { sshAllowedCidrs: host.sshAllowedCidrs, allowSshFromAnywhere: host.allowSshFromAnywhere, swapMb: host.swapMb, originLockdown: host.originLockdown },
+    };
 }
 
 /** A zod issue's message, with the key named where zod only says "Invalid key in record". */

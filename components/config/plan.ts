@@ -7,7 +7,10 @@
  * object to every later caller (the configuration is immutable once
  * validated).
  */
-import type { StackConfig } from "./schema";
+import type { ProvisioningConfig, StackConfig } from "./schema";
+
+/** What a plan is resolved from: a whole stack configuration, or the provisioning part of one. */
+export type PlanSource = StackConfig | ProvisioningConfig;
 
 /**
  * Secret names the program fills itself, referenced by the host steps as
@@ -61,7 +64,7 @@ export interface Plan {
 const plans = new WeakMap<object, Plan>();
 
 /** The plan of a validated configuration, computed on first use. */
-export function planOf(config: StackConfig): Plan {
+export function planOf(config: PlanSource): Plan {
     let plan = plans.get(config);
     if (!plan) {
         plan = resolvePlan(config);
@@ -70,14 +73,14 @@ export function planOf(config: StackConfig): Plan {
     return plan;
 }
 
-function resolvePlan(config: StackConfig): Plan {
+function resolvePlan(config: PlanSource): Plan {
     return {
         databaseEnabled: config.database.enabled,
         databasePublished: databasePublished(config),
         backupsEnabled: Boolean(config.backups?.enabled),
         backupStatusHost: backupStatusHost(config),
         backupPrefix: backupPrefix(config),
-        dnsHostnames: dnsHostnames(config),
+        dnsHostnames: dnsHostnames("dns" in config ? config : { routes: config.routes }),
     };
 }
 
@@ -87,7 +90,7 @@ function resolvePlan(config: StackConfig): Plan {
  */
 
 /** Whether PostgreSQL is published to listed networks. */
-export function databasePublished(config: Pick<StackConfig, "database">): boolean {
+export function databasePublished(config: { database: { enabled: boolean; allowedCidrs: readonly string[] } }): boolean {
     return config.database.enabled && config.database.allowedCidrs.length > 0;
 }
 
@@ -103,6 +106,6 @@ export function backupPrefix(config: Pick<StackConfig, "app" | "backups">): stri
 }
 
 /** See {@link Plan.dnsHostnames}. */
-export function dnsHostnames(config: Pick<StackConfig, "routes" | "dns">): string[] {
+export function dnsHostnames(config: Pick<StackConfig, "routes"> & { dns?: StackConfig["dns"] }): string[] {
     return [...new Set([...config.routes.map((r) => r.host), ...(config.dns?.extraHostnames ?? [])])];
 }

@@ -148,7 +148,28 @@ const hostCommon = {
 /** Size of the block volume that holds database data and uploads. */
 const dataVolumeSizeGb = z.number().int().min(1, "must be at least 1 GB").max(16384).default(10);
 
-const digitalOceanHost = z.strictObject({
+/**
+ * F1: SSH open to the world needs an explicit opt-in. The list is judged as a
+ * set: two halves of the address space are the world as much as /0 is. With
+ * `requireList` (a firewall on the server itself: ufw) an empty list needs the
+ * opt-in too.
+ */
+function sshChecks(h: { sshAllowedCidrs: string[]; allowSshFromAnywhere: boolean }, ctx: z.RefinementCtx, requireList: boolean): void {
+    const sshAnywhere = anywhereIn(parsedCidrs(h.sshAllowedCidrs));
+    if (sshAnywhere.length > 0 && !h.allowSshFromAnywhere) {
+        const single = h.sshAllowedCidrs.findIndex((v) => anywhereIn(parsedCidrs([v])).length > 0);
+        ctx.addIssue({
+            code: "custom",
+            path: single >= 0 ? ["sshAllowedCidrs", single] : ["sshAllowedCidrs"],
+            message: `${single >= 0 ? h.sshAllowedCidrs[single] : "these ranges together"} open${single >= 0 ? "s" : ""} SSH to every public ${sshAnywhere.join(" and ")} address (the internet); list your admin addresses or set host.allowSshFromAnywhere: true`,
+        });
+    }
+    if (requireList && h.sshAllowedCidrs.length === 0 && !h.allowSshFromAnywhere) {
+        ctx.addIssue({ code: "custom", path: ["sshAllowedCidrs"], message: "list the admin CIDRs allowed to SSH (ufw), or set host.allowSshFromAnywhere: true" });
+    }
+}
+
+export const digitalOceanHostSchema = z.strictObject({
     provider: z.literal("digitalocean"),
     /** DigitalOcean region slug. @example "fra1" */
     region: z.string().refine((v) => DO_REGIONS.includes(v), { message: `unknown DigitalOcean region; use one of ${DO_REGIONS.join(", ")}` }),
@@ -165,9 +186,9 @@ const digitalOceanHost = z.strictObject({
     /** Extra droplet tags. */
     tags: z.array(z.string().regex(/^[a-zA-Z0-9_:.-]{1,255}$/, "tags use letters, digits, _ : . -")).default([]),
     ...hostCommon,
-});
+}).superRefine((h, ctx) => sshChecks(h, ctx, false));
 
-const lightsailHost = z.strictObject({
+export const lightsailHostSchema = z.strictObject({
     provider: z.literal("lightsail"),
     /** AWS region. @example "eu-central-1" */
     region: z.string().refine((v) => v in LIGHTSAIL_REGIONS, { message: `unknown Lightsail region; use one of ${Object.keys(LIGHTSAIL_REGIONS).join(", ")}` }),
@@ -182,9 +203,15 @@ const lightsailHost = z.strictObject({
     /** Data disk size in GB. @default 10 */
     dataVolumeSizeGb,
     ...hostCommon,
+}).superRefine((h, ctx) => {
+    sshChecks(h, ctx, false);
+    const zones = LIGHTSAIL_REGIONS[h.region] ?? [];
+    if (zones.length > 0 && !zones.includes(h.zone)) {
+        ctx.addIssue({ code: "custom", path: ["zone"], message: `zone "${h.zone}" does not exist in ${h.region}; use one of ${zones.join(", ")}` });
+    }
 });
 
-const existingHost = z.strictObject({
+export const existingHostSchema = z.strictObject({
     provider: z.literal("existing"),
     /** Public address the program connects to. @example "203.0.113.10" */
     address: checked((v) =>
@@ -213,9 +240,16 @@ const existingHost = z.strictObject({
     ...hostCommon,
     /** Admin CIDRs allowed to SSH through the host firewall (ufw). */
     sshAllowedCidrs: z.array(cidr).default([]),
+}).superRefine((h, ctx) => {
+    // The program never touches the cloud firewall of an existing server; ufw allows SSH from these.
+    sshChecks(h, ctx, true);
+    // Settings that cannot apply to the chosen provider are errors, not silently dropped.
+    if (h.sshPublicKeys.length > 0) {
+        ctx.addIssue({ code: "custom", path: ["sshPublicKeys"], message: "an existing server's users and keys are yours to manage; the program never installs these keys; remove them (add admins on the server itself)" });
+    }
 });
 
-export const hostSchema = z.discriminatedUnion("provider", [digitalOceanHost, lightsailHost, existingHost], {
+export const hostSchema = z.discriminatedUnion("provider", [digitalOceanHostSchema, lightsailHostSchema, existingHostSchema], {
     error: (issue) => (issue.code === "invalid_union" ? "unknown host.provider; use digitalocean, lightsail or existing" : undefined),
 });
 
@@ -507,58 +541,84 @@ const appSchema = z.strictObject({
     environment: slug.default("prod"),
 });
 
+/** Everything the server runs, besides the server itself and its DNS: what the provisioning steps read. */
+const workloadShape = {
+    tls: tlsSchema.prefault({}),
+    proxy: proxySchema.prefault({}),
+    services: z.record(slug, serviceSchema).refine((s) => Object.keys(s).length > 0, { message: "define at least one service" }),
+    routes: z.array(routeSchema).default([]),
+    database: databaseSchema.prefault({}),
+    redis: redisSchema.prefault({}),
+    backups: backupsSchema.optional(),
+    deploy: deploySchema.prefault({}),
+    /** Names of secrets generated by the program (random, 48 characters). */
+    generatedSecrets: z.array(envName).default([]),
+    /** Names of user-supplied secrets present (values are checked separately). */
+    secretNames: z.array(envName).default([]),
+};
+
 export const configSchema = z
     .strictObject({
         app: appSchema,
         host: hostSchema,
         dns: dnsSchema.optional(),
-        tls: tlsSchema.prefault({}),
-        proxy: proxySchema.prefault({}),
-        services: z.record(slug, serviceSchema).refine((s) => Object.keys(s).length > 0, { message: "define at least one service" }),
-        routes: z.array(routeSchema).default([]),
-        database: databaseSchema.prefault({}),
-        redis: redisSchema.prefault({}),
-        backups: backupsSchema.optional(),
-        deploy: deploySchema.prefault({}),
-        /** Names of secrets generated by the program (random, 48 characters). */
-        generatedSecrets: z.array(envName).default([]),
-        /** Names of user-supplied secrets present (values are checked separately). */
-        secretNames: z.array(envName).default([]),
+        ...workloadShape,
     })
     .superRefine((c, ctx) => crossChecks(c, ctx));
 
 export type StackConfig = z.output<typeof configSchema>;
+
+/**
+ * The settings of the server's own hardening that the provisioning steps
+ * apply (the part of `host` that does not depend on where the server runs).
+ */
+export const hardeningSchema = z.strictObject({
+    /**
+     * CIDRs the server's firewall (ufw) admits to SSH. The whole internet is
+     * refused unless `allowSshFromAnywhere` is true (F1). Empty: only with
+     * `allowSshFromAnywhere`. @default []
+     */
+    sshAllowedCidrs: z.array(cidr).default([]),
+    allowSshFromAnywhere: hostCommon.allowSshFromAnywhere,
+    swapMb: hostCommon.swapMb,
+    originLockdown: hostCommon.originLockdown,
+}).superRefine((h, ctx) => sshChecks(h, ctx, true));
+
+/**
+ * What the provisioning of a server reads: the app and everything it runs
+ * (the stack configuration without `host` and `dns`), with the server's
+ * hardening settings under `host`. Validated with the same checks as the
+ * stack configuration wherever they do not need the server or DNS.
+ */
+export const provisioningSchema = z
+    .strictObject({
+        app: appSchema,
+        host: hardeningSchema.prefault({}),
+        ...workloadShape,
+    })
+    .superRefine((c, ctx) => crossChecks(c, ctx));
+
+/** The validated input of the provisioning steps. A {@link StackConfig} is one. */
+export type ProvisioningConfig = z.output<typeof provisioningSchema>;
+/** {@link ProvisioningConfig} as a program writes it: optional settings may be left out (defaults apply). */
+export type ProvisioningInput = z.input<typeof provisioningSchema>;
+/** The server's own hardening settings (the `host` part of {@link ProvisioningConfig}). */
+export type HardeningConfig = ProvisioningConfig["host"];
+
+/** The stack configuration's form for {@link crossChecks}: a whole stack, or the provisioning part of one. */
+type CheckedConfig = StackConfig | (ProvisioningConfig & { dns?: undefined });
 export type HostConfig = StackConfig["host"];
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type BackupsConfig = z.output<typeof backupsSchema>;
 
 /** Checks that span several settings. */
-function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
+function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+    // The server's settings, when a whole stack is checked (the provisioning part holds only its hardening).
+    const server = "provider" in c.host ? c.host : undefined;
 
-    // F1: SSH open to the world needs an explicit opt-in. The list is judged as a
-    // set: two halves of the address space are the world as much as /0 is.
-    const sshAnywhere = anywhereIn(parsedCidrs(c.host.sshAllowedCidrs));
-    if (sshAnywhere.length > 0 && !c.host.allowSshFromAnywhere) {
-        const single = c.host.sshAllowedCidrs.findIndex((v) => anywhereIn(parsedCidrs([v])).length > 0);
-        issue(
-            single >= 0 ? ["host", "sshAllowedCidrs", single] : ["host", "sshAllowedCidrs"],
-            `${single >= 0 ? c.host.sshAllowedCidrs[single] : "these ranges together"} open${single >= 0 ? "s" : ""} SSH to every public ${sshAnywhere.join(" and ")} address (the internet); list your admin addresses or set host.allowSshFromAnywhere: true`,
-        );
-    }
-    if (c.host.provider === "existing") {
-        // The program never touches the cloud firewall of an existing server; ufw allows SSH from these.
-        if (c.host.sshAllowedCidrs.length === 0 && !c.host.allowSshFromAnywhere) {
-            issue(["host", "sshAllowedCidrs"], "list the admin CIDRs allowed to SSH (ufw), or set host.allowSshFromAnywhere: true");
-        }
-    }
-    if (c.host.provider === "lightsail") {
-        const zones = LIGHTSAIL_REGIONS[c.host.region] ?? [];
-        if (zones.length > 0 && !zones.includes(c.host.zone)) {
-            issue(["host", "zone"], `zone "${c.host.zone}" does not exist in ${c.host.region}; use one of ${zones.join(", ")}`);
-        }
-    }
+    // The host's own rules (F1, zones, keys) are checked with the host's settings (hostChecks).
 
     // Database exposure: listed networks only, never the world (judged as a set),
     // and very wide ranges only on an explicit opt-in (validators.ts WIDE_LIMIT).
@@ -586,8 +646,8 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     if (c.proxy.kind === "caddy") {
         published.push([80, "proxy (HTTP)"], [443, "proxy (HTTPS)"]);
     }
-    if (c.host.provider === "existing") {
-        published.push([c.host.port, "host.port (SSH)"]);
+    if (server?.provider === "existing") {
+        published.push([server.port, "host.port (SSH)"]);
     } else {
         published.push([22, "SSH"]);
     }
@@ -679,7 +739,9 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     if (c.tls.mode === "acme" && c.proxy.kind === "caddy" && !c.tls.acmeEmail) {
         issue(["tls", "acmeEmail"], "ACME needs a contact e-mail for expiry notices; set tls.acmeEmail");
     }
-    if (c.tls.mode === "cloudflare-origin" && c.dns?.provider !== "cloudflare") {
+    // How TLS and the origin lockdown relate to DNS is judged where the stack's DNS is known (not
+    // for the provisioning part alone, whose origin certificate may come from anywhere).
+    if (server && c.tls.mode === "cloudflare-origin" && c.dns?.provider !== "cloudflare") {
         issue(["tls", "mode"], "cloudflare-origin certificates need dns.provider: cloudflare");
     }
     if (c.tls.mode === "cloudflare-origin" && c.dns && !c.dns.proxied) {
@@ -691,7 +753,7 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     if (c.proxy.kind === "caddy" && c.tls.mode === "external") {
         issue(["tls", "mode"], "tls.mode external needs proxy.kind traefik-external");
     }
-    if (c.host.originLockdown && (!c.dns || c.dns.provider !== "cloudflare" || !c.dns.proxied)) {
+    if (server && c.host.originLockdown && (!c.dns || c.dns.provider !== "cloudflare" || !c.dns.proxied)) {
         issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs dns.provider: cloudflare with proxied: true");
     }
     if (c.host.originLockdown && c.tls.mode === "acme") {
@@ -719,16 +781,12 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
         });
     }
 
-    // Settings that cannot apply to the chosen provider are errors, not silently dropped.
-    if (c.host.provider === "existing" && c.host.sshPublicKeys.length > 0) {
-        issue(["host", "sshPublicKeys"], "an existing server's users and keys are yours to manage; the program never installs these keys; remove them (add admins on the server itself)");
-    }
 
     // Memory limits against the server's memory, where the size is known.
     const serverMb =
-        c.host.provider === "digitalocean" ? dropletMemoryMb(c.host.size) : c.host.provider === "lightsail" ? LIGHTSAIL_MEMORY_MB[c.host.bundle.split("_")[0]] : undefined;
+        server?.provider === "digitalocean" ? dropletMemoryMb(server.size) : server?.provider === "lightsail" ? LIGHTSAIL_MEMORY_MB[server.bundle.split("_")[0]] : undefined;
     if (serverMb !== undefined) {
-        const size = c.host.provider === "digitalocean" ? `host.size ${c.host.size}` : `host.bundle ${c.host.provider === "lightsail" ? c.host.bundle : ""}`;
+        const size = server?.provider === "digitalocean" ? `host.size ${server.size}` : `host.bundle ${server?.provider === "lightsail" ? server.bundle : ""}`;
         const limits: [(string | number)[], number][] = [
             ...serviceNames.map((n): [(string | number)[], number] => [["services", n, "memoryMb"], c.services[n].memoryMb]),
             ...(c.database.enabled ? [[["database", "memoryMb"], c.database.memoryMb] as [(string | number)[], number]] : []),

@@ -16,10 +16,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as digitalocean from "@pulumi/digitalocean";
-import type { HostConfig, OperatingSystem, StackConfig } from "../config/schema";
+import type { z } from "zod";
+import { digitalOceanHostSchema, type HostConfig, type OperatingSystem, type StackConfig } from "../config/schema";
+import { validateArgs } from "../config/load";
 import { renderFirstBoot } from "./first-boot";
 import { digitalOceanInboundRules, digitalOceanOutboundRules, inboundRulesOutput, outboundRules } from "./firewall-rules";
-import { DATA_MOUNT_PATH, DEPLOY_USER, type Host, type SshConnection } from "./host";
+import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostSettings, type SshConnection } from "./host";
 import { SshIdentity } from "./ssh-identity";
 
 /** Pulumi type token of {@link DigitalOceanHost}. */
@@ -53,10 +55,23 @@ export const DATA_VOLUME_FILESYSTEM = "ext4";
 export interface DigitalOceanHostArgs {
     /** Application name and environment; they name and tag resources. */
     readonly app: StackConfig["app"];
-    /** Host settings (region, size, os, SSH CIDRs and keys, volume size, project, tags). */
+    /**
+     * The droplet: `region` and `sshAllowedCidrs` (F1) are required; `size`
+     * @default "s-1vcpu-1gb", `os` @default "ubuntu-24.04", `ipv6` @default true,
+     * `dataVolumeSizeGb` @default 10, `swapMb` @default 1024, `dropletBackups`
+     * @default false, `tags` @default [], `project`, `sshPublicKeys` @default [],
+     * `originLockdown` @default false. See {@link HostSettings}.
+     */
+    readonly host: HostSettings<z.input<typeof digitalOceanHostSchema>>;
+    /** PostgreSQL's published port for the cloud firewall. @default not published */
+    readonly database?: DatabasePublication;
+}
+
+/** {@link DigitalOceanHostArgs} validated, defaults applied. */
+interface ResolvedArgs {
+    readonly app: StackConfig["app"];
     readonly host: DigitalOceanHostConfig;
-    /** Database settings; a public PostgreSQL port is opened only for `allowedCidrs` (F1). */
-    readonly database: StackConfig["database"];
+    readonly database: DatabasePublication;
 }
 
 /**
@@ -96,7 +111,12 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
     /** The droplet (for DNS, monitoring or a deliberate `--replace`). */
     readonly droplet: digitalocean.Droplet;
 
-    constructor(name: string, args: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, input: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        const args: ResolvedArgs = {
+            app: input.app,
+            host: validateArgs(digitalOceanHostSchema, { ...input.host, provider: "digitalocean" }, `DigitalOceanHost "${name}"`, "host"),
+            database: input.database ?? NO_DATABASE_PUBLICATION,
+        };
         super(DIGITALOCEAN_HOST_TYPE, name, {}, opts);
         const { app, host } = args;
         const label = resourceLabel([app.name, app.environment]);
@@ -169,7 +189,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
     }
 
     /** The data volume (S5), formatted by DigitalOcean so the bootstrap only mounts it. */
-    private createDataVolume(name: string, args: DigitalOceanHostArgs, tags: string[]): digitalocean.Volume {
+    private createDataVolume(name: string, args: ResolvedArgs, tags: string[]): digitalocean.Volume {
         return new digitalocean.Volume(
             `${name}-data`,
             {
@@ -186,7 +206,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
 
     private createDroplet(
         name: string,
-        args: DigitalOceanHostArgs,
+        args: ResolvedArgs,
         parts: { label: string; tags: string[]; identity: SshIdentity; deployKey: digitalocean.SshKey; dataDevice: pulumi.Output<string> },
     ): digitalocean.Droplet {
         const { host } = args;
@@ -223,7 +243,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
     }
 
     /** The cloud firewall (F1 inbound, F2 outbound), attached to the droplet. */
-    private createFirewall(name: string, label: string, args: DigitalOceanHostArgs, dropletId: pulumi.Output<number>): digitalocean.Firewall {
+    private createFirewall(name: string, label: string, args: ResolvedArgs, dropletId: pulumi.Output<number>): digitalocean.Firewall {
         const inbound = inboundRulesOutput({ host: args.host, database: args.database }, { parent: this });
         return new digitalocean.Firewall(
             `${name}-firewall`,

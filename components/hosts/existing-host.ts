@@ -9,8 +9,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import ipaddr from "ipaddr.js";
-import type { HostConfig } from "../config/schema";
-import type { Host, SshConnection } from "./host";
+import type { z } from "zod";
+import { existingHostSchema, type HostConfig } from "../config/schema";
+import { validateArgs } from "../config/load";
+import type { Host, HostSettings, SshConnection } from "./host";
 import { openSshKeyFields } from "./ssh-identity";
 
 /** Pulumi type token of {@link ExistingHost}. */
@@ -21,8 +23,14 @@ export type ExistingHostConfig = Extract<HostConfig, { provider: "existing" }>;
 
 /** Arguments of {@link ExistingHost}. */
 export interface ExistingHostArgs {
-    /** Address, port, user, host key, data path and device of the server. */
-    readonly host: ExistingHostConfig;
+    /**
+     * The server: `address` and `hostKey` (pinned, R1) are required; `port`
+     * @default 22, `user` @default "root", `dataPath` @default "/mnt/data",
+     * `dataDevice` (formatted if empty and mounted at dataPath), and the
+     * hardening settings the provisioner reads (`sshAllowedCidrs`, ...).
+     * See {@link HostSettings}.
+     */
+    readonly host: HostSettings<z.input<typeof existingHostSchema>>;
     /**
      * Private key of an SSH identity the server accepts for `host.user`
      * (OpenSSH format). Kept secret whatever the caller passes (R6).
@@ -50,8 +58,8 @@ export class ExistingHost extends pulumi.ComponentResource implements Host {
     readonly readyResources: pulumi.Resource[] = [];
 
     constructor(name: string, args: ExistingHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        const host = validateArgs(existingHostSchema, { ...args.host, provider: "existing" }, `ExistingHost "${name}"`, "host");
         super(EXISTING_HOST_TYPE, name, {}, opts);
-        const { host } = args;
         const addresses = existingHostAddresses(host.address);
 
         this.ipv4Address = pulumi.output(addresses.ipv4);

@@ -22,6 +22,7 @@ import type * as digitalocean from "@pulumi/digitalocean";
 import ipaddr from "ipaddr.js";
 import type { StackConfig } from "../config/schema";
 import { databasePublished } from "../config/plan";
+import type { DatabasePublication } from "./host";
 
 export type Protocol = "tcp" | "udp";
 
@@ -49,7 +50,10 @@ export const HTTP_PORT = 80;
 export const HTTPS_PORT = 443;
 
 /** Settings the rules depend on. */
-export type FirewallConfig = Pick<StackConfig, "host" | "database">;
+export interface FirewallConfig {
+    readonly host: Pick<StackConfig["host"], "sshAllowedCidrs" | "originLockdown">;
+    readonly database: DatabasePublication;
+}
 
 /** Splits CIDRs by address family, keeping their order. */
 export function splitCidrs(cidrs: readonly string[]): IpRanges {

@@ -38,6 +38,29 @@ export interface Host {
     readonly readyResources: pulumi.Resource[];
 }
 
+/**
+ * A host component's settings as a program writes them: the same settings,
+ * names and defaults as the stack configuration's `host` for that provider
+ * (README, "Configuration"); `provider` may be left out, settings left out
+ * take their defaults. The component validates them before creating
+ * anything (F1 included) and throws an error naming each bad setting.
+ */
+export type HostSettings<T extends { provider: string }> = Omit<T, "provider"> & { provider?: T["provider"] };
+
+/**
+ * PostgreSQL's published port, opened in a cloud firewall to `allowedCidrs`
+ * only when `enabled` and the list is not empty (the validated `database`
+ * settings of a stack fit as they are).
+ */
+export interface DatabasePublication {
+    readonly enabled: boolean;
+    readonly allowedCidrs: readonly string[];
+    readonly publicPort: number;
+}
+
+/** No database port in any firewall. */
+export const NO_DATABASE_PUBLICATION: DatabasePublication = { enabled: false, allowedCidrs: [], publicPort: 5432 };
+
 /** Where the data volume is mounted on cloud hosts. */
 export const DATA_MOUNT_PATH = "/mnt/data";
 

@@ -15,10 +15,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
-import type { HostConfig, OperatingSystem, StackConfig } from "../config/schema";
+import type { z } from "zod";
+import { lightsailHostSchema, type HostConfig, type OperatingSystem, type StackConfig } from "../config/schema";
+import { validateArgs } from "../config/load";
 import { renderLightsailLaunchScript } from "./first-boot";
 import { inboundRulesOutput, lightsailPortInfos } from "./firewall-rules";
-import { DATA_MOUNT_PATH, DEPLOY_USER, type Host, type SshConnection } from "./host";
+import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostSettings, type SshConnection } from "./host";
 import { SshIdentity } from "./ssh-identity";
 
 /** Pulumi type token of {@link LightsailHost}. */
@@ -58,10 +60,22 @@ export const LIGHTSAIL_DATA_DISK_PATH = "/dev/xvdf";
 export interface LightsailHostArgs {
     /** Application name and environment; they tag resources. */
     readonly app: StackConfig["app"];
-    /** Host settings (region, zone, bundle, os, SSH CIDRs and keys, disk size). */
+    /**
+     * The instance: `region` and `sshAllowedCidrs` (F1) are required; `zone`
+     * @default "a", `bundle` @default "micro_3_0", `os` @default "ubuntu-24.04",
+     * `dataVolumeSizeGb` @default 10, `swapMb` @default 1024, `sshPublicKeys`
+     * @default [], `originLockdown` @default false. See {@link HostSettings}.
+     */
+    readonly host: HostSettings<z.input<typeof lightsailHostSchema>>;
+    /** PostgreSQL's published port for the instance's firewall. @default not published */
+    readonly database?: DatabasePublication;
+}
+
+/** {@link LightsailHostArgs} validated, defaults applied. */
+interface ResolvedArgs {
+    readonly app: StackConfig["app"];
     readonly host: LightsailHostConfig;
-    /** Database settings; a public PostgreSQL port is opened only for `allowedCidrs` (F1). */
-    readonly database: StackConfig["database"];
+    readonly database: DatabasePublication;
 }
 
 /** Lightsail tags: `onebox`, `app`, `env`. */
@@ -95,7 +109,12 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
     /** The instance (for DNS, monitoring or a deliberate `--replace`). */
     readonly instance: aws.lightsail.Instance;
 
-    constructor(name: string, args: LightsailHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, input: LightsailHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        const args: ResolvedArgs = {
+            app: input.app,
+            host: validateArgs(lightsailHostSchema, { ...input.host, provider: "lightsail" }, `LightsailHost "${name}"`, "host"),
+            database: input.database ?? NO_DATABASE_PUBLICATION,
+        };
         super(LIGHTSAIL_HOST_TYPE, name, {}, opts);
         const problem = lightsailBundleProblem(args.host.bundle);
         if (problem) {
@@ -163,7 +182,7 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
 
     private createInstance(
         name: string,
-        args: LightsailHostArgs,
+        args: ResolvedArgs,
         parts: { availabilityZone: string; tags: Record<string, string>; identity: SshIdentity; keyPair: aws.lightsail.KeyPair },
     ): aws.lightsail.Instance {
         const { host } = args;

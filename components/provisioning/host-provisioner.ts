@@ -17,7 +17,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import type { StackConfig } from "../config/schema";
+import type { ProvisioningInput } from "../config/schema";
+import { validateProvisioning } from "../config/load";
 import type { Host } from "../hosts/host";
 import { cloudflareIpRanges, type IpRanges } from "../hosts/firewall-rules";
 import { loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "./host-scripts";
@@ -31,8 +32,20 @@ export const SSH_DIAL_ERROR_LIMIT = 30;
 export const SSH_PER_DIAL_TIMEOUT = 20;
 
 export interface HostProvisionerArgs {
-    /** The validated stack configuration. */
-    readonly config: StackConfig;
+    /**
+     * What the server runs and how it is hardened: `app` (name, environment),
+     * `services`, `routes`, `proxy`, `tls`, `database`, `redis`, `backups`,
+     * `deploy`, the secret names (`generatedSecrets`, `secretNames`) and under
+     * `host` the server's own hardening (`sshAllowedCidrs`,
+     * `allowSshFromAnywhere`, `swapMb`, `originLockdown`). The same settings,
+     * names and defaults as the stack configuration (README, "Configuration");
+     * settings left out take their defaults. Validated here, before any
+     * resource is registered: a problem throws an error naming its path.
+     * The onebox program passes `provisioningConfig(config)`.
+     *
+     * Plain values, not Outputs: they decide which steps exist.
+     */
+    readonly config: ProvisioningInput;
     /** The server to provision. */
     readonly host: Host;
     /**
@@ -60,11 +73,12 @@ export class HostProvisioner extends pulumi.ComponentResource {
     public readonly releaseId: string;
 
     constructor(name: string, args: HostProvisionerArgs, opts?: pulumi.ComponentResourceOptions) {
-        const { config, host } = args;
+        const { host } = args;
+        const config = validateProvisioning(args.config, `HostProvisioner "${name}"`);
         const ctx: StepContext = {
             dataPath: host.dataPath,
             sshUser: host.connection.user,
-            hostProvider: host.provider,
+            sshPort: host.connection.port,
             scripts: args.scripts ?? loadHostScripts(),
             dockerAptSource: args.dockerAptSource,
         };

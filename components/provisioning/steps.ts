@@ -22,7 +22,7 @@
  * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
 import { createHash } from "node:crypto";
-import type { StackConfig } from "../config/schema";
+import type { ProvisioningConfig } from "../config/schema";
 import type { IpRanges } from "../hosts/firewall-rules";
 import { isWorldCidr } from "../config/validators";
 import { planOf } from "../config/plan";
@@ -121,8 +121,8 @@ export interface StepContext {
     dataDevice?: string;
     /** SSH login user; steps run through `sudo -n` when it is not root. */
     sshUser: string;
-    /** Host.provider: "digitalocean" | "lightsail" | "existing". */
-    hostProvider: string;
+    /** Port the server's SSH daemon listens on (Host.connection.port): the firewall keeps it open. */
+    sshPort: number;
     /** Contents of the host scripts (`loadHostScripts()`). */
     scripts: HostScripts;
     /**
@@ -169,10 +169,6 @@ function ownerOf(user: string | null): string {
 }
 
 /** SSH port the bootstrap keeps open: the configured one for existing hosts, else 22. */
-function sshPort(config: StackConfig): number {
-    return config.host.provider === "existing" ? config.host.port : 22;
-}
-
 // ---------------------------------------------------------------- wait-ready
 
 function waitReadyStep(): Step {
@@ -206,7 +202,7 @@ function waitReadyStep(): Step {
 // ---------------------------------------------------------------- bootstrap
 
 /** The SSH allow-list in the bootstrap's terms: "any" for the whole internet (only with the opt-in). */
-function sshAllowed(config: StackConfig): string {
+function sshAllowed(config: ProvisioningConfig): string {
     const cidrs = config.host.sshAllowedCidrs;
     if (cidrs.some(isWorldCidr) || (config.host.allowSshFromAnywhere && cidrs.length === 0)) {
         return "any";
@@ -218,7 +214,7 @@ function sshAllowed(config: StackConfig): string {
  * /etc/onebox/bootstrap.env: the settings bootstrap.sh documents in its header
  * (sourced by bash as root, so 0600 root).
  */
-export function renderBootstrapEnv(config: StackConfig, ctx: StepContext): string {
+export function renderBootstrapEnv(config: ProvisioningConfig, ctx: StepContext): string {
     const db = config.database;
     const web = webPorts(config, ctx.webSources);
     const restricted = [...web.restricted, ...(db.enabled ? db.allowedCidrs.map((c) => `${db.publicPort}:${c}`) : [])];
@@ -229,7 +225,7 @@ export function renderBootstrapEnv(config: StackConfig, ctx: StepContext): strin
         ["ONEBOX_DATA_DEVICE", ctx.dataDevice ?? ""],
         ["ONEBOX_SWAP_MB", String(config.host.swapMb)],
         ["ONEBOX_SSH_ALLOWED_CIDRS", sshAllowed(config)],
-        ["ONEBOX_SSH_PORT", String(sshPort(config))],
+        ["ONEBOX_SSH_PORT", String(ctx.sshPort)],
         // Web traffic reaches the host in both proxy modes (ours, or the existing Traefik):
         // from everyone, or with origin lockdown from Cloudflare only.
         ["ONEBOX_PUBLIC_TCP_PORTS", web.public],
@@ -249,7 +245,7 @@ const WEB_PORTS = [80, 443];
  * `host.originLockdown` open only to Cloudflare's ranges, on the server itself
  * as well as in the cloud firewall (an existing server has no cloud firewall).
  */
-function webPorts(config: StackConfig, sources: IpRanges | undefined): { public: string; restricted: string[] } {
+function webPorts(config: ProvisioningConfig, sources: IpRanges | undefined): { public: string; restricted: string[] } {
     if (!config.host.originLockdown) {
         return { public: WEB_PORTS.join(" "), restricted: [] };
     }
@@ -261,7 +257,7 @@ function webPorts(config: StackConfig, sources: IpRanges | undefined): { public:
 }
 
 /** The bootstrap script and the files it ships next to itself, all installed in /usr/local/lib/onebox. */
-function bootstrapStep(config: StackConfig, ctx: StepContext): Step {
+function bootstrapStep(config: ProvisioningConfig, ctx: StepContext): Step {
     const names = Object.keys(ctx.scripts.bootstrap).sort();
     if (!names.includes("bootstrap.sh")) {
         throw new Error("scripts/host/bootstrap/bootstrap.sh is missing");
@@ -287,7 +283,7 @@ function bootstrapStep(config: StackConfig, ctx: StepContext): Step {
  * variables (`secretsAsEnv`, H11), DATABASE_URL with the password among them; every other
  * secret is a file (see `serviceSecretFiles`).
  */
-export function renderServiceEnv(config: StackConfig, service: string): string {
+export function renderServiceEnv(config: ProvisioningConfig, service: string): string {
     const svc = config.services[service];
     const project = projectName(config);
     const lines = [`# Secrets of service ${service} (${project}) it reads from its environment (secretsAsEnv), rendered by onebox; root-only (H10).\n`];
@@ -307,7 +303,7 @@ export function renderServiceEnv(config: StackConfig, service: string): string {
  * for a database service and one file per secret it does not take as an environment
  * variable. Owned by the service's user, 0400 (0444 when the image's own, unknown user runs it).
  */
-export function serviceSecretFiles(config: StackConfig, paths: AppPaths, service: string): HostFile[] {
+export function serviceSecretFiles(config: ProvisioningConfig, paths: AppPaths, service: string): HostFile[] {
     const svc = config.services[service];
     const owner = ownerOf(svc.user);
     const mode = svc.user === null ? "0444" : "0400";
@@ -335,7 +331,7 @@ function pruneLines(directory: string, glob: string, keep: string[]): string[] {
     ];
 }
 
-function secretsStep(config: StackConfig, paths: AppPaths): Step {
+function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
     const services = appServiceNames(config);
     const directories = [dir(ETC_DIR, "0700"), dir(paths.configDir, "0700"), dir(paths.envDir, "0700"), dir(paths.secretsDir, "0700")];
     const files: HostFile[] = services.map((s) => file(envFilePath(paths, s), renderServiceEnv(config, s), "0600"));
@@ -400,7 +396,7 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
 
 // ---------------------------------------------------------------- images
 
-function imagesStep(config: StackConfig): Step {
+function imagesStep(config: ProvisioningConfig): Step {
     return {
         name: "images",
         description: "Stream the locally built images to the host (docker save | ssh docker load)",
@@ -416,7 +412,7 @@ function imagesStep(config: StackConfig): Step {
 // ---------------------------------------------------------------- deploy
 
 /** The release files and their id. */
-export function renderRelease(config: StackConfig, dataPath: string): { id: string; files: ReleaseFile[] } {
+export function renderRelease(config: ProvisioningConfig, dataPath: string): { id: string; files: ReleaseFile[] } {
     const project = projectName(config);
     const paths = appPaths(config.app.name, dataPath);
     const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
@@ -429,7 +425,7 @@ export function renderRelease(config: StackConfig, dataPath: string): { id: stri
     return { id: releaseId(files), files };
 }
 
-function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Step {
+function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths): Step {
     const release = renderRelease(config, ctx.dataPath);
     const target = releaseDir(paths, release.id);
     const directories = [
@@ -485,7 +481,7 @@ export const BACKUP_WEEKLY_DAY = "7";
  * scripts source it themselves and refuse anything but 0600 root). Retention is
  * the bucket's lifecycle rules, not a setting here.
  */
-export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
+export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): string {
     const b = config.backups;
     if (!b) {
         throw new Error("renderBackupEnv: backups are not configured");
@@ -528,7 +524,7 @@ export function renderBackupEnv(config: StackConfig, ctx: StepContext): string {
     ].join("");
 }
 
-function backupStep(config: StackConfig, ctx: StepContext): Step {
+function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
     const base = { name: "backup" as const, dependsOn: ["deploy" as StepName], lock: stackLockFile(config.app.name) };
     if (!planOf(config).backupsEnabled || !config.backups) {
         // Converge: a stack that turns backups off stops its timers.
@@ -576,7 +572,7 @@ function backupStep(config: StackConfig, ctx: StepContext): Step {
 // ---------------------------------------------------------------- the list
 
 /** The ordered steps of a stack. Pure: same config and context, same steps. */
-export function buildSteps(config: StackConfig, ctx: StepContext): Step[] {
+export function buildSteps(config: ProvisioningConfig, ctx: StepContext): Step[] {
     const paths = appPaths(config.app.name, ctx.dataPath);
     const steps: Step[] = [waitReadyStep(), bootstrapStep(config, ctx), secretsStep(config, paths)];
     if (config.deploy.imageSource === "upload") {

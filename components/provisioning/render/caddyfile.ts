@@ -11,7 +11,7 @@
  * B3: `/healthz/backup` on one hostname serves the backup status written by
  * the backup scripts and answers 503 while the stale marker exists.
  */
-import type { StackConfig } from "../../config/schema";
+import type { ProvisioningConfig } from "../../config/schema";
 import { CONTAINER_CADDY_LOG_DIR, CONTAINER_CERTS_DIR, CONTAINER_STATUS_DIR } from "../paths";
 import { planOf } from "../../config/plan";
 import { STATUS_PORT } from "./compose";
@@ -50,7 +50,7 @@ interface SiteRoute {
 }
 
 /** Routes of each hostname, hosts sorted, paths longest first with the catch-all last. */
-export function routesByHost(config: StackConfig): Map<string, SiteRoute[]> {
+export function routesByHost(config: ProvisioningConfig): Map<string, SiteRoute[]> {
     const byHost = new Map<string, SiteRoute[]>();
     for (const r of config.routes) {
         const port = config.services[r.service]?.port;
@@ -83,7 +83,7 @@ function reverseProxy(route: SiteRoute): string[] {
     ];
 }
 
-function tlsLine(config: StackConfig): string[] {
+function tlsLine(config: ProvisioningConfig): string[] {
     switch (config.tls.mode) {
         case "cloudflare-origin":
             return [`tls ${ORIGIN_CERT_FILE} ${ORIGIN_KEY_FILE}`];
@@ -96,7 +96,7 @@ function tlsLine(config: StackConfig): string[] {
 }
 
 /** The shared security headers snippet. */
-export function securityHeaders(config: StackConfig): string[] {
+export function securityHeaders(config: ProvisioningConfig): string[] {
     const lines: string[] = [];
     if (config.proxy.hstsMaxAge > 0) {
         lines.push(`Strict-Transport-Security "max-age=${config.proxy.hstsMaxAge}"`);
@@ -132,7 +132,7 @@ export function backupStatusSnippet(): string[] {
     ];
 }
 
-function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withStatus: boolean): string[] {
+function siteBlock(config: ProvisioningConfig, host: string, routes: SiteRoute[], withStatus: boolean): string[] {
     const body: string[] = [
         ...tlsLine(config),
         "import security_headers",
@@ -166,7 +166,7 @@ function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withS
     return [`${host} {`, ...indent(body, 1), "}"];
 }
 
-function globalOptions(config: StackConfig): string[] {
+function globalOptions(config: ProvisioningConfig): string[] {
     const lines: string[] = [];
     if (config.tls.mode === "acme" && config.tls.acmeEmail) {
         lines.push(`email ${config.tls.acmeEmail}`);
@@ -186,7 +186,7 @@ function globalOptions(config: StackConfig): string[] {
 }
 
 /** Renders the proxy's Caddyfile. */
-export function renderCaddyfile(config: StackConfig, project: string): string {
+export function renderCaddyfile(config: ProvisioningConfig, project: string): string {
     const status = planOf(config).backupsEnabled ? planOf(config).backupStatusHost : undefined;
     const out: string[] = [
         `# Caddyfile of ${project}, rendered by onebox; do not edit on the host.`,

@@ -22,7 +22,7 @@
  * named by `<NAME>_FILE`; only the names in `secretsAsEnv` reach its environment.
  */
 import { stringify } from "yaml";
-import type { ServiceConfig, StackConfig } from "../../config/schema";
+import type { ProvisioningConfig, ServiceConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
 import { planOf } from "../../config/plan";
 import {
@@ -83,7 +83,7 @@ export interface ComposeContext {
 }
 
 /** The compose project name of a stack. */
-export function projectName(config: StackConfig): string {
+export function projectName(config: ProvisioningConfig): string {
     return `${config.app.name}-${config.app.environment}`;
 }
 
@@ -97,7 +97,7 @@ export function redisContainerName(project: string): string {
 }
 
 /** PostgreSQL image: `database.image`, else the official image of `database.version`. */
-export function postgresImage(config: StackConfig): string {
+export function postgresImage(config: ProvisioningConfig): string {
     return config.database.image ?? `postgres:${config.database.version}`;
 }
 
@@ -209,13 +209,13 @@ export function hasSecretFiles(service: ServiceConfig): boolean {
 }
 
 /** DATABASE_URL without a password (H11): the password is the file DATABASE_PASSWORD_FILE names. */
-export function databaseUrl(config: StackConfig, project: string, password?: string): string {
+export function databaseUrl(config: ProvisioningConfig, project: string, password?: string): string {
     const db = config.database;
     return `postgresql://${db.user}${password === undefined ? "" : `:${password}`}@${postgresContainerName(project)}:5432/${db.name}`;
 }
 
 /** Routes of one service, in config order. */
-function routesOf(config: StackConfig, service: string) {
+function routesOf(config: ProvisioningConfig, service: string) {
     return config.routes.filter((r) => r.service === service);
 }
 
@@ -229,7 +229,7 @@ export function traefikRule(host: string, path: string): string {
 }
 
 /** Labels that publish one service through the external Traefik (keys sorted). */
-export function traefikLabels(config: StackConfig, project: string, service: string): Record<string, string> {
+export function traefikLabels(config: ProvisioningConfig, project: string, service: string): Record<string, string> {
     const svc = config.services[service];
     const routes = routesOf(config, service);
     if (routes.length === 0 || svc.port === undefined) {
@@ -259,7 +259,7 @@ export function traefikLabels(config: StackConfig, project: string, service: str
  * The security-header and compression middlewares, declared identically on every
  * routed container so routers keep working while any one of them is restarting.
  */
-function traefikMiddlewares(config: StackConfig, project: string): Record<string, string> {
+function traefikMiddlewares(config: ProvisioningConfig, project: string): Record<string, string> {
     const m = `traefik.http.middlewares.${project}-headers.headers`;
     const labels: Record<string, string> = {
         [`${m}.frameDeny`]: "true",
@@ -282,7 +282,7 @@ function sortKeys<T>(o: Record<string, T>): Record<string, T> {
 
 
 /** App service names, sorted: reordering the config does not change the rendered files. */
-export function appServiceNames(config: StackConfig): string[] {
+export function appServiceNames(config: ProvisioningConfig): string[] {
     return Object.keys(config.services).sort();
 }
 
@@ -291,7 +291,7 @@ export function appServiceNames(config: StackConfig): string[] {
  * the password unless it opted into it as a secret) and REDIS_URL when asked for, and
  * `<NAME>_FILE` for each secret it reads from a file. Never a secret value.
  */
-export function serviceEnvironment(config: StackConfig, project: string, name: string): Record<string, string> {
+export function serviceEnvironment(config: ProvisioningConfig, project: string, name: string): Record<string, string> {
     const svc = config.services[name];
     const env: Record<string, string> = {};
     if (svc.database) {
@@ -316,7 +316,7 @@ export function serviceEnvironment(config: StackConfig, project: string, name: s
     return sortKeys(env);
 }
 
-function appService(config: StackConfig, ctx: ComposeContext, name: string, upload: boolean): Record<string, unknown> {
+function appService(config: ProvisioningConfig, ctx: ComposeContext, name: string, upload: boolean): Record<string, unknown> {
     const svc = config.services[name];
     const traefik = config.proxy.kind === "traefik-external";
     const routed = routesOf(config, name).length > 0;
@@ -374,7 +374,7 @@ function appService(config: StackConfig, ctx: ComposeContext, name: string, uplo
     };
 }
 
-function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+function proxyService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const volumes: Bind[] = [
         bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true),
         bind(ctx.paths.caddyDataDir, "/data"),
@@ -410,7 +410,7 @@ function proxyService(config: StackConfig, ctx: ComposeContext, upload: boolean)
 }
 
 /** traefik-external only: a tiny Caddy that serves /healthz/backup behind Traefik (B3). */
-function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+function statusService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const host = planOf(config).backupStatusHost;
     const router = `traefik.http.routers.${ctx.project}-${STATUS_SERVICE}`;
     const labels: Record<string, string> = {
@@ -447,7 +447,7 @@ function statusService(config: StackConfig, ctx: ComposeContext, upload: boolean
     };
 }
 
-function postgresService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
     const published = planOf(config).databasePublished;
     return {
@@ -510,7 +510,7 @@ function postgresService(config: StackConfig, ctx: ComposeContext, upload: boole
     };
 }
 
-function redisService(config: StackConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+function redisService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const r = config.redis;
     return {
         image: r.image,
@@ -533,7 +533,7 @@ function redisService(config: StackConfig, ctx: ComposeContext, upload: boolean)
 }
 
 /** Images of every service in the compose file, in service order (for uploads). */
-export function composeImages(config: StackConfig): string[] {
+export function composeImages(config: ProvisioningConfig): string[] {
     const images: string[] = [];
     if (config.proxy.kind === "caddy" || planOf(config).backupsEnabled) {
         images.push(config.proxy.image);
@@ -551,7 +551,7 @@ export function composeImages(config: StackConfig): string[] {
 }
 
 /** The compose model as a plain object (tests assert on it; `renderCompose` serialises it). */
-export function composeModel(config: StackConfig, ctx: ComposeContext): Record<string, unknown> {
+export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): Record<string, unknown> {
     const upload = config.deploy.imageSource === "upload";
     const services: Record<string, unknown> = {};
     if (config.proxy.kind === "caddy") {
@@ -596,6 +596,6 @@ function header(ctx: ComposeContext): string {
 }
 
 /** Renders compose.yaml. */
-export function renderCompose(config: StackConfig, ctx: ComposeContext): string {
+export function renderCompose(config: ProvisioningConfig, ctx: ComposeContext): string {
     return header(ctx) + stringify(composeModel(config, ctx), { lineWidth: 0, version: "1.1", aliasDuplicateObjects: false });
 }

@@ -10,11 +10,11 @@
  * connecting as before, unless a listed network overlaps the private range
  * Docker gave that network: clients there must then use TLS too.
  */
-import type { StackConfig } from "../../config/schema";
+import type { ProvisioningConfig } from "../../config/schema";
 
 export { databasePublished } from "../../config/plan";
 
-export function renderPgHba(config: StackConfig): string {
+export function renderPgHba(config: ProvisioningConfig): string {
     const rows: [string, string, string, string, string][] = [
         ["local", "all", "all", "", "trust"],
         ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],

@@ -4,7 +4,7 @@
  * same configuration always produces the same release directory.
  */
 import { createHash } from "node:crypto";
-import type { StackConfig } from "../../config/schema";
+import type { ProvisioningConfig } from "../../config/schema";
 import { envFilePath, type AppPaths } from "../paths";
 import { planOf } from "../../config/plan";
 import { appServiceNames, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
@@ -41,7 +41,7 @@ export interface RouteCheck {
  * the one that serves it on that host (longest prefix wins), else the route's
  * own path, where any answer below 500 proves the proxy reaches the service.
  */
-export function routeChecks(config: StackConfig): RouteCheck[] {
+export function routeChecks(config: ProvisioningConfig): RouteCheck[] {
     const checks: RouteCheck[] = [];
     const seen = new Set<string>();
     const matches = (prefix: string, p: string) => prefix === "" || p === prefix || p.startsWith(`${prefix}/`);
@@ -71,7 +71,7 @@ export interface ManifestContext {
 }
 
 /** The manifest deploy.sh reads (KEY=value lines, never sourced). */
-export function renderManifest(config: StackConfig, ctx: ManifestContext): string {
+export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext): string {
     const caddy = config.proxy.kind === "caddy";
     const proxyService = caddy ? PROXY_SERVICE : planOf(config).backupsEnabled ? STATUS_SERVICE : "";
     const lines = [

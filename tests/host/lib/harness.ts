@@ -479,7 +479,7 @@ export function e2eSteps(config: StackConfig, s3Port: number): Step[] {
         dataPath: "/mnt/data",
         dataDevice: "/dev/sdb",
         sshUser: DEPLOY_USER,
-        hostProvider: "existing",
+        sshPort: 22,
         scripts: loadHostScripts(),
         dockerAptSource: "auto",
         backup: { endpoint: `http://127.0.0.1:${s3Port}` },

@@ -174,7 +174,7 @@ export function contextFor(config: StackConfig, overrides: Partial<StepContext> 
     return {
         dataPath: existing ? existing.dataPath : "/mnt/data",
         sshUser: existing ? existing.user : "deploy",
-        hostProvider: config.host.provider,
+        sshPort: existing ? existing.port : 22,
         scripts: FAKE_SCRIPTS,
         webSources: config.host.originLockdown ? FAKE_CLOUDFLARE_RANGES : undefined,
         ...overrides,

@@ -10,6 +10,7 @@ import { GET_IP_RANGES, ipRangesHandler } from "../../helpers/cloudflare";
 import { installMocks, unwrap, type RecordedResource, type RecordingMocks } from "../../helpers/mocks";
 import type { Host } from "../../../components/hosts/host";
 import type { StackConfig } from "../../../components/config/schema";
+import { provisioningConfig } from "../../../components/config/load";
 import { HOST_PROVISIONER_TYPE, HostProvisioner, SSH_DIAL_ERROR_LIMIT, SSH_PER_DIAL_TIMEOUT } from "../../../components/provisioning/host-provisioner";
 import { buildSteps, renderRelease, stepSecrets, type StepName } from "../../../components/provisioning/steps";
 import { configOf, contextFor, FAKE_SCRIPTS, FAKE_SECRET, fakeSecretValues, HOST_KEY } from "./fixtures";
@@ -80,7 +81,7 @@ async function provision(config: StackConfig, opts: { secrets?: Record<string, s
     const ready = new Ready("ready");
     const provisioner = new HostProvisioner(
         "prod",
-        { config, host: fakeHost([ready], opts.user), secretValues: secretsFor(config, opts.secrets), scripts: FAKE_SCRIPTS },
+        { config: provisioningConfig(config), host: fakeHost([ready], opts.user), secretValues: secretsFor(config, opts.secrets), scripts: FAKE_SCRIPTS },
         {
             dependsOn: opts.dependsOn,
             transformations: [
@@ -198,7 +199,7 @@ describe("HostProvisioner: secrets (R3, R4)", () => {
         mocks.reset();
         const config = configOf("finances");
         assert.throws(
-            () => new HostProvisioner("prod", { config, host: fakeHost([]), secretValues: { JWT_SECRET: "x" }, scripts: FAKE_SCRIPTS }),
+            () => new HostProvisioner("prod", { config: provisioningConfig(config), host: fakeHost([]), secretValues: { JWT_SECRET: "x" }, scripts: FAKE_SCRIPTS }),
             /no value for secrets BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY, JWT_REFRESH_SECRET, POSTGRES_PASSWORD, TLS_ORIGIN_CERT, TLS_ORIGIN_KEY/,
         );
         assert.deepEqual(mocks.resources, []);
@@ -264,3 +265,84 @@ describe("HostProvisioner: image upload", () => {
         assert.equal(deps.at(-1), run.provisioner.steps.images);
     });
 });
+
+describe("HostProvisioner: arguments of its own (not the whole stack configuration)", () => {
+    test("takes the provisioning part alone, settings left out take the stack configuration's defaults", async () => {
+        mocks.reset();
+        const provisioner = new HostProvisioner("lib", {
+            config: {
+                app: { name: "hello", environment: "demo" },
+                host: { sshAllowedCidrs: ["198.51.100.0/24"] },
+                tls: { mode: "internal" },
+                services: { web: { image: "ghcr.io/example/hello:1.0.0", port: 8080, health: { path: "/health" } } },
+                routes: [{ host: "hello.example.com", service: "web" }],
+                database: { enabled: false },
+            },
+            host: fakeHost([]),
+            secretValues: {},
+            scripts: FAKE_SCRIPTS,
+        });
+        await unwrap(provisioner.urn);
+        await settleMocks();
+        const names = mocks.ofType(REMOTE).map((r) => r.name).sort();
+        assert.deepEqual(names, ["lib-backup", "lib-bootstrap", "lib-deploy", "lib-secrets", "lib-wait-ready"]);
+        const bootstrap = mocks.ofType(REMOTE).find((r) => r.name === "lib-bootstrap");
+        const stdin = String(unsecret(bootstrap?.inputs.stdin));
+        const env = /put_file \/etc\/onebox\/bootstrap\.env \S+ \S+ <<'(\w+)'\n([\s\S]*?)\n\1\n/.exec(stdin);
+        assert.ok(env, "the bootstrap installs its settings file");
+        const settings = Buffer.from(env[2], "base64").toString("utf8");
+        // Defaults of the stack configuration: a 1024 MiB swap file; the SSH port is the host's.
+        assert.match(settings, /^ONEBOX_SWAP_MB='?1024'?$/m);
+        assert.match(settings, /^ONEBOX_SSH_PORT='?22'?$/m);
+        assert.match(settings, /198\.51\.100\.0\/24/);
+    });
+
+    test("F1: bad arguments throw naming each path, and nothing is registered", () => {
+        mocks.reset();
+        assert.throws(
+            () =>
+                new HostProvisioner("lib", {
+                    config: {
+                        app: { name: "hello", environment: "demo" },
+                        host: { sshAllowedCidrs: ["0.0.0.0/0"] },
+                        services: { web: { image: "ghcr.io/example/hello:1.0.0", port: 70000 } },
+                    },
+                    host: fakeHost([]),
+                    secretValues: {},
+                    scripts: FAKE_SCRIPTS,
+                }),
+            (err: Error) => {
+                assert.match(err.message, /^invalid HostProvisioner "lib" arguments/);
+                assert.match(err.message, /host\.sshAllowedCidrs\[0\]: 0\.0\.0\.0\/0 opens SSH to every public IPv4 address/);
+                assert.match(err.message, /services\.web\.port: must be between 1 and 65535/);
+                return true;
+            },
+        );
+        assert.deepEqual(mocks.resources, []);
+    });
+
+    test("an empty SSH list on the server's own firewall needs the explicit opt-in (F1)", () => {
+        mocks.reset();
+        assert.throws(
+            () =>
+                new HostProvisioner("lib", {
+                    config: { app: { name: "hello", environment: "demo" }, services: { web: { image: "ghcr.io/example/hello:1.0.0" } }, database: { enabled: false } },
+                    host: fakeHost([]),
+                    secretValues: {},
+                    scripts: FAKE_SCRIPTS,
+                }),
+            /host\.sshAllowedCidrs: list the admin CIDRs allowed to SSH \(ufw\), or set host\.allowSshFromAnywhere: true/,
+        );
+        assert.deepEqual(mocks.resources, []);
+    });
+});
+
+/** Waits until the number of recorded resources stops changing (bounded: 5 s). */
+async function settleMocks(): Promise<void> {
+    let last = -1;
+    for (let i = 0, stable = 0; i < 500 && stable < 10; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        stable = mocks.resources.length === last ? stable + 1 : 0;
+        last = mocks.resources.length;
+    }
+}
