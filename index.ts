@@ -47,7 +47,7 @@ const dns =
               hostnames: [...plan.dnsHostnames],
               ipv4: host.ipv4Address,
               // AAAA only where the address is the server's own and stable.
-              ipv6: config.host.provider === "digitalocean" && config.host.ipv6 ? host.ipv6Address : undefined,
+              ipv6: host.ipv6Stable ? host.ipv6Address : undefined,
               proxied: config.dns.proxied,
               sslStrict: config.dns.sslStrict,
               originCertificate: config.tls.mode === "cloudflare-origin",

@@ -29,8 +29,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { parse } from "yaml";
 import { CONFIG_NAMESPACE, ConfigError, plaintextPaths, validateConfig, type RawConfig } from "../components/config/load";
-import type { StackConfig } from "../components/config/schema";
-import { DATA_MOUNT_PATH, DEPLOY_USER } from "../components/hosts/host";
+import { providerFactsOf, type StackConfig } from "../components/config/schema";
 import type { IpRanges } from "../components/hosts/firewall-rules";
 import { cidrProblem } from "../components/config/validators";
 import { loadHostScripts, defaultScriptsDir } from "../components/provisioning/host-scripts";
@@ -131,12 +130,12 @@ export function renderContext(
     dockerAptSource?: StepContext["dockerAptSource"],
     webSources?: IpRanges,
 ): StepContext {
-    const existing = config.host.provider === "existing" ? config.host : undefined;
+    const { layout, sshPort } = providerFactsOf(config.host);
     return {
-        dataPath: existing ? existing.dataPath : DATA_MOUNT_PATH,
-        dataDevice: existing ? existing.dataDevice : dataDevice,
-        sshUser: existing ? existing.user : DEPLOY_USER,
-        sshPort: existing ? existing.port : 22,
+        dataPath: layout.dataPath,
+        dataDevice: layout.dataDevice ?? dataDevice,
+        sshUser: layout.sshUser,
+        sshPort: sshPort.port,
         scripts: loadHostScripts(scriptsDir),
         dockerAptSource,
         webSources: config.host.originLockdown ? webSources : undefined,

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { configSchema, provisioningSchema, type ProvisioningConfig, type ProvisioningInput, type StackConfig } from "./schema";
+import { configSchema, HOST_PROVIDER_FACTS, HOST_PROVIDERS, provisioningSchema, type ProvisioningConfig, type ProvisioningInput, type StackConfig } from "./schema";
 import { weakSecretProblem } from "./validators";
 
 /** The project's config namespace (the `name` in Pulumi.yaml). */
@@ -181,12 +181,14 @@ export function validateConfig(raw: RawConfig, options: ValidateOptions = {}): V
         }
     }
     const provider = (rest.host as { provider?: unknown } | undefined)?.provider;
+    const facts = typeof provider === "string" && provider in HOST_PROVIDER_FACTS ? HOST_PROVIDER_FACTS[provider as keyof typeof HOST_PROVIDER_FACTS] : undefined;
+    const supplied = HOST_PROVIDERS.filter((p) => HOST_PROVIDER_FACTS[p].deployKey === "supplied").join(" or ");
     if (sshPrivateKey !== undefined && (typeof sshPrivateKey !== "string" || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey))) {
         problems.push({ path: "sshPrivateKey", message: "not a private key; set it with `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
-    } else if (provider === "existing" && sshPrivateKey === undefined && !options.deployKeyElsewhere) {
-        problems.push({ path: "sshPrivateKey", message: "host.provider existing needs the key the server accepts: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`" });
-    } else if (provider !== "existing" && sshPrivateKey !== undefined) {
-        problems.push({ path: "sshPrivateKey", message: "only used with host.provider existing (cloud servers get a generated deploy key); remove it" });
+    } else if (facts?.deployKey === "supplied" && sshPrivateKey === undefined && !options.deployKeyElsewhere) {
+        problems.push({ path: "sshPrivateKey", message: `host.provider ${String(provider)} needs the key the server accepts: \`pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519\`` });
+    } else if (facts?.deployKey !== "supplied" && sshPrivateKey !== undefined) {
+        problems.push({ path: "sshPrivateKey", message: `only used with host.provider ${supplied} (cloud servers get a generated deploy key); remove it` });
     }
     if (problems.length > 0 || !parsed.success) {
         throw new ConfigError(problems);

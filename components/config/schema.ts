@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { DropletSlug, Region as DoRegion } from "@pulumi/digitalocean/types/enums";
 import { PROGRAM_ONLY_SECRETS, USER_SUPPLIABLE_SECRETS } from "./plan";
+import { DATA_MOUNT_PATH, DEPLOY_USER } from "../hosts/host";
 import {
     addressCount,
     ageRecipientProblem,
@@ -249,9 +250,78 @@ export const existingHostSchema = z.strictObject({
     }
 });
 
+/**
+ * What the configuration needs to know of each kind of host besides its
+ * settings. Adding a provider means one schema branch above and one entry
+ * here (and its component in components/hosts/, listed in HOST_KINDS there).
+ */
+interface HostProviderFacts<H> {
+    /** The settings of this kind of host. */
+    readonly schema: z.ZodType<H>;
+    /**
+     * Whose SSH key the program connects with: "generated" (a deploy key the
+     * program makes and installs at creation) or "supplied" (the
+     * `sshPrivateKey` secret, for a server the program did not create).
+     */
+    readonly deployKey: "generated" | "supplied";
+    /** The server's memory and the setting that decides it, where the settings tell. */
+    readonly memory: (host: H) => { mb: number; setting: string } | undefined;
+    /** The port SSH listens on, and the setting that decides it ("" when fixed). */
+    readonly sshPort: (host: H) => { port: number; setting: string };
+    /** Where the data lives and as whom the steps log in, known before the server exists (e.g. for `npm run render`). */
+    readonly layout: (host: H) => { dataPath: string; dataDevice?: string; sshUser: string };
+}
+
+const providerFacts = <H>(facts: HostProviderFacts<H>) => facts;
+
+export const HOST_PROVIDER_FACTS = {
+    digitalocean: providerFacts({
+        schema: digitalOceanHostSchema,
+        deployKey: "generated",
+        sshPort: () => ({ port: 22, setting: "" }),
+        layout: () => ({ dataPath: DATA_MOUNT_PATH, sshUser: DEPLOY_USER }),
+        memory: (h) => {
+            const mb = dropletMemoryMb(h.size);
+            return mb === undefined ? undefined : { mb, setting: `host.size ${h.size}` };
+        },
+    }),
+    lightsail: providerFacts({
+        schema: lightsailHostSchema,
+        deployKey: "generated",
+        sshPort: () => ({ port: 22, setting: "" }),
+        layout: () => ({ dataPath: DATA_MOUNT_PATH, sshUser: DEPLOY_USER }),
+        memory: (h) => {
+            const mb = LIGHTSAIL_MEMORY_MB[h.bundle.split("_")[0]];
+            return mb === undefined ? undefined : { mb, setting: `host.bundle ${h.bundle}` };
+        },
+    }),
+    existing: providerFacts({
+        schema: existingHostSchema,
+        deployKey: "supplied",
+        sshPort: (h) => ({ port: h.port, setting: "host.port" }),
+        layout: (h) => ({ dataPath: h.dataPath, dataDevice: h.dataDevice, sshUser: h.user }),
+        memory: () => undefined,
+    }),
+} as const;
+
+/** The host providers, in the order the documentation lists them. */
+export const HOST_PROVIDERS = Object.keys(HOST_PROVIDER_FACTS) as (keyof typeof HOST_PROVIDER_FACTS)[];
+
 export const hostSchema = z.discriminatedUnion("provider", [digitalOceanHostSchema, lightsailHostSchema, existingHostSchema], {
-    error: (issue) => (issue.code === "invalid_union" ? "unknown host.provider; use digitalocean, lightsail or existing" : undefined),
+    error: (issue) =>
+        issue.code === "invalid_union" ? `unknown host.provider; use ${HOST_PROVIDERS.slice(0, -1).join(", ")} or ${HOST_PROVIDERS[HOST_PROVIDERS.length - 1]}` : undefined,
 });
+
+/** The facts of a validated host's provider. */
+export function providerFactsOf(host: z.output<typeof hostSchema>): {
+    deployKey: "generated" | "supplied";
+    memory: { mb: number; setting: string } | undefined;
+    sshPort: { port: number; setting: string };
+    layout: { dataPath: string; dataDevice?: string; sshUser: string };
+} {
+    const facts = HOST_PROVIDER_FACTS[host.provider] as HostProviderFacts<typeof host>;
+    return { deployKey: facts.deployKey, memory: facts.memory(host), sshPort: facts.sshPort(host), layout: facts.layout(host) };
+}
 
 const dnsSchema = z.strictObject({
     /** DNS provider; "none" when records are managed elsewhere. @default "cloudflare" */
@@ -646,11 +716,8 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     if (c.proxy.kind === "caddy") {
         published.push([80, "proxy (HTTP)"], [443, "proxy (HTTPS)"]);
     }
-    if (server?.provider === "existing") {
-        published.push([server.port, "host.port (SSH)"]);
-    } else {
-        published.push([22, "SSH"]);
-    }
+    const ssh = server ? providerFactsOf(server).sshPort : { port: 22, setting: "" };
+    published.push([ssh.port, ssh.setting ? `${ssh.setting} (SSH)` : "SSH"]);
     if (c.database.allowedCidrs.length > 0) {
         published.push([c.database.publicPort, "database.publicPort"]);
     }
@@ -783,10 +850,9 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
 
 
     // Memory limits against the server's memory, where the size is known.
-    const serverMb =
-        server?.provider === "digitalocean" ? dropletMemoryMb(server.size) : server?.provider === "lightsail" ? LIGHTSAIL_MEMORY_MB[server.bundle.split("_")[0]] : undefined;
-    if (serverMb !== undefined) {
-        const size = server?.provider === "digitalocean" ? `host.size ${server.size}` : `host.bundle ${server?.provider === "lightsail" ? server.bundle : ""}`;
+    const memory = server ? providerFactsOf(server).memory : undefined;
+    if (memory !== undefined) {
+        const { mb: serverMb, setting: size } = memory;
         const limits: [(string | number)[], number][] = [
             ...serviceNames.map((n): [(string | number)[], number] => [["services", n, "memoryMb"], c.services[n].memoryMb]),
             ...(c.database.enabled ? [[["database", "memoryMb"], c.database.memoryMb] as [(string | number)[], number]] : []),

@@ -21,7 +21,7 @@ import { digitalOceanHostSchema, type HostConfig, type OperatingSystem, type Sta
 import { validateArgs } from "../config/load";
 import { renderFirstBoot } from "./first-boot";
 import { digitalOceanInboundRules, digitalOceanOutboundRules, inboundRulesOutput, outboundRules } from "./firewall-rules";
-import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostSettings, type SshConnection } from "./host";
+import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostKind, type HostSettings, type SshConnection } from "./host";
 import { SshIdentity } from "./ssh-identity";
 
 /** Pulumi type token of {@link DigitalOceanHost}. */
@@ -99,11 +99,18 @@ export function dropletTags(app: StackConfig["app"], extra: readonly string[]): 
     return [...new Set(["onebox", `app:${app.name}`, `env:${app.environment}`, ...extra])];
 }
 
+/** How the program creates a DigitalOcean host from a stack configuration. */
+export const DIGITALOCEAN_KIND: HostKind<DigitalOceanHostConfig> = {
+    create: (name, config, opts) => new DigitalOceanHost(name, { app: config.app, host: config.host, database: config.database }, opts),
+};
+
 /** A droplet with everything the provisioning steps need before the first SSH connection. */
 export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
     readonly provider = "digitalocean";
     readonly ipv4Address: pulumi.Output<string>;
     readonly ipv6Address: pulumi.Output<string | undefined>;
+    /** The droplet's own address (`host.ipv6`); kept while the droplet lives. */
+    readonly ipv6Stable: boolean;
     readonly connection: SshConnection;
     readonly dataDevice: pulumi.Output<string | undefined>;
     readonly dataPath = DATA_MOUNT_PATH;
@@ -158,6 +165,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
         this.droplet = droplet;
         this.ipv4Address = reservedIp.ipAddress;
         this.ipv6Address = host.ipv6 ? droplet.ipv6Address : pulumi.output<string | undefined>(undefined);
+        this.ipv6Stable = host.ipv6;
         this.dataDevice = dataDevice;
         this.connection = {
             host: reservedIp.ipAddress,

@@ -12,7 +12,7 @@ import ipaddr from "ipaddr.js";
 import type { z } from "zod";
 import { existingHostSchema, type HostConfig } from "../config/schema";
 import { validateArgs } from "../config/load";
-import type { Host, HostSettings, SshConnection } from "./host";
+import type { Host, HostKind, HostSettings, SshConnection } from "./host";
 import { openSshKeyFields } from "./ssh-identity";
 
 /** Pulumi type token of {@link ExistingHost}. */
@@ -46,12 +46,26 @@ export function existingHostAddresses(address: string): { ipv4: string; ipv6: st
     return { ipv4: address, ipv6: isIpv6 ? address : undefined };
 }
 
+/** How the program uses an existing server from a stack configuration. */
+export const EXISTING_KIND: HostKind<ExistingHostConfig> = {
+    create: (name, config, opts, extra) => {
+        if (extra.existingPrivateKey === undefined) {
+            throw new Error(
+                "host.provider existing needs the SSH private key the server accepts: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`",
+            );
+        }
+        return new ExistingHost(name, { host: config.host, privateKey: extra.existingPrivateKey }, opts);
+    },
+};
+
 /** An existing server, described entirely by config. */
 export class ExistingHost extends pulumi.ComponentResource implements Host {
     readonly provider = "existing";
     /** The configured address (an IPv4 address, or whatever `host.address` holds: a DNS name or IPv6 literal). */
     readonly ipv4Address: pulumi.Output<string>;
     readonly ipv6Address: pulumi.Output<string | undefined>;
+    /** An existing server's addresses are its owner's business: DNS publishes the configured address only. */
+    readonly ipv6Stable = false;
     readonly connection: SshConnection;
     readonly dataDevice: pulumi.Output<string | undefined>;
     readonly dataPath: string;

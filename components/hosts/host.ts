@@ -4,6 +4,7 @@
  * volume is.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { HostConfig, StackConfig } from "../config/schema";
 
 /** How the provisioning steps reach the server over SSH. */
 export interface SshConnection {
@@ -26,6 +27,8 @@ export interface Host {
     readonly ipv4Address: pulumi.Output<string>;
     /** Public IPv6 address, when the host has one. */
     readonly ipv6Address: pulumi.Output<string | undefined>;
+    /** The IPv6 address is the server's own and stable: DNS may publish it (AAAA records). */
+    readonly ipv6Stable: boolean;
     readonly connection: SshConnection;
     /**
      * Block device holding database data and uploads, when the host has a
@@ -60,6 +63,30 @@ export interface DatabasePublication {
 
 /** No database port in any firewall. */
 export const NO_DATABASE_PUBLICATION: DatabasePublication = { enabled: false, allowedCidrs: [], publicPort: 5432 };
+
+/** A host component: the {@link Host} interface on a ComponentResource. */
+export type HostResource = Host & pulumi.ComponentResource;
+
+/** Values that do not come from the validated config. */
+export interface CreateHostExtras {
+    /**
+     * Private key for a server the program did not create (a provider whose
+     * deploy key is "supplied"), read by the caller with
+     * `config.requireSecret("sshPrivateKey")`. Unused for cloud hosts, which
+     * generate their own deploy key.
+     */
+    readonly existingPrivateKey?: pulumi.Input<string>;
+}
+
+/**
+ * One kind of host: how the program creates it from a stack configuration.
+ * Each host component's module exports one; components/hosts/index.ts lists
+ * them by provider (what the configuration knows of a provider is in
+ * HOST_PROVIDER_FACTS, components/config/schema.ts).
+ */
+export interface HostKind<H extends HostConfig> {
+    create(name: string, config: StackConfig & { host: H }, opts: pulumi.ComponentResourceOptions | undefined, extra: CreateHostExtras): HostResource;
+}
 
 /** Where the data volume is mounted on cloud hosts. */
 export const DATA_MOUNT_PATH = "/mnt/data";

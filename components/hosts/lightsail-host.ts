@@ -20,7 +20,7 @@ import { lightsailHostSchema, type HostConfig, type OperatingSystem, type StackC
 import { validateArgs } from "../config/load";
 import { renderLightsailLaunchScript } from "./first-boot";
 import { inboundRulesOutput, lightsailPortInfos } from "./firewall-rules";
-import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostSettings, type SshConnection } from "./host";
+import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostKind, type HostSettings, type SshConnection } from "./host";
 import { SshIdentity } from "./ssh-identity";
 
 /** Pulumi type token of {@link LightsailHost}. */
@@ -93,11 +93,18 @@ export function lightsailBundleProblem(bundle: string): string | undefined {
         : undefined;
 }
 
+/** How the program creates a Lightsail host from a stack configuration. */
+export const LIGHTSAIL_KIND: HostKind<LightsailHostConfig> = {
+    create: (name, config, opts) => new LightsailHost(name, { app: config.app, host: config.host, database: config.database }, opts),
+};
+
 /** A Lightsail instance with everything the provisioning steps need before the first SSH connection. */
 export class LightsailHost extends pulumi.ComponentResource implements Host {
     readonly provider = "lightsail";
     readonly ipv4Address: pulumi.Output<string>;
     readonly ipv6Address: pulumi.Output<string | undefined>;
+    /** Lightsail's IPv6 address follows the instance, not the static IP: never published in DNS. */
+    readonly ipv6Stable = false;
     readonly connection: SshConnection;
     /**
      * {@link LIGHTSAIL_DATA_DISK_PATH}: the name the disk is attached as, which

@@ -34,6 +34,8 @@ const environmentSchema = z.object({
 });
 
 const hostSchema = z.object({
+    // Listed here, not imported from the schema: the contract stays free of the cloud SDKs its
+    // consumers need not load, and a new provider is a deliberate change of the contract.
     provider: z.enum(["digitalocean", "lightsail", "existing"]).describe("Where the server runs."),
     ipv4: z.ipv4().describe("Public IPv4 address (static/reserved for cloud hosts)."),
     ipv6: z.ipv6().nullable().describe("Public IPv6 address, or null."),

@@ -13,6 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { installMocks, unwrap } from "../../helpers/mocks";
 import { digitalOceanRaw, existingRaw, lightsailRaw, withValue, type Raw } from "../../helpers/fixtures";
 import { validateConfig } from "../../../components/config/load";
+import { HOST_PROVIDERS } from "../../../components/config/schema";
 import {
     BACKUP_STATUS_PATH,
     OUTPUTS_SCHEMA_VERSION,
@@ -299,5 +300,13 @@ void describe("outputs.schema.json", () => {
     void it("the zod schema accepts the sample and rejects a wrong version", () => {
         assert.equal(stackOutputsSchema.safeParse(sampleOutputs()).success, true);
         assert.equal(stackOutputsSchema.safeParse({ ...sampleOutputs(), schemaVersion: 2 }).success, false);
+    });
+});
+
+describe("outputs contract: host providers", () => {
+    it("the contract's provider enum lists exactly the providers the configuration accepts", () => {
+        const shape = stackOutputsSchema.shape.host;
+        const providers = (shape as unknown as { shape: { provider: { options: string[] } } }).shape.provider.options;
+        assert.deepEqual([...providers].sort(), [...HOST_PROVIDERS].sort());
     });
 });

@@ -55,6 +55,7 @@ function fakeHost(readyResources: pulumi.Resource[], user = "deploy"): Host {
         provider: "digitalocean",
         ipv4Address: pulumi.output("203.0.113.10"),
         ipv6Address: pulumi.output<string | undefined>(undefined),
+        ipv6Stable: false,
         connection: { host: pulumi.output("203.0.113.10"), port: 22, user, privateKey: pulumi.secret(PRIVATE_KEY), hostKey: pulumi.output(HOST_KEY) },
         dataDevice: pulumi.output<string | undefined>("/dev/disk/by-id/scsi-0DO_Volume_data"),
         dataPath: "/mnt/data",
