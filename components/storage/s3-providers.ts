@@ -101,7 +101,7 @@ export function s3TargetProblems(t: S3Target, raw: { region?: string; endpoint?:
     if (!t.region) {
         problems.push(["region", `${preset.label} needs its region; set backups.region (e.g. ${preset.regionExample})`]);
     } else if (!preset.region.test(t.region)) {
-        problems.push(["region", `"${t.region}" is not a ${preset.label} region; use one such as ${preset.regionExample}`]);
+        problems.push(["region", `"${t.region}" is not a valid region for ${preset.label}; use one such as ${preset.regionExample}`]);
     }
     if (!raw.endpoint && !preset.endpointFor) {
         problems.push(["endpoint", `${preset.label} has no fixed endpoint; set backups.endpoint (e.g. ${preset.endpointExample ?? "https://..."})`]);
