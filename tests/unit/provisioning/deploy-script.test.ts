@@ -363,6 +363,17 @@ describe("deploy.sh: PostgreSQL major upgrades", () => {
         assert.ok(back > 0, "the old server started again");
     });
 
+    test("an upgraded release that fails the health gate also returns to the old data and release", () => {
+        const { s, data } = upgradeSite(16);
+        const r = deploy(s, release(s, "bbbbbbbbbbb2", { pgVersion: 17, fail: true }));
+        assert.equal(r.status, 1);
+        assert.match(r.stdout, /PostgreSQL 17 holds what 16 held/);
+        assert.match(r.stderr, /not every service became healthy/);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(fs.readFileSync(path.join(data, "PG_VERSION"), "utf8"), "16\n");
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+    });
+
     test("a restore whose row counts differ fails the upgrade the same way", () => {
         const { s, data } = upgradeSite(16);
         const next = release(s, "bbbbbbbbbbb2", { pgVersion: 17 });
