@@ -122,6 +122,7 @@ main() {
   # The same suites as if on other dates (a Sunday, a Monday, a rotation boundary).
   run bash scripts/test-calendar.sh --ci
   run bash tests/host/fixture/base-image.sh
+  run env ONEBOX_BASE_SUITE=bookworm bash tests/host/fixture/base-image.sh
   run bash tests/host/fixture/stack-images.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh

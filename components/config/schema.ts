@@ -30,6 +30,7 @@ import {
     parseCron,
     sshPublicKeyProblem,
 } from "./validators";
+import { resolveS3Target, S3_PROVIDERS, s3TargetProblems } from "../storage/s3-providers";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -552,9 +553,21 @@ const backupsSchema = z.strictObject({
      * @default 0
      */
     keyRotationDays: rotationDays,
-    /** Bucket region. @default "us-east-1" */
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "use an AWS region code such as eu-central-1").default("us-east-1"),
-    /** S3-compatible endpoint (https) when not using AWS. */
+    /**
+     * Storage service: "aws", "b2" (Backblaze), "r2" (Cloudflare), "spaces"
+     * (DigitalOcean), "minio" or "other". Sets the endpoint (b2, spaces: from
+     * the region), the region rules, the addressing style and the upload tool's
+     * profile (components/storage/s3-providers.ts).
+     * @default "aws" ("other" when only `endpoint` is set)
+     */
+    provider: z.enum(S3_PROVIDERS, { message: `use one of ${S3_PROVIDERS.join(", ")}` }).optional(),
+    /**
+     * Bucket region, spelled as the provider spells it: AWS eu-central-1, B2
+     * eu-central-003, Spaces fra1, R2 auto; free-form (a-z 0-9 -) for minio/other.
+     * @default "us-east-1" (aws, minio, other), "auto" (r2); required for b2 and spaces
+     */
+    region: z.string().optional(),
+    /** S3 endpoint (https). Required for r2, minio and other; b2 and spaces derive it from the region. */
     endpoint: z.url({ protocol: /^https$/, message: "must be an https:// URL" }).refine((v) => !envSafeProblem(v) && !/\s/.test(v), { message: "must not contain quotes, spaces or control characters" }).optional(),
     /** Key prefix; defaults to "<app>/<environment>". */
     prefix: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "use path segments without leading or trailing slash").optional(),
@@ -562,6 +575,22 @@ const backupsSchema = z.strictObject({
     retentionDays: z.number().int("must be a whole number of days").positive("must be at least 1 day").max(3650).default(7),
     /** Weeks to keep weekly dumps (0 disables weekly copies). @default 4 */
     weeklyRetentionWeeks: z.number().int().min(0, "must be 0 or more").max(520).default(4),
+    /**
+     * Delete dumps older than the retention from the host after each backup
+     * (only under the prefix; daily, weekly and file archives each by their own
+     * retention; the newest of each is always kept). Needs credentials that may
+     * delete under the prefix. Turn it off when the bucket's own lifecycle rules
+     * expire old objects and the host key cannot delete (scripts/host/backup/README.md).
+     * @default true when `create: false` (the bucket is not ours), false with `create: true` (lifecycle rules)
+     */
+    pruneOnHost: z.boolean().optional(),
+    /** Also keep the newest `keep` dumps on the data volume (as uploaded, so encrypted when `encryptionPublicKey` is set). */
+    local: z
+        .strictObject({
+            /** How many dumps to keep on the data volume. @example 3 */
+            keep: z.number().int("must be a whole number").min(1, "keep at least 1 dump, or remove backups.local").max(365),
+        })
+        .optional(),
     /** Five-field cron schedule, UTC. @default "30 3 * * *" */
     schedule: cron.default("30 3 * * *"),
     /** age recipient; dumps are encrypted on the host with it (B2). */
@@ -589,6 +618,14 @@ const backupsSchema = z.strictObject({
             tables: z.array(z.string().regex(/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/)).default([]),
         })
         .prefault({}),
+}).transform((b, ctx) => {
+    // Defaults that depend on other settings are filled in here, once; the
+    // cross-checks below then judge the resolved values.
+    const target = resolveS3Target(b);
+    for (const [key, message] of s3TargetProblems(target, b)) {
+        ctx.issues.push({ code: "custom", path: [key], message, input: b });
+    }
+    return { ...b, ...target, pruneOnHost: b.pruneOnHost ?? !b.create };
 });
 
 const deploySchema = z.strictObject({
@@ -882,8 +919,15 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
         if (b.enabled && !c.database.enabled && !Object.values(c.services).some((s) => s.volumes.some((v) => v.backup))) {
             issue(["backups"], "nothing to back up: no database and no volume with backup: true");
         }
-        if (b.endpoint && b.create) {
-            issue(["backups", "create"], "the program can only create buckets in AWS; with a custom endpoint set backups.create: false and supply credentials");
+        // resolveS3Target again: when a backups field failed, the transform above did not run.
+        if ((b.endpoint || resolveS3Target(b).provider !== "aws") && b.create) {
+            issue(["backups", "create"], "the program can only create buckets in AWS; with another provider or a custom endpoint set backups.create: false and supply credentials");
+        }
+        if (b.create && b.pruneOnHost) {
+            issue(["backups", "pruneOnHost"], "the bucket the program creates expires old dumps by its lifecycle rules and its key cannot delete (S6); remove backups.pruneOnHost");
+        }
+        if (b.local && !c.database.enabled) {
+            issue(["backups", "local"], "local copies keep database dumps and database.enabled is false; remove backups.local");
         }
         if (!b.create && b.keyRotationDays > 0) {
             issue(["backups", "keyRotationDays"], "the program rotates only the key of a bucket it creates (create: true); rotate your own key where it was made and update the secrets");

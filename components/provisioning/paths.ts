@@ -130,6 +130,11 @@ export function volumePath(dataPath: string, service: string, volume: string): s
     return path.posix.join(dataPath, "volumes", service, volume);
 }
 
+/** Local copies of the newest dumps (`backups.local`), on the data volume: `<dataPath>/backups`. */
+export function localBackupDir(dataPath: string): string {
+    return path.posix.join(dataPath, "backups");
+}
+
 export function releaseDir(paths: AppPaths, releaseId: string): string {
     return `${paths.releasesDir}/${releaseId}`;
 }

@@ -52,7 +52,9 @@ import {
     STATUS_DIR,
     SYSTEMD_DIR,
     volumePath,
+    localBackupDir,
 } from "./paths";
+import { resolveS3Target } from "../storage/s3-providers";
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
 import {
     appServiceNames,
@@ -479,7 +481,8 @@ export const BACKUP_WEEKLY_DAY = "7";
 /**
  * /etc/onebox/backup.env: the settings backup.sh documents in its header (the
  * scripts source it themselves and refuse anything but 0600 root). Retention is
- * the bucket's lifecycle rules, not a setting here.
+ * the bucket's lifecycle rules for a bucket the program creates, and the host's
+ * prune after each backup otherwise (`backups.pruneOnHost`).
  */
 export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): string {
     const b = config.backups;
@@ -488,6 +491,8 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
     }
     const project = projectName(config);
     const endpoint = ctx.backup?.endpoint ?? b.endpoint ?? "";
+    // An endpoint decided elsewhere (ctx.backup) is a service the config's preset does not describe.
+    const target = ctx.backup?.endpoint && ctx.backup.endpoint !== b.endpoint ? resolveS3Target({ endpoint: ctx.backup.endpoint }) : b;
     const backupDirs = appServiceNames(config).flatMap((s) =>
         config.services[s].volumes.filter((v) => v.backup).map((v) => volumePath(ctx.dataPath, s, v.name)),
     );
@@ -496,6 +501,7 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
     return [
         `# Backup settings of ${project}, rendered by onebox; secret (0600). Read by ${BACKUP_LIB_DIR}/*.sh.\n`,
         plain([
+            ["BACKUP_S3_PROVIDER", target.provider],
             ["BACKUP_S3_BUCKET", ctx.backup?.bucket ?? b.bucket],
             ["BACKUP_S3_REGION", ctx.backup?.region ?? b.region],
             ["BACKUP_S3_ENDPOINT", endpoint],
@@ -504,8 +510,13 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
         `BACKUP_S3_ACCESS_KEY_ID=${secretRef(RESERVED_SECRETS.backupAccessKeyId, "env")}\n`,
         `BACKUP_S3_SECRET_ACCESS_KEY=${secretRef(RESERVED_SECRETS.backupSecretAccessKey, "env")}\n`,
         plain([
-            // S3-compatible services (MinIO, s3rver) usually need path-style; AWS does not.
-            ["BACKUP_S3_FORCE_PATH_STYLE", String(endpoint !== "")],
+            // Addressing style of the provider preset (components/storage/s3-providers.ts).
+            ["BACKUP_S3_FORCE_PATH_STYLE", String(target.pathStyle)],
+            ["BACKUP_PRUNE", b.pruneOnHost ? "host" : "none"],
+            ["BACKUP_RETENTION_DAYS", String(b.retentionDays)],
+            ["BACKUP_WEEKLY_RETENTION_WEEKS", String(b.weeklyRetentionWeeks)],
+            ["BACKUP_LOCAL_KEEP", String(b.local?.keep ?? 0)],
+            ["BACKUP_LOCAL_DIR", b.local ? localBackupDir(ctx.dataPath) : ""],
             ["BACKUP_DB_CONTAINER", db.enabled ? postgresContainerName(project) : ""],
             ["BACKUP_DB_NAME", db.enabled ? db.name : ""],
             ["BACKUP_DB_USER", db.enabled ? db.user : ""],

@@ -32,6 +32,7 @@ import * as http from "node:http";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { S3_PRESETS, S3_PROVIDERS } from "../../components/storage/s3-providers";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const SCRIPTS_SRC = path.join(REPO, "scripts", "host", "backup");
@@ -124,6 +125,19 @@ let s3Port = 0;
 let httpPort = 0;
 let s3Proc: ChildProcess | undefined;
 let httpServer: http.Server | undefined;
+/**
+ * An HTTP proxy in front of s3rver, so that the provider presets' addressing is
+ * real: the scripts talk to http://s3.onebox.test through HTTP_PROXY, virtual-hosted
+ * presets send Host: <bucket>.s3.onebox.test, path-style ones /<bucket>/<key>.
+ * The proxy records every request, turns virtual-hosted requests into path-style
+ * ones for s3rver (which checks no signature) and can refuse deletes, as a
+ * credential without s3:DeleteObject would.
+ */
+const S3_HOST = "s3.onebox.test";
+let proxyPort = 0;
+let proxyServer: http.Server | undefined;
+const proxied: { method: string; host: string; path: string }[] = [];
+let proxyDeniesDeletes = false;
 const requests: { method: string; url: string; body: string }[] = [];
 /** stdout+stderr of every script run, checked for secrets at the end (R3). */
 const outputs: string[] = [];
@@ -253,6 +267,26 @@ function listObjects(prefix: string): Map<string, number> {
     if (r.status !== 0) throw new Error(`rclone lsjson failed: ${r.stderr}`);
     const entries = JSON.parse(r.stdout || "[]") as { Path: string; Size: number }[];
     return new Map(entries.map((e) => [`${prefix}/${e.Path}`, e.Size]));
+}
+
+function putObject(key: string, body: string): void {
+    const r = spawnSync("rclone", ["rcat", `t:${BUCKET}/${key}`], { env: s3Env(), input: body, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`rclone rcat ${key} failed: ${r.stderr}`);
+}
+
+/** The object-name stamp (YYYYMMDDTHHMMSSZ) of an instant. */
+function stampAt(ms: number): string {
+    return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+}
+
+/** Settings that route a case through the recording proxy with a provider preset. */
+function viaProxy(provider: string): Record<string, string> {
+    return {
+        BACKUP_S3_PROVIDER: provider,
+        BACKUP_S3_ENDPOINT: `http://${S3_HOST}`,
+        BACKUP_S3_REGION: S3_PRESETS[provider as keyof typeof S3_PRESETS].regionExample,
+        BACKUP_S3_FORCE_PATH_STYLE: String(S3_PRESETS[provider as keyof typeof S3_PRESETS].pathStyle),
+    };
 }
 
 function readObject(key: string): Buffer {
@@ -431,6 +465,36 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         });
         await waitFor("s3rver", () => canConnect(s3Port), 20_000);
 
+        // the recording proxy in front of s3rver
+        proxyServer = http.createServer((req, res) => {
+            const url = new URL(req.url ?? "/", `http://${req.headers.host ?? S3_HOST}`);
+            proxied.push({ method: req.method ?? "", host: url.hostname, path: url.pathname });
+            let target = url.pathname + url.search;
+            if (url.hostname !== S3_HOST) {
+                if (!url.hostname.endsWith(`.${S3_HOST}`)) {
+                    res.writeHead(502).end();
+                    return;
+                }
+                target = `/${url.hostname.slice(0, -S3_HOST.length - 1)}${target}`;
+            }
+            if (proxyDeniesDeletes && req.method === "DELETE") {
+                res.writeHead(403, { "Content-Type": "application/xml" });
+                res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+                return;
+            }
+            const upstream = http.request(
+                { host: "127.0.0.1", port: s3Port, method: req.method, path: target, headers: { ...req.headers, host: `127.0.0.1:${s3Port}` } },
+                (up) => {
+                    res.writeHead(up.statusCode ?? 502, up.headers);
+                    up.pipe(res);
+                },
+            );
+            upstream.on("error", () => res.writeHead(502).end());
+            req.pipe(upstream);
+        });
+        await new Promise<void>((resolve) => proxyServer!.listen(0, "127.0.0.1", resolve));
+        proxyPort = (proxyServer.address() as net.AddressInfo).port;
+
         // the application's PostgreSQL "container"
         const appEnv = path.join(root, "app-db.env");
         fs.writeFileSync(appEnv, "POSTGRES_PASSWORD=app-db-password\nPOSTGRES_DB=app\n", { mode: 0o600 });
@@ -457,6 +521,10 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
             if (s3Proc.exitCode === null) s3Proc.kill("SIGKILL");
         }
         if (httpServer) await new Promise((r) => httpServer!.close(r));
+        if (proxyServer) {
+            proxyServer.closeAllConnections();
+            await new Promise((r) => proxyServer!.close(r));
+        }
         if (root) fs.rmSync(root, { recursive: true, force: true });
     });
 
@@ -948,6 +1016,162 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         const r = await script(c, "restore-drill.sh");
         expectOk(r, "drill without database");
         assert.equal(readJson(path.join(c.stateDir, "drill.json")).skipped, "no-database");
+    });
+
+    void it("Any S3: every provider preset's rclone profile and addressing uploads, verifies, copies weekly, prunes and restores against the local S3", async () => {
+        // A Sunday (ISO 7, the default weekly day): the server-side weekly copy runs too.
+        const sunday = "2026-11-22T03:30:00Z";
+        const proxy = { HTTP_PROXY: `http://127.0.0.1:${proxyPort}` };
+        for (const provider of S3_PROVIDERS) {
+            const preset = S3_PRESETS[provider];
+            const c = newCase(`preset-${provider}`, { ...viaProxy(provider), BACKUP_PRUNE: "host" });
+            const old = `${c.prefix}/daily/app-${stampAt(Date.parse(sunday) - 30 * 86_400_000)}.dump`;
+            putObject(old, "a dump from last month\n");
+            const from = proxied.length;
+            const key = await backupOk(c, { BACKUP_NOW: sunday, ...proxy });
+            const seen = proxied.slice(from);
+            assert.ok(seen.length > 0, `${provider}: the scripts went through the proxy`);
+            const host = preset.pathStyle ? S3_HOST : `${BUCKET}.${S3_HOST}`;
+            assert.deepEqual([...new Set(seen.map((r) => r.host))], [host], `${provider}: ${preset.pathStyle ? "path-style" : "virtual-hosted"} addressing`);
+            for (const r of seen) {
+                assert.equal(r.path.startsWith(`/${BUCKET}`), preset.pathStyle, `${provider}: ${r.method} ${r.path}`);
+            }
+            const methods = new Set(seen.map((r) => r.method));
+            for (const m of ["PUT", "GET", "DELETE"]) assert.ok(methods.has(m), `${provider}: no ${m} in ${[...methods].join(" ")}`);
+
+            const objects = listObjects(c.prefix);
+            const stamp = stampOf(key, "20261122T0330");
+            assert.deepEqual([...objects.keys()].sort(), [`${c.prefix}/daily/app-${stamp}.dump`, `${c.prefix}/weekly/app-${stamp}.dump`], `${provider}: upload, weekly copy, prune`);
+            assert.equal(objects.get(`${c.prefix}/weekly/app-${stamp}.dump`), objects.get(key));
+
+            const r = await script(c, "restore.sh", ["--key", "latest"], proxy);
+            expectOk(r, `${provider}: restore.sh (download and verify)`);
+            assert.match(r.stdout, new RegExp(`verified ${key}: 4 table`));
+        }
+    });
+
+    void it("Any S3: the host prune deletes only under the prefix, only what is older than the retention, daily, weekly and files separately", async () => {
+        // A Wednesday: no weekly copy, so weekly/ holds only what is seeded here.
+        const now = Date.parse("2026-11-25T03:30:00Z");
+        const day = 86_400_000;
+        const c = newCase("prune", { BACKUP_PRUNE: "host", BACKUP_RETENTION_DAYS: "7", BACKUP_WEEKLY_RETENTION_WEEKS: "4" });
+        const at = (sub: string, base: string, ageMs: number, ext = "dump") => `${c.prefix}/${sub}/${base}-${stampAt(now - ageMs)}.${ext}`;
+        const doomed = [
+            at("daily", "app", 8 * day),
+            at("daily", "app", 7 * day + 3600_000),
+            at("daily", "app", 40 * day, "dump.age"),
+            at("weekly", "app", 29 * day),
+            at("files", "uploads", 8 * day, "tar.gz"),
+            at("files", "photos", 21 * day, "tar.gz"),
+        ];
+        const kept = [
+            at("daily", "app", 6 * day),
+            at("daily", "app", 7 * day - 3600_000),
+            // older than the daily retention, inside the weekly one
+            at("weekly", "app", 10 * day),
+            at("weekly", "app", 27 * day),
+            at("files", "uploads", 1 * day, "tar.gz"),
+            // the newest archive of a volume stays whatever its age
+            at("files", "photos", 20 * day, "tar.gz"),
+            // not named by the job, below the subdirectory, in another subdirectory
+            `${c.prefix}/daily/notes-from-the-operator.txt`,
+            `${c.prefix}/daily/manual/app-${stampAt(now - 30 * day)}.dump`,
+            `${c.prefix}/archive/app-${stampAt(now - 30 * day)}.dump`,
+        ];
+        const outside = [
+            // a sibling prefix that merely starts with the same characters, another stack, the bucket root
+            `${c.prefix}2/daily/app-${stampAt(now - 30 * day)}.dump`,
+            `cases/prune/staging/daily/app-${stampAt(now - 30 * day)}.dump`,
+            `daily/app-${stampAt(now - 30 * day)}.dump`,
+        ];
+        for (const k of [...doomed, ...kept, ...outside]) putObject(k, `${k}\n`);
+
+        const r = await script(c, "backup.sh", [], { BACKUP_NOW: "2026-11-25T03:30:00Z" });
+        expectOk(r, "backup.sh with the host prune");
+        assert.match(r.stdout, /prune daily\/: deleted 3, kept 3/);
+        assert.match(r.stdout, /prune weekly\/: deleted 1, kept 2/);
+        assert.match(r.stdout, /prune files\/: deleted 2, kept 2/);
+        const key = fs.readFileSync(c.lastSuccess, "utf8").trim().split(" ")[1];
+        const left = new Set(listObjects(c.prefix).keys());
+        for (const k of [...kept, key]) assert.ok(left.has(k), `${k} was kept`);
+        for (const k of doomed) assert.ok(!left.has(k), `${k} was pruned`);
+        assert.equal(left.size, kept.length + 1);
+        for (const k of outside) assert.equal(readObject(k).toString(), `${k}\n`, `${k} outside the prefix survives`);
+
+        // weekly retention 0: no weekly copies are made and weekly/ is left alone
+        fs.appendFileSync(c.envFile, "BACKUP_WEEKLY_RETENTION_WEEKS='0'\nBACKUP_RETENTION_DAYS='1'\n");
+        expectOk(await script(c, "backup.sh", [], { BACKUP_NOW: "2026-11-26T03:30:00Z" }), "backup.sh, weekly retention 0");
+        const after = new Set(listObjects(c.prefix).keys());
+        for (const k of kept.filter((x) => x.includes("/weekly/"))) assert.ok(after.has(k), `${k} kept with weekly retention 0`);
+        assert.ok(!after.has(kept[0]), "a one-day retention prunes the six-day-old dump");
+    });
+
+    void it("Any S3/B3: a prune the credentials may not do fails the run (alert, status failed) after the new dump is safe", async () => {
+        const proxy = { HTTP_PROXY: `http://127.0.0.1:${proxyPort}` };
+        const c = newCase("prune-denied", { ...viaProxy("other"), BACKUP_PRUNE: "host" });
+        const old = `${c.prefix}/daily/app-${stampAt(clockMs() - 30 * 86_400_000)}.dump`;
+        putObject(old, "old\n");
+        proxyDeniesDeletes = true;
+        try {
+            const r = await script(c, "backup.sh", [], proxy);
+            expectFail(r, "backup.sh whose prune is refused");
+            assert.match(r.stderr, /backup FAILED at step 'prune'/);
+        } finally {
+            proxyDeniesDeletes = false;
+        }
+        const key = fs.readFileSync(c.lastSuccess, "utf8").trim().split(" ")[1];
+        assert.ok(listObjects(c.prefix).has(key), "the new dump was uploaded and recorded");
+        assert.ok(listObjects(c.prefix).has(old), "nothing was deleted");
+        assert.equal((JSON.parse(hooks(c, "alert")[0].body) as Record<string, unknown>).step, "prune");
+        assert.equal(readJson(c.statusFile).status, "failed");
+        assert.ok(fs.existsSync(c.staleMarker));
+    });
+
+    void it("backups.local: the newest BACKUP_LOCAL_KEEP dumps stay on the data volume (0700/0600, the uploaded bytes); restore --file reads one", async () => {
+        cloneDb("app_local");
+        const localDir = path.join(root, "data-volume", "backups");
+        fs.mkdirSync(localDir, { recursive: true });
+        fs.writeFileSync(path.join(localDir, "operator-notes.txt"), "keep me\n");
+        const c = newCase("local", { BACKUP_DB_NAME: "app_local", BACKUP_LOCAL_KEEP: "2", BACKUP_LOCAL_DIR: localDir });
+        const keys: string[] = [];
+        for (const when of ["2026-11-23T03:30:00Z", "2026-11-24T03:30:00Z", "2026-11-25T03:30:00Z"]) {
+            keys.push(await backupOk(c, { BACKUP_NOW: when }));
+            sql("app_local", "INSERT INTO users SELECT max(id) + 1, 'n' || max(id) || '@example.test' FROM users;");
+        }
+        const names = fs.readdirSync(localDir).sort();
+        assert.deepEqual(names, [path.basename(keys[1]), path.basename(keys[2]), "operator-notes.txt"].sort());
+        assert.equal(fs.statSync(localDir).mode & 0o777, 0o700);
+        for (const k of keys.slice(1)) {
+            const local = path.join(localDir, path.basename(k));
+            assert.equal(mode(local), 0o600);
+            assert.ok(fs.readFileSync(local).equals(readObject(k)), `${local} holds the uploaded bytes`);
+        }
+        const r = await script(c, "restore.sh", ["--file", path.join(localDir, path.basename(keys[1])), "--into-scratch", "scratch_local"]);
+        expectOk(r, "restore.sh --file");
+        assert.deepEqual(rowCounts("scratch_local"), { ...SEEDED, users: 4 });
+    });
+
+    void it("Any S3: the new settings are validated (provider, endpoint, prune confined to a prefix, local copies)", async () => {
+        const c = newCase("bad-any-s3", {
+            BACKUP_S3_PROVIDER: "wasabi",
+            BACKUP_PRUNE: "always",
+            BACKUP_RETENTION_DAYS: "0",
+            BACKUP_LOCAL_KEEP: "3",
+            BACKUP_LOCAL_DIR: "relative",
+        });
+        let r = await script(c, "backup.sh", ["--check-settings"]);
+        expectFail(r, "bad provider settings");
+        assert.match(r.stderr, /BACKUP_S3_PROVIDER must be one of/);
+        assert.match(r.stderr, /BACKUP_PRUNE must be none/);
+        assert.match(r.stderr, /BACKUP_RETENTION_DAYS must be a positive integer/);
+        assert.match(r.stderr, /BACKUP_LOCAL_DIR must be an absolute path/);
+        assert.match(r.stderr, /invalid settings: 4 problem/);
+
+        const d = newCase("bad-any-s3-2", { BACKUP_S3_PROVIDER: "r2", BACKUP_S3_ENDPOINT: "", BACKUP_S3_PREFIX: "", BACKUP_PRUNE: "host" });
+        r = await script(d, "backup.sh", ["--check-settings"]);
+        expectFail(r, "r2 without endpoint, prune without prefix");
+        assert.match(r.stderr, /BACKUP_S3_ENDPOINT is required with BACKUP_S3_PROVIDER=r2/);
+        assert.match(r.stderr, /BACKUP_PRUNE=host needs a BACKUP_S3_PREFIX/);
     });
 
     void it("R3: no secret ever appeared on a recorded command line or child environment (docker, rclone, curl, age), in the logs or in state files", () => {

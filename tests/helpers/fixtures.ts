@@ -101,8 +101,8 @@ export function existingRaw(): Raw {
         backups: {
             bucket: "ff-backups",
             create: false,
-            endpoint: "https://s3.eu-central-003.backblazeb2.com",
-            region: "eu-central-3",
+            provider: "b2",
+            region: "eu-central-003",
             retentionDays: 7,
         },
         sshPrivateKey: EXISTING_DEPLOY_KEY,

@@ -86,6 +86,9 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         `KEEP_RELEASES=${config.deploy.keepReleases}`,
         `DATABASE_SERVICE=${config.database.enabled ? POSTGRES_SERVICE : ""}`,
         `DATABASE_USER=${config.database.enabled ? config.database.user : ""}`,
+        // deploy.sh compares this with the data directory's PG_VERSION: a major upgrade is a dump and restore.
+        `DATABASE_MAJOR=${config.database.enabled ? config.database.version : ""}`,
+        `DATABASE_DATA_DIR=${config.database.enabled ? ctx.paths.postgresDataDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
         ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
     ];

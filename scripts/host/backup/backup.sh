@@ -7,7 +7,9 @@
 # -> upload with rclone to <prefix>/daily/ -> verify the object's size (B1) ->
 # on the weekly day, server-side copy to <prefix>/weekly/ -> archive, upload and
 # verify BACKUP_DIRS to <prefix>/files/ -> only then write LAST_SUCCESS
-# atomically, refresh the status file, ping the heartbeat.
+# atomically -> keep the newest BACKUP_LOCAL_KEEP dumps on the data volume ->
+# with BACKUP_PRUNE=host, delete what is older than the retention under the
+# prefix -> refresh the status file, ping the heartbeat.
 # Any failing step: exit non-zero, LAST_SUCCESS untouched, the failing step on
 # stderr, alert URL called (B3).
 #
@@ -17,9 +19,12 @@
 # (0600); any other mode is refused before it is read.
 #
 # Variables (default in brackets):
+#   BACKUP_S3_PROVIDER           aws|b2|r2|spaces|minio|other: the rclone profile
+#                                (lib.sh rclone_provider) [aws; other with an endpoint]
 #   BACKUP_S3_BUCKET             bucket name (required)
 #   BACKUP_S3_REGION             [us-east-1]
-#   BACKUP_S3_ENDPOINT           S3 endpoint URL; empty = AWS [empty]
+#   BACKUP_S3_ENDPOINT           S3 endpoint URL; empty = AWS (required for any
+#                                other provider) [empty]
 #   BACKUP_S3_PREFIX             key prefix, e.g. myapp/prod; objects go under
 #                                <prefix>/daily/, <prefix>/weekly/, <prefix>/files/ [empty]
 #   BACKUP_S3_ACCESS_KEY_ID      access key (required)
@@ -40,6 +45,18 @@
 #   BACKUP_WEEKLY_DAY            ISO weekday 1-7 (7 = Sunday) on which the dump is
 #                                also copied (server-side) to <prefix>/weekly/;
 #                                0 = no weekly copies [7]
+#   BACKUP_PRUNE                 none: the bucket's lifecycle rules expire old
+#                                objects; host: after each successful backup, delete
+#                                under <prefix>/daily|weekly|files/ what is older than
+#                                the retention (lib.sh prune_remote; the credentials
+#                                must be allowed to delete there) [none]
+#   BACKUP_RETENTION_DAYS        days daily dumps and file archives are kept [7]
+#   BACKUP_WEEKLY_RETENTION_WEEKS  weeks weekly dumps are kept (0: weekly/ is left
+#                                alone) [4]
+#   BACKUP_LOCAL_KEEP            keep the newest N dumps (as uploaded) in
+#                                BACKUP_LOCAL_DIR too; 0 = none [0]
+#   BACKUP_LOCAL_DIR             directory of the local copies, on the data volume
+#                                (required with BACKUP_LOCAL_KEEP) [empty]
 #   BACKUP_STATE_DIR             LAST_SUCCESS, LAST_FAILURE (the last run failed;
 #                                removed by a success), last-run.log, drill.json, lock,
 #                                safety dumps [/var/lib/onebox/backup]
@@ -66,7 +83,10 @@
 # LAST_SUCCESS holds one line: "<ISO-8601 UTC time> <object key>" (the dump's
 # key; the first archive's key when there is no database).
 # Object names: <db>-<UTC timestamp YYYYMMDDTHHMMSSZ>.dump[.age]. Old objects are
-# expired by the bucket's lifecycle rules; the backup credentials cannot delete.
+# expired by the bucket's lifecycle rules (the credentials of a bucket the
+# program creates cannot delete), or by the host (BACKUP_PRUNE=host). A failing
+# prune fails the run (alert, status "failed") after LAST_SUCCESS is written:
+# the new dump is safe, but storage would grow unseen.
 #
 # `backup.sh --check-settings` only validates the settings file.
 #
@@ -159,7 +179,7 @@ main() {
   : >"${ONEBOX_RUN_LOG}"
   chmod 0600 "${ONEBOX_RUN_LOG}"
 
-  local started ts weekday dump upload key="" weekly_key dir dirs=()
+  local started ts weekday dump upload="" key="" weekly_key dir dirs=()
   started="$(now_epoch)"
   ts="$(backup_clock '%Y%m%dT%H%M%SZ')"
   weekday="$(backup_clock '%u')"
@@ -206,7 +226,17 @@ main() {
   STEP="record-success"
   printf '%s %s\n' "$(now_iso)" "${key}" | atomic_write "${BACKUP_STATE_DIR}/LAST_SUCCESS" 0600
   rm -f -- "${BACKUP_STATE_DIR}/LAST_FAILURE"
+
+  if [[ -n "${upload}" && "${BACKUP_LOCAL_KEEP}" != "0" ]]; then
+    STEP="local-copy"
+    keep_local_copy "${upload}"
+  fi
   cleanup_private_tmp
+
+  if [[ "${BACKUP_PRUNE}" == "host" ]]; then
+    STEP="prune"
+    prune_remote
+  fi
 
   STEP="status"
   write_status

@@ -166,14 +166,17 @@ load_env() {
   source "${ONEBOX_BACKUP_ENV_FILE}"
 
   BACKUP_S3_BUCKET="${BACKUP_S3_BUCKET:-}"
+  BACKUP_S3_PROVIDER="${BACKUP_S3_PROVIDER:-}"
   BACKUP_S3_REGION="${BACKUP_S3_REGION:-us-east-1}"
   BACKUP_S3_ENDPOINT="${BACKUP_S3_ENDPOINT:-}"
   BACKUP_S3_PREFIX="${BACKUP_S3_PREFIX:-}"
   BACKUP_S3_ACCESS_KEY_ID="${BACKUP_S3_ACCESS_KEY_ID:-}"
   BACKUP_S3_SECRET_ACCESS_KEY="${BACKUP_S3_SECRET_ACCESS_KEY:-}"
   if [[ -n "${BACKUP_S3_ENDPOINT}" ]]; then
+    BACKUP_S3_PROVIDER="${BACKUP_S3_PROVIDER:-other}"
     BACKUP_S3_FORCE_PATH_STYLE="${BACKUP_S3_FORCE_PATH_STYLE:-true}"
   else
+    BACKUP_S3_PROVIDER="${BACKUP_S3_PROVIDER:-aws}"
     BACKUP_S3_FORCE_PATH_STYLE="${BACKUP_S3_FORCE_PATH_STYLE:-false}"
   fi
   BACKUP_DB_CONTAINER="${BACKUP_DB_CONTAINER:-}"
@@ -182,6 +185,11 @@ load_env() {
   BACKUP_AGE_RECIPIENT="${BACKUP_AGE_RECIPIENT:-}"
   BACKUP_DIRS="${BACKUP_DIRS:-}"
   BACKUP_WEEKLY_DAY="${BACKUP_WEEKLY_DAY:-7}"
+  BACKUP_PRUNE="${BACKUP_PRUNE:-none}"
+  BACKUP_RETENTION_DAYS="${BACKUP_RETENTION_DAYS:-7}"
+  BACKUP_WEEKLY_RETENTION_WEEKS="${BACKUP_WEEKLY_RETENTION_WEEKS:-4}"
+  BACKUP_LOCAL_KEEP="${BACKUP_LOCAL_KEEP:-0}"
+  BACKUP_LOCAL_DIR="${BACKUP_LOCAL_DIR:-}"
   BACKUP_STATE_DIR="${BACKUP_STATE_DIR:-/var/lib/onebox/backup}"
   BACKUP_STATUS_FILE="${BACKUP_STATUS_FILE:-/var/lib/onebox/status/backup.json}"
   BACKUP_MAX_AGE_HOURS="${BACKUP_MAX_AGE_HOURS:-26}"
@@ -197,7 +205,8 @@ load_env() {
 
   # Whatever the env file or the caller exported, the settings (credentials,
   # URLs with tokens) are not handed down to docker, curl, age or tar.
-  export -n BACKUP_S3_BUCKET BACKUP_S3_REGION BACKUP_S3_ENDPOINT BACKUP_S3_PREFIX \
+  export -n BACKUP_S3_BUCKET BACKUP_S3_PROVIDER BACKUP_PRUNE BACKUP_RETENTION_DAYS \
+    BACKUP_WEEKLY_RETENTION_WEEKS BACKUP_LOCAL_KEEP BACKUP_LOCAL_DIR BACKUP_S3_REGION BACKUP_S3_ENDPOINT BACKUP_S3_PREFIX \
     BACKUP_S3_ACCESS_KEY_ID BACKUP_S3_SECRET_ACCESS_KEY BACKUP_S3_FORCE_PATH_STYLE \
     BACKUP_DB_CONTAINER BACKUP_DB_NAME BACKUP_DB_USER BACKUP_AGE_RECIPIENT BACKUP_DIRS \
     BACKUP_WEEKLY_DAY BACKUP_STATE_DIR BACKUP_STATUS_FILE BACKUP_MAX_AGE_HOURS \
@@ -230,8 +239,12 @@ validate_env() {
   local problems=() d words=()
   [[ "${BACKUP_S3_BUCKET}" =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] \
     || problems+=("BACKUP_S3_BUCKET must be an S3 bucket name (3-63 of a-z 0-9 . -), got '${BACKUP_S3_BUCKET}'")
+  [[ "${BACKUP_S3_PROVIDER}" =~ ^(aws|b2|r2|spaces|minio|other)$ ]] \
+    || problems+=("BACKUP_S3_PROVIDER must be one of aws b2 r2 spaces minio other")
   [[ "${BACKUP_S3_REGION}" =~ ^[a-z0-9-]+$ ]] \
-    || problems+=("BACKUP_S3_REGION must look like us-east-1")
+    || problems+=("BACKUP_S3_REGION must look like us-east-1 (a-z 0-9 -)")
+  [[ "${BACKUP_S3_PROVIDER}" == "aws" || -n "${BACKUP_S3_ENDPOINT}" ]] \
+    || problems+=("BACKUP_S3_ENDPOINT is required with BACKUP_S3_PROVIDER=${BACKUP_S3_PROVIDER}")
   [[ -z "${BACKUP_S3_ENDPOINT}" || "${BACKUP_S3_ENDPOINT}" =~ ^https?://[^[:space:]]+$ ]] \
     || problems+=("BACKUP_S3_ENDPOINT must be empty (AWS) or an http(s):// URL")
   [[ "${BACKUP_S3_PREFIX}" =~ ^[A-Za-z0-9._/-]*$ && "${BACKUP_S3_PREFIX}" != *..* ]] \
@@ -262,6 +275,22 @@ validate_env() {
   done
   [[ "${BACKUP_WEEKLY_DAY}" =~ ^[0-7]$ ]] \
     || problems+=("BACKUP_WEEKLY_DAY must be 1-7 (ISO weekday, 7 = Sunday) or 0 for no weekly copies")
+  [[ "${BACKUP_PRUNE}" == "none" || "${BACKUP_PRUNE}" == "host" ]] \
+    || problems+=("BACKUP_PRUNE must be none (the bucket's lifecycle rules expire old dumps) or host")
+  if [[ "${BACKUP_PRUNE}" == "host" && -z "${BACKUP_S3_PREFIX//\//}" ]]; then
+    # Pruning deletes; it is confined to the stack's own prefix, so there must be one.
+    problems+=("BACKUP_PRUNE=host needs a BACKUP_S3_PREFIX: the prune deletes only under the stack's prefix")
+  fi
+  { _is_uint "${BACKUP_RETENTION_DAYS}" && ((BACKUP_RETENTION_DAYS > 0)); } \
+    || problems+=("BACKUP_RETENTION_DAYS must be a positive integer")
+  _is_uint "${BACKUP_WEEKLY_RETENTION_WEEKS}" \
+    || problems+=("BACKUP_WEEKLY_RETENTION_WEEKS must be a non-negative integer")
+  _is_uint "${BACKUP_LOCAL_KEEP}" || problems+=("BACKUP_LOCAL_KEEP must be a non-negative integer")
+  if [[ "${BACKUP_LOCAL_KEEP}" != "0" ]]; then
+    [[ "${BACKUP_LOCAL_DIR}" == /* && "${BACKUP_LOCAL_DIR}" != *..* ]] \
+      || problems+=("BACKUP_LOCAL_DIR must be an absolute path when BACKUP_LOCAL_KEEP is set")
+    [[ -n "${BACKUP_DB_CONTAINER}" ]] || problems+=("BACKUP_LOCAL_KEEP keeps database dumps: set BACKUP_DB_CONTAINER")
+  fi
   [[ "${BACKUP_STATE_DIR}" == /* ]] || problems+=("BACKUP_STATE_DIR must be an absolute path")
   [[ "${BACKUP_STATUS_FILE}" == /* ]] || problems+=("BACKUP_STATUS_FILE must be an absolute path")
   { _is_uint "${BACKUP_MAX_AGE_HOURS}" && ((BACKUP_MAX_AGE_HOURS > 0)); } \
@@ -329,15 +358,29 @@ s3_key() {
 
 remote_of() { printf 'onebox:%s/%s' "${BACKUP_S3_BUCKET}" "$1"; }
 
+# rclone's provider profile of a BACKUP_S3_PROVIDER preset. The profile decides
+# rclone's quirks for the service: listing version and URL encoding, whether
+# multipart ETags are MD5 sums (they are not on R2 and B2, so rclone must not
+# check them), which ACL header it may send. rclone 1.60 (Debian 12) has no B2
+# profile for the S3 API: "Other" is the one whose quirks match it.
+rclone_provider() {
+  case "$1" in
+    aws) printf 'AWS' ;;
+    r2) printf 'Cloudflare' ;;
+    spaces) printf 'DigitalOcean' ;;
+    minio) printf 'Minio' ;;
+    *) printf 'Other' ;;
+  esac
+}
+
 rclone_run() {
   (
     export RCLONE_CONFIG=/dev/null
     export RCLONE_CONFIG_ONEBOX_TYPE=s3
+    RCLONE_CONFIG_ONEBOX_PROVIDER="$(rclone_provider "${BACKUP_S3_PROVIDER}")"
+    export RCLONE_CONFIG_ONEBOX_PROVIDER
     if [[ -n "${BACKUP_S3_ENDPOINT}" ]]; then
-      export RCLONE_CONFIG_ONEBOX_PROVIDER=Other
       export RCLONE_CONFIG_ONEBOX_ENDPOINT="${BACKUP_S3_ENDPOINT}"
-    else
-      export RCLONE_CONFIG_ONEBOX_PROVIDER=AWS
     fi
     export RCLONE_CONFIG_ONEBOX_ENV_AUTH=false
     export RCLONE_CONFIG_ONEBOX_ACCESS_KEY_ID="${BACKUP_S3_ACCESS_KEY_ID}"
@@ -427,6 +470,126 @@ resolve_key() {
     key="${BACKUP_S3_PREFIX}/${key}"
   fi
   printf '%s' "${key}"
+}
+
+# --------------------------------------------------------------------------
+# retention: names, the host-side prune, local copies
+# --------------------------------------------------------------------------
+# Objects this job writes are named <base>-<UTC stamp YYYYMMDDTHHMMSSZ>.<ext>,
+# ext being dump, dump.age, tar.gz or tar.gz.age. Prints "<base> <stamp> <ext>"
+# for such a name and fails for any other.
+backup_name_parts() {
+  local re='^([A-Za-z0-9_.-]+)-([0-9]{8}T[0-9]{6}Z)\.(dump|dump\.age|tar\.gz|tar\.gz\.age)$'
+  [[ "$1" =~ ${re} ]] || return 1
+  printf '%s %s %s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
+}
+
+# Epoch seconds of a name's stamp (20261125T033000Z).
+stamp_epoch() {
+  local t="$1"
+  date -u -d "${t:0:4}-${t:4:2}-${t:6:2}T${t:9:2}:${t:11:2}:${t:13:2}Z" +%s
+}
+
+# The most objects one prune deletes: a bound, not a quota (at one run a day
+# and the default retention there are never more than a handful).
+PRUNE_MAX_DELETES=1000
+PRUNED_COUNT=0
+
+# usage: prune_subdir SUBDIR MAX_AGE_SECONDS
+# Deletes from <prefix>/<subdir>/ - and only there: the listing is not
+# recursive, so nothing below it, beside it or outside the prefix is seen -
+# the objects named by this job whose stamp lies more than MAX_AGE_SECONDS
+# before now. The newest object of each <base> is kept whatever its age: a run
+# of failing backups must never prune the last good dump away. Objects with any
+# other name are left alone.
+prune_subdir() {
+  local subdir="$1" max_age="$2" names name parts base stamp epoch cutoff deleted=0 kept=0
+  local -A newest=()
+  local -a doomed=()
+  cutoff=$(($(now_epoch) - max_age))
+  if ! names="$(rclone_run lsf --files-only "$(remote_of "$(s3_key "${subdir}" '')")")"; then
+    err "could not list $(s3_key "${subdir}" '') for the prune"
+    return 1
+  fi
+  while IFS= read -r name; do
+    parts="$(backup_name_parts "${name}")" || continue
+    read -r base stamp _ <<<"${parts}"
+    if [[ -z "${newest[${base}]:-}" || "${stamp}" > "${newest[${base}]}" ]]; then
+      newest["${base}"]="${stamp}"
+    fi
+  done <<<"${names}"
+  while IFS= read -r name; do
+    parts="$(backup_name_parts "${name}")" || continue
+    read -r base stamp _ <<<"${parts}"
+    epoch="$(stamp_epoch "${stamp}")" || continue
+    if [[ "${stamp}" == "${newest[${base}]}" ]] || ((epoch >= cutoff)); then
+      kept=$((kept + 1))
+    else
+      doomed+=("${name}")
+    fi
+  done <<<"${names}"
+  for name in "${doomed[@]}"; do
+    if ((PRUNED_COUNT >= PRUNE_MAX_DELETES)); then
+      warn "prune stopped after ${PRUNE_MAX_DELETES} deletions; the rest waits for the next run"
+      break
+    fi
+    rclone_run deletefile "$(remote_of "$(s3_key "${subdir}" "${name}")")" \
+      || { err "could not delete $(s3_key "${subdir}" "${name}")"; return 1; }
+    deleted=$((deleted + 1))
+    PRUNED_COUNT=$((PRUNED_COUNT + 1))
+  done
+  log "prune ${subdir}/: deleted ${deleted}, kept ${kept} (older than $((max_age / 86400)) day(s) goes)"
+}
+
+# Retention enforced by the host, for a bucket without our lifecycle rules
+# (BACKUP_PRUNE=host): daily dumps and file archives by BACKUP_RETENTION_DAYS,
+# weekly dumps by BACKUP_WEEKLY_RETENTION_WEEKS (0: no weekly copies are made
+# and weekly/ is left alone), each separately.
+prune_remote() {
+  PRUNED_COUNT=0
+  prune_subdir daily $((BACKUP_RETENTION_DAYS * 86400)) || return 1
+  if ((BACKUP_WEEKLY_RETENTION_WEEKS > 0)); then
+    prune_subdir weekly $((BACKUP_WEEKLY_RETENTION_WEEKS * 7 * 86400)) || return 1
+  fi
+  prune_subdir files $((BACKUP_RETENTION_DAYS * 86400)) || return 1
+}
+
+# usage: keep_local_copy FILE
+# Copies FILE (a dump as uploaded) into BACKUP_LOCAL_DIR (0700, files 0600),
+# then removes all but the newest BACKUP_LOCAL_KEEP dumps there.
+keep_local_copy() {
+  local file="$1" name tmp dest line n=0 parts base stamp ext
+  local -a listing=()
+  name="$(basename "${file}")"
+  mkdir -p "${BACKUP_LOCAL_DIR}"
+  chmod 0700 "${BACKUP_LOCAL_DIR}"
+  dest="${BACKUP_LOCAL_DIR}/${name}"
+  tmp="$(mktemp "${BACKUP_LOCAL_DIR}/.${name}.XXXXXX")"
+  if ! cp -- "${file}" "${tmp}" || ! chmod 0600 "${tmp}" || ! mv -f -- "${tmp}" "${dest}"; then
+    rm -f -- "${tmp}"
+    err "could not write the local copy ${dest}"
+    return 1
+  fi
+  if [[ "$(file_size "${dest}")" != "$(file_size "${file}")" ]]; then
+    err "the local copy ${dest} does not have the size of the dump"
+    return 1
+  fi
+  log "local copy ${dest}"
+  for line in "${BACKUP_LOCAL_DIR}"/*; do
+    [[ -f "${line}" ]] || continue
+    parts="$(backup_name_parts "$(basename "${line}")")" || continue
+    read -r base stamp ext <<<"${parts}"
+    [[ "${ext}" == dump* ]] || continue
+    listing+=("${stamp} $(basename "${line}")")
+  done
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] || continue
+    n=$((n + 1))
+    if ((n > BACKUP_LOCAL_KEEP)); then
+      rm -f -- "${BACKUP_LOCAL_DIR}/${line#* }"
+      log "removed the local copy ${line#* } (keeping ${BACKUP_LOCAL_KEEP})"
+    fi
+  done < <(printf '%s\n' "${listing[@]}" | sort -r)
 }
 
 # --------------------------------------------------------------------------

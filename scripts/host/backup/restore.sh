@@ -2,11 +2,13 @@
 # restore.sh - download a database dump from the backup bucket, verify it and
 # restore it into a scratch database or into the live database.
 #
-# usage: restore.sh [--key OBJECT_KEY|latest] [--into-scratch DBNAME | --into-live] [--yes]
+# usage: restore.sh [--key OBJECT_KEY|latest | --file PATH] [--into-scratch DBNAME | --into-live] [--yes]
 #
 #   --key KEY            object to restore: "latest" (default: the newest dump
 #                        under <prefix>/daily/), a key relative to the prefix
 #                        ("weekly/app-20240602T030000Z.dump") or a full key
+#   --file PATH          restore a dump file on this host instead, e.g. a local
+#                        copy in BACKUP_LOCAL_DIR (backups.local); no download
 #   --into-scratch NAME  create database NAME in the running container
 #                        (BACKUP_DB_CONTAINER) and restore into it. NAME may not
 #                        be the live database; an existing NAME is dropped and
@@ -80,12 +82,15 @@ decrypt_with_stdin_identity() {
 }
 
 main() {
-  local key="latest" mode="verify" scratch="" yes=false
+  local key="latest" mode="verify" scratch="" yes=false file=""
   while (($# > 0)); do
     case "$1" in
       --key)
         (($# >= 2)) || die "--key needs a value"
         key="$2"; shift 2 ;;
+      --file)
+        (($# >= 2)) || die "--file needs a path"
+        file="$2"; shift 2 ;;
       --into-scratch)
         (($# >= 2)) || die "--into-scratch needs a database name"
         [[ "${mode}" == "verify" ]] || die "choose one of --into-scratch and --into-live"
@@ -123,16 +128,26 @@ main() {
 
   local started resolved name downloaded dump target tables
   started="$(now_epoch)"
-  resolved="$(resolve_key "${key}")"
-  [[ -n "${resolved}" ]] || die "no dump found under $(s3_key daily '')"
+  if [[ -n "${file}" ]]; then
+    [[ "${file}" == /* && -f "${file}" && ! -L "${file}" ]] || die "--file ${file} is not a regular file (give an absolute path)"
+    resolved="${file}"
+  else
+    resolved="$(resolve_key "${key}")"
+    [[ -n "${resolved}" ]] || die "no dump found under $(s3_key daily '')"
+  fi
   name="$(basename "${resolved}")"
   case "${name}" in
     *.dump | *.dump.age) ;;
     *) die "${resolved} is not a database dump (*.dump or *.dump.age)" ;;
   esac
   downloaded="${ONEBOX_TMP}/${name}"
-  log "downloading ${resolved}"
-  download_file "${resolved}" "${downloaded}"
+  if [[ -n "${file}" ]]; then
+    log "reading the local dump ${resolved}"
+    cp -- "${resolved}" "${downloaded}"
+  else
+    log "downloading ${resolved}"
+    download_file "${resolved}" "${downloaded}"
+  fi
   [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
 
   dump="${downloaded}"

@@ -12,7 +12,10 @@
 #   3. install the Caddyfile as the live proxy config (validated by the running
 #      proxy first), so the proxy container itself is not recreated;
 #   4. start PostgreSQL and set the role's password from the password file
-#      (initdb applies it only once; this makes rotation work);
+#      (initdb applies it only once; this makes rotation work). When the data
+#      directory holds an older major version than the release runs, upgrade it
+#      first (see "PostgreSQL major upgrades" below); a newer major on old data
+#      is never started;
 #   5. canary: every app service whose running container compose would replace
 #      is first started once more beside it (`compose run`, which gives it no
 #      service alias, so the proxy never routes to it) and must become healthy;
@@ -22,6 +25,23 @@
 # Success: `current` points at the release and old releases are pruned.
 # Failure: which service failed and why (state, health probe output, last log
 # lines), then the previous release is activated again and the exit status is 1.
+#
+# PostgreSQL major upgrades (database.version 16 -> 17): a new major cannot read
+# the old data directory, so the upgrade is a dump and restore, with the serving
+# release's containers:
+#   a. the app services stop (writes end; the proxy keeps answering);
+#   b. pg_dumpall of the old cluster (the safety dump, 0600) and a fingerprint
+#      (databases, roles, the exact row count of every table);
+#   c. the old server stops and its data directory is moved aside, whole,
+#      beside the safety dump (<data dir>-upgrades/<run>/, 0700);
+#   d. the new major initialises an empty data directory and the dump is
+#      restored into it (psql, ON_ERROR_STOP), then fingerprinted again: any
+#      difference fails the upgrade;
+#   e. the usual health gate follows.
+# Any failure from (c) on puts the old data directory back and brings the
+# previous release up on it: the old major, on the data it left. The safety dump
+# and the old directory stay until an operator removes them. Downgrades and
+# upgrades without a running previous release are refused (restore a dump instead).
 #
 # Manual rollback: run it with an earlier release directory (`ls -t releases/`);
 # the next `pulumi up` that changes the configuration deploys the configured one.
@@ -66,6 +86,8 @@ HEALTH_TIMEOUT=""
 KEEP_RELEASES=""
 DATABASE_SERVICE=""
 DATABASE_USER=""
+DATABASE_MAJOR=""
+DATABASE_DATA_DIR=""
 ENV_FILES=()
 CHECKS=()
 # The release directory compose commands act on, and what went wrong in it.
@@ -85,7 +107,7 @@ read_manifest() {
   local file="$1" line key value
   [[ -f "${file}" ]] || die "no release manifest at ${file}"
   PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE=""
-  HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER=""
+  HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER="" DATABASE_MAJOR="" DATABASE_DATA_DIR=""
   ENV_FILES=()
   CHECKS=()
   while IFS= read -r line || [[ -n "${line}" ]]; do
@@ -103,6 +125,8 @@ read_manifest() {
       KEEP_RELEASES) KEEP_RELEASES="${value}" ;;
       DATABASE_SERVICE) DATABASE_SERVICE="${value}" ;;
       DATABASE_USER) DATABASE_USER="${value}" ;;
+      DATABASE_MAJOR) DATABASE_MAJOR="${value}" ;;
+      DATABASE_DATA_DIR) DATABASE_DATA_DIR="${value}" ;;
       ENV_FILE) ENV_FILES+=("${value}") ;;
       CHECK) CHECKS+=("${value}") ;;
       *) die "${file}: unknown key ${key}" ;;
@@ -111,6 +135,10 @@ read_manifest() {
   [[ "${PROJECT}" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "${file}: PROJECT is missing or invalid"
   [[ "${HEALTH_TIMEOUT}" =~ ^[0-9]+$ ]] || die "${file}: HEALTH_TIMEOUT must be a number of seconds"
   [[ "${KEEP_RELEASES}" =~ ^[0-9]+$ ]] || die "${file}: KEEP_RELEASES must be a number"
+  if [[ -n "${DATABASE_SERVICE}" ]]; then
+    [[ "${DATABASE_MAJOR}" =~ ^[1-9][0-9]?$ ]] || die "${file}: DATABASE_MAJOR must be a PostgreSQL major version"
+    [[ "${DATABASE_DATA_DIR}" == /* && "${DATABASE_DATA_DIR}" != */ ]] || die "${file}: DATABASE_DATA_DIR must be an absolute path"
+  fi
 }
 
 # Plain output (no colours or terminal control codes): it ends up in Pulumi's log.
@@ -208,6 +236,166 @@ ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
     FAILURE="could not set the password of role ${DATABASE_USER}: $(tail -n 5 "${WORK}/psql.log")"
     return 1
   fi
+}
+
+# --------------------------------------------------------------------------
+# PostgreSQL major upgrades (see the header)
+# --------------------------------------------------------------------------
+# The release directory that was serving when this run started, if any.
+PREVIOUS_DIR=""
+# Set while this run has moved an old data directory aside (cleared once the
+# upgraded release is live): where it is, and its major version.
+UPGRADE_DIR=""
+UPGRADE_OLD_DATA=""
+readonly DUMP_COMPLETE_MARK="PostgreSQL database cluster dump complete"
+
+# Major version of the cluster in a host data directory (PG_VERSION; the 18+
+# images keep PGDATA in <mount>/<major>/docker), or nothing for an empty one.
+data_dir_major() {
+  local dir="$1" f
+  for f in "${dir}/PG_VERSION" "${dir}"/*/docker/PG_VERSION; do
+    if [[ -f "${f}" ]]; then
+      head -n 1 -- "${f}"
+      return 0
+    fi
+  done
+}
+
+# db_psql DB [psql args]: psql as the stack's role inside the database container, SQL on stdin.
+db_psql() {
+  local db="$1"
+  shift
+  compose exec -T "${DATABASE_SERVICE}" psql -X -q -v ON_ERROR_STOP=1 -U "${DATABASE_USER}" -d "${db}" "$@"
+}
+
+# cluster_fingerprint FILE: every database, every role and the exact row count
+# of every table, sorted; equal before and after a restore, or the restore lost something.
+cluster_fingerprint() {
+  local out="$1" db dbs
+  # shellcheck disable=SC2016 # \gexec and %I are psql/SQL syntax
+  local count_sql='SELECT format($q$SELECT %L || $s$|$s$ || count(*) FROM %I.%I$q$, n.nspname || $d$.$d$ || c.relname, n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ($r$r$r$, $r$p$r$) AND n.nspname NOT IN ($n$pg_catalog$n$, $n$information_schema$n$) AND n.nspname NOT LIKE $t$pg_toast%$t$
+ ORDER BY 1 \gexec'
+  dbs="$(db_psql postgres -tA <<<"SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1;")" || return 1
+  {
+    printf 'databases: %s\n' "$(tr '\n' ' ' <<<"${dbs}")"
+    printf 'roles: %s\n' "$(db_psql postgres -tA <<<"SELECT string_agg(rolname, ' ' ORDER BY rolname) FROM pg_roles WHERE rolname !~ '^pg_';")"
+    while IFS= read -r db; do
+      [[ -n "${db}" ]] || continue
+      db_psql "${db}" -tA <<<"${count_sql}" | sed "s|^|${db}:|" | LC_ALL=C sort
+    done <<<"${dbs}"
+  } >"${out}"
+}
+
+# The release's own services besides the database and the proxy (the writers).
+writer_services() {
+  compose config --services | grep -vxF -e "${DATABASE_SERVICE}" -e "${PROXY_SERVICE:-}" || true
+}
+
+# upgrade_database OLD_MAJOR: runs steps a-d of the header with the previous
+# release's compose for the old server and this release's for the new one.
+upgrade_database() {
+  local old="$1" new_dir="${ACTIVE_DIR}" stamp dump owner mode writers
+  if [[ -z "${PREVIOUS_DIR}" ]] || ((old > DATABASE_MAJOR)); then
+    FAILURE="the data directory ${DATABASE_DATA_DIR} holds PostgreSQL ${old} and this release runs ${DATABASE_MAJOR}: "
+    if ((old > DATABASE_MAJOR)); then
+      FAILURE+="a downgrade is a restore (restore.sh into a stack of the older version), never a start on newer data"
+    else
+      FAILURE+="an upgrade needs the release that runs ${old} to be serving (a dump is taken from it); restore a dump instead"
+    fi
+    return 1
+  fi
+  stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  UPGRADE_DIR="${DATABASE_DATA_DIR}-upgrades/${stamp}-pg${old}-to-pg${DATABASE_MAJOR}"
+  (umask 077 && mkdir -p -- "${UPGRADE_DIR}") || { FAILURE="cannot create ${UPGRADE_DIR}"; return 1; }
+  chmod 0700 -- "${DATABASE_DATA_DIR}-upgrades" "${UPGRADE_DIR}"
+  dump="${UPGRADE_DIR}/dumpall-pg${old}.sql"
+  log "PostgreSQL ${old} -> ${DATABASE_MAJOR}: dump and restore; safety copies in ${UPGRADE_DIR}"
+
+  # a, b: with the serving release's compose (the old image).
+  ACTIVE_DIR="${PREVIOUS_DIR}"
+  read_manifest "${PREVIOUS_DIR}/release.manifest"
+  writers="$(writer_services)"
+  if [[ -n "${writers}" ]]; then
+    log "stopping the writers for the upgrade: $(tr '\n' ' ' <<<"${writers}")"
+    # shellcheck disable=SC2086 # one service name per word
+    compose stop ${writers} || { FAILURE="could not stop the app services before the upgrade"; return 1; }
+  fi
+  if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" "${DATABASE_SERVICE}"; then
+    FAILURE="the PostgreSQL ${old} server of the serving release is not healthy; nothing was changed"
+    return 1
+  fi
+  if ! (umask 077 && compose exec -T "${DATABASE_SERVICE}" pg_dumpall -U "${DATABASE_USER}" --clean --if-exists >"${dump}" 2>"${WORK}/dumpall.log"); then
+    FAILURE="pg_dumpall of PostgreSQL ${old} failed: $(tail -n 3 "${WORK}/dumpall.log")"
+    return 1
+  fi
+  if ! tail -n 5 -- "${dump}" | grep -qF "${DUMP_COMPLETE_MARK}"; then
+    FAILURE="the dump of PostgreSQL ${old} is incomplete (no end marker)"
+    return 1
+  fi
+  cluster_fingerprint "${UPGRADE_DIR}/fingerprint-pg${old}.txt" || { FAILURE="could not count the rows of PostgreSQL ${old}"; return 1; }
+  log "safety dump $(stat -c %s -- "${dump}") bytes, $(grep -c '|' "${UPGRADE_DIR}/fingerprint-pg${old}.txt") table(s)"
+
+  # c: stop the old server; move its data aside (one rename on the same volume).
+  compose stop "${DATABASE_SERVICE}" || { FAILURE="could not stop PostgreSQL ${old}"; return 1; }
+  owner="$(stat -c %u:%g -- "${DATABASE_DATA_DIR}")"
+  mode="$(stat -c %a -- "${DATABASE_DATA_DIR}")"
+  mv -T -- "${DATABASE_DATA_DIR}" "${UPGRADE_DIR}/data-pg${old}" || { FAILURE="could not move ${DATABASE_DATA_DIR} aside"; return 1; }
+  UPGRADE_OLD_DATA="${UPGRADE_DIR}/data-pg${old}"
+  if ! mkdir -- "${DATABASE_DATA_DIR}" || ! chown -- "${owner}" "${DATABASE_DATA_DIR}" || ! chmod -- "${mode}" "${DATABASE_DATA_DIR}"; then
+    FAILURE="could not create the empty ${DATABASE_DATA_DIR}"
+    return 1
+  fi
+
+  # d: the new major on its own empty directory, then the restore.
+  ACTIVE_DIR="${new_dir}"
+  read_manifest "${new_dir}/release.manifest"
+  if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" "${DATABASE_SERVICE}"; then
+    FAILURE="PostgreSQL ${DATABASE_MAJOR} did not become healthy on its new data directory"
+    return 1
+  fi
+  # The role the server was initialised with exists already: its DROP/CREATE lines
+  # would fail, every other statement of the dump runs.
+  if ! grep -vxF -e "DROP ROLE IF EXISTS ${DATABASE_USER};" -e "CREATE ROLE ${DATABASE_USER};" -- "${dump}" |
+    db_psql postgres >"${WORK}/restore.log" 2>&1; then
+    FAILURE="the restore into PostgreSQL ${DATABASE_MAJOR} failed: $(grep -m 3 -E '^(psql:|ERROR)' "${WORK}/restore.log" | cut -c 1-200)"
+    return 1
+  fi
+  cluster_fingerprint "${UPGRADE_DIR}/fingerprint-pg${DATABASE_MAJOR}.txt" || { FAILURE="could not count the rows of PostgreSQL ${DATABASE_MAJOR}"; return 1; }
+  if ! diff -u -- "${UPGRADE_DIR}/fingerprint-pg${old}.txt" "${UPGRADE_DIR}/fingerprint-pg${DATABASE_MAJOR}.txt" >"${WORK}/fingerprint.diff"; then
+    FAILURE="the restored PostgreSQL ${DATABASE_MAJOR} differs from PostgreSQL ${old}: $(grep -E '^[-+][^-+]' "${WORK}/fingerprint.diff" | head -n 4 | tr '\n' ' ')"
+    return 1
+  fi
+  log "PostgreSQL ${DATABASE_MAJOR} holds what ${old} held (databases, roles, rows of every table)"
+}
+
+# Puts the old data directory back after a failed upgrade (before the rollback
+# activates the previous release on it). The new one is kept for inspection.
+revert_database_upgrade() {
+  [[ -n "${UPGRADE_OLD_DATA}" ]] || return 0
+  log "upgrade failed: putting the PostgreSQL data directory of the previous release back"
+  compose stop "${DATABASE_SERVICE}" >/dev/null 2>&1 || true
+  compose rm --force --stop "${DATABASE_SERVICE}" >/dev/null 2>&1 || true
+  if [[ -e "${DATABASE_DATA_DIR}" ]]; then
+    mv -T -- "${DATABASE_DATA_DIR}" "${UPGRADE_DIR}/failed-data-pg${DATABASE_MAJOR}" || return 1
+  fi
+  mv -T -- "${UPGRADE_OLD_DATA}" "${DATABASE_DATA_DIR}" || return 1
+  UPGRADE_OLD_DATA=""
+  log "restored ${DATABASE_DATA_DIR}; the failed attempt is in ${UPGRADE_DIR}/failed-data-pg${DATABASE_MAJOR}"
+}
+
+# Before any server starts: the data directory must hold this release's major, be
+# empty (first start), or be upgraded from an older major now.
+check_database_major() {
+  local mode="$1" found
+  found="$(data_dir_major "${DATABASE_DATA_DIR}")"
+  [[ -z "${found}" || "${found}" == "${DATABASE_MAJOR}" ]] && return 0
+  if [[ "${mode}" != "deploy" ]]; then
+    FAILURE="the data directory ${DATABASE_DATA_DIR} holds PostgreSQL ${found}; this release runs ${DATABASE_MAJOR}: not starting it on that data"
+    return 1
+  fi
+  upgrade_database "${found}"
 }
 
 # App services (those with an env file) whose running container `compose up`
@@ -347,6 +535,7 @@ activate() {
   fi
   install_proxy_config "${dir}" || return 1
   if [[ -n "${DATABASE_SERVICE}" ]]; then
+    check_database_major "${mode}" || return 1
     if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" "${DATABASE_SERVICE}"; then
       FAILURE="${DATABASE_SERVICE} did not become healthy within ${HEALTH_TIMEOUT} s"
       return 1
@@ -468,6 +657,7 @@ main() {
     previous="$(realpath -e -- "${app_dir}/current" 2>/dev/null || true)"
   fi
   [[ -z "${previous}" ]] || HAS_PREVIOUS=1
+  [[ "${previous}" == "${release_dir}" ]] || PREVIOUS_DIR="${previous}"
   WORK="$(mktemp -d)"
   trap 'remove_canary; rm -rf -- "${WORK}"' EXIT
   # A lost SSH session (SIGHUP) or a stop (SIGTERM) still runs the EXIT trap.
@@ -483,12 +673,19 @@ main() {
     switch_current "${app_dir}" "${id}"
     prune_releases "${app_dir}/releases" "${release_dir}"
     docker image prune --force >/dev/null 2>&1 || true
+    if [[ -n "${UPGRADE_OLD_DATA}" ]]; then
+      log "the PostgreSQL upgrade is live; the safety dump and the old data directory stay in ${UPGRADE_DIR} until you remove them"
+    fi
     log "release ${id} is live"
     return 0
   fi
 
   report_failure
   if [[ -n "${previous}" && "${previous}" != "${release_dir}" ]]; then
+    if ! revert_database_upgrade; then
+      printf '%s: error: could not put the old data directory back: it is in %s\n' "${LOG_TAG}" "${UPGRADE_OLD_DATA}" >&2
+      return 1
+    fi
     log "rolling back to release $(basename -- "${previous}")"
     if activate "${previous}" rollback; then
       log "release $(basename -- "${previous}") is serving again"

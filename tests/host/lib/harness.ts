@@ -385,6 +385,8 @@ export interface E2eOptions {
     webEnv?: Record<string, string>;
     /** services.api.secretsAsEnv: secrets the API opts into as environment variables (H11). */
     apiSecretsAsEnv?: string[];
+    /** database.version and database.image (default 17, onebox-test/postgres:17). */
+    database?: { version: number; image: string };
 }
 
 /**
@@ -444,7 +446,7 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
             { host: "example.test", path: "/api", service: "api" },
             { host: "example.test", service: "web" },
         ],
-        database: { version: 17, image: "onebox-test/postgres:17", name: "shop", user: "shop", memoryMb: 192, allowedCidrs: opts.databaseAllowedCidrs ?? [] },
+        database: { version: opts.database?.version ?? 17, image: opts.database?.image ?? "onebox-test/postgres:17", name: "shop", user: "shop", memoryMb: 192, allowedCidrs: opts.databaseAllowedCidrs ?? [] },
         backups: {
             bucket: "onebox-e2e",
             create: false,

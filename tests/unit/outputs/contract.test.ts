@@ -126,7 +126,7 @@ void describe("buildOutputs", () => {
         assert.deepEqual(out.host, { provider: "existing", ipv4: "203.0.113.50", ipv6: null, sshUser: "deploy", sshPort: 2222, sshHostKey: HOST_KEY });
         assert.deepEqual(out.backups, {
             bucket: "ff-backups",
-            region: "eu-central-3",
+            region: "eu-central-003",
             prefix: "fingerflow/prod",
             endpoint: "https://s3.eu-central-003.backblazeb2.com",
             schedule: "30 3 * * *",

@@ -32,7 +32,21 @@ if [[ "$1" == compose ]]; then
   sub="$1"; shift
   case "\${sub}" in
     up) if [[ -e "\${dir}/FAIL_UP" && " $* " == *" --remove-orphans "* ]]; then echo "container app-api-1 is unhealthy" >&2; exit 1; fi ;;
-    exec) cat >>"\${FAKE_LOG}.stdin" ;;
+    exec)
+      input="$(cat; printf x)"; input="\${input%x}"
+      printf '%s' "\${input}" >>"\${FAKE_LOG}.stdin"
+      # PostgreSQL upgrade fakes: pg_dumpall, the fingerprint queries (-tA), the restore.
+      if [[ " $* " == *" pg_dumpall "* ]]; then
+        printf -- '--\\n-- PostgreSQL database cluster dump complete\\n--\\n'
+      elif [[ " $* " == *" -tA "* ]]; then
+        if [[ "\${input}" == *"FROM pg_database"* ]]; then printf 'app\\npostgres\\n'
+        elif [[ "\${input}" == *"pg_roles"* ]]; then printf 'app\\n'
+        elif [[ -e "\${dir}/FINGERPRINT_DIFF" ]]; then printf 'public.users|2\\n'
+        else printf 'public.users|3\\n'; fi
+      elif [[ -e "\${dir}/FAIL_RESTORE" && "\${input}" == *"cluster dump complete"* ]]; then
+        echo "ERROR:  relation already exists" >&2; exit 3
+      fi ;;
+    config) [[ " $* " == *" --services "* ]] && printf 'api\\nweb\\npostgres\\nproxy\\n' ;;
     ps)
       if [[ " $* " == *" --format "* ]]; then
         if [[ -e "\${dir}/FAIL_UP" ]]; then printf 'api running unhealthy\\npostgres running healthy\\n'; else printf 'api running healthy\\n'; fi
@@ -85,8 +99,11 @@ function site(): Site {
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
-function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string } = {}): string {
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number } = {}): string {
     const config = configOf("social", (r) => {
+        if (opts.pgVersion) {
+            r.database = { ...(r.database as Record<string, unknown> | undefined), version: opts.pgVersion };
+        }
         if (opts.tls) {
             r.tls = opts.tls === "acme" ? { mode: "acme", acmeEmail: "ops@social.example" } : { mode: opts.tls };
         }
@@ -102,6 +119,7 @@ function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep
             content = content
                 .replace(/^PROXY_DIR=.*$/m, `PROXY_DIR=${s.appDir}/proxy`)
                 .replace(/^ENV_FILE=\/etc\/onebox\/social\/env\//gm, `ENV_FILE=${s.dir}/env/`)
+                .replace(/^DATABASE_DATA_DIR=.*$/m, `DATABASE_DATA_DIR=${s.dir}/data/postgres`)
                 .replace(/^HEALTH_TIMEOUT=.*$/m, "HEALTH_TIMEOUT=0")
                 .replace(/^KEEP_RELEASES=.*$/m, `KEEP_RELEASES=${opts.keep ?? 5}`);
         }
@@ -272,5 +290,118 @@ describe("deploy.sh", () => {
         assert.equal(r.status, 1);
         assert.match(r.stderr, /unknown key SURPRISE/);
         assert.equal(deploy(s, path.join(s.appDir, "releases", "nope")).status, 1);
+    });
+});
+
+/**
+ * The order of a major upgrade and its way back, with the fakes above standing in
+ * for docker (pg_dumpall prints a complete dump, the fingerprint queries fixed
+ * counts). What the dump and restore do to real data is the real-host test's part.
+ */
+describe("deploy.sh: PostgreSQL major upgrades", () => {
+    /** A site whose data directory holds a cluster of `major`, with release 1 (version `major`) live. */
+    function upgradeSite(major: number) {
+        const s = site();
+        const data = path.join(s.dir, "data", "postgres");
+        fs.mkdirSync(path.join(data, "base"), { recursive: true });
+        fs.writeFileSync(path.join(data, "PG_VERSION"), `${major}\n`);
+        fs.writeFileSync(path.join(data, "base", "rows"), "the old cluster's data\n");
+        const old = release(s, "aaaaaaaaaaa1", { pgVersion: major });
+        assert.equal(deploy(s, old).status, 0, "the old release goes live on its own data");
+        return { s, data, old };
+    }
+    const composeOf = (dir: string) => `docker compose --ansi never --project-name social-prod --project-directory ${dir} --file ${dir}/compose.yaml`;
+
+    test("16 -> 17: writers stop, safety dump and fingerprint from the old server, old data moved aside whole, new server on an empty directory, restore, same fingerprint", () => {
+        const { s, data, old } = upgradeSite(16);
+        const next = release(s, "bbbbbbbbbbb2", { pgVersion: 17 });
+        const r = deploy(s, next);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(current(s), "releases/bbbbbbbbbbb2");
+        const calls = r.calls;
+        const at = (c: string) => {
+            const i = calls.indexOf(c);
+            assert.ok(i >= 0, `no call ${c}\n${calls.join("\n")}`);
+            return i;
+        };
+        const stopWriters = at(`${composeOf(old)} stop api web`);
+        const dump = at(`${composeOf(old)} exec -T postgres pg_dumpall -U app --clean --if-exists`);
+        const stopOld = at(`${composeOf(old)} stop postgres`);
+        const startNew = at(`${composeOf(next)} up --detach --wait --wait-timeout 0 postgres`);
+        const restore = calls.findIndex((c, i) => i > startNew && c === `${composeOf(next)} exec -T postgres psql -X -q -v ON_ERROR_STOP=1 -U app -d postgres`);
+        assert.ok(stopWriters < dump && dump < stopOld && stopOld < startNew && startNew < restore, calls.join("\n"));
+        // Never the new major before the old data left the directory.
+        assert.ok(!calls.slice(0, stopOld).some((c) => c.startsWith(composeOf(next)) && / up /.test(c)), "the new server started before the old one stopped");
+        const upgrades = fs.readdirSync(`${data}-upgrades`);
+        assert.equal(upgrades.length, 1);
+        assert.match(upgrades[0], /^\d{8}T\d{6}Z-pg16-to-pg17$/);
+        const kept = path.join(`${data}-upgrades`, upgrades[0]);
+        assert.equal(fs.readFileSync(path.join(kept, "data-pg16", "base", "rows"), "utf8"), "the old cluster's data\n");
+        assert.equal(fs.statSync(kept).mode & 0o777, 0o700);
+        assert.equal(fs.statSync(path.join(kept, "dumpall-pg16.sql")).mode & 0o777, 0o600);
+        assert.deepEqual(fs.readdirSync(data), [], "the new server got an empty directory");
+        assert.match(r.stdout, /PostgreSQL 17 holds what 16 held/);
+        assert.match(r.stdout, /safety dump and the old data directory stay in/);
+    });
+
+    test("a restore that fails puts the old data directory back and the old release serves again on it", () => {
+        const { s, data, old } = upgradeSite(16);
+        const next = release(s, "bbbbbbbbbbb2", { pgVersion: 17 });
+        fs.writeFileSync(path.join(next, "FAIL_RESTORE"), "");
+        const r = deploy(s, next);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /the restore into PostgreSQL 17 failed: ERROR: {2}relation already exists/);
+        assert.match(r.stdout, /putting the PostgreSQL data directory of the previous release back/);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        assert.equal(fs.readFileSync(path.join(data, "PG_VERSION"), "utf8"), "16\n");
+        assert.equal(fs.readFileSync(path.join(data, "base", "rows"), "utf8"), "the old cluster's data\n");
+        const kept = path.join(`${data}-upgrades`, fs.readdirSync(`${data}-upgrades`)[0]);
+        assert.ok(fs.existsSync(path.join(kept, "failed-data-pg17")), "the failed attempt is kept for inspection");
+        assert.ok(fs.existsSync(path.join(kept, "dumpall-pg16.sql")), "the safety dump is kept");
+        const back = r.calls.findIndex((c) => c === `${composeOf(old)} up --detach --wait --wait-timeout 0 postgres`);
+        assert.ok(back > 0, "the old server started again");
+    });
+
+    test("an upgraded release that fails the health gate also returns to the old data and release", () => {
+        const { s, data } = upgradeSite(16);
+        const r = deploy(s, release(s, "bbbbbbbbbbb2", { pgVersion: 17, fail: true }));
+        assert.equal(r.status, 1);
+        assert.match(r.stdout, /PostgreSQL 17 holds what 16 held/);
+        assert.match(r.stderr, /not every service became healthy/);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(fs.readFileSync(path.join(data, "PG_VERSION"), "utf8"), "16\n");
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+    });
+
+    test("a restore whose row counts differ fails the upgrade the same way", () => {
+        const { s, data } = upgradeSite(16);
+        const next = release(s, "bbbbbbbbbbb2", { pgVersion: 17 });
+        fs.writeFileSync(path.join(next, "FINGERPRINT_DIFF"), "");
+        const r = deploy(s, next);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /the restored PostgreSQL 17 differs from PostgreSQL 16: -app:public\.users\|3 -postgres:public\.users\|3 \+app:public\.users\|2/);
+        assert.equal(fs.readFileSync(path.join(data, "PG_VERSION"), "utf8"), "16\n");
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+    });
+
+    test("a downgrade, and an old data directory with no serving release, are refused before any server starts", () => {
+        const { s, data } = upgradeSite(17);
+        const down = release(s, "bbbbbbbbbbb2", { pgVersion: 16 });
+        let r = deploy(s, down);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /holds PostgreSQL 17 and this release runs 16: a downgrade is a restore/);
+        assert.ok(!r.calls.some((c) => c.startsWith(composeOf(down)) && (c.includes(" up ") || c.includes("pg_dumpall"))), r.calls.join("\n"));
+        assert.ok(!fs.existsSync(`${data}-upgrades`));
+
+        const fresh = site();
+        const freshData = path.join(fresh.dir, "data", "postgres");
+        fs.mkdirSync(freshData, { recursive: true });
+        fs.writeFileSync(path.join(freshData, "PG_VERSION"), "15\n");
+        const first = release(fresh, "ccccccccccc3", { pgVersion: 17 });
+        r = deploy(fresh, first);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /holds PostgreSQL 15 and this release runs 17: an upgrade needs the release that runs 15 to be serving/);
+        assert.ok(!r.calls.some((c) => c.includes(" up ")), "nothing started on the old data");
     });
 });

@@ -389,6 +389,7 @@ describe("backup", () => {
             renderBackupEnv(config, contextFor(config)),
             [
                 "# Backup settings of finances-prod, rendered by onebox; secret (0600). Read by /usr/local/lib/onebox/backup/*.sh.",
+                "BACKUP_S3_PROVIDER='aws'",
                 "BACKUP_S3_BUCKET='example-finances-prod-backups'",
                 "BACKUP_S3_REGION='eu-central-1'",
                 "BACKUP_S3_ENDPOINT=''",
@@ -396,6 +397,12 @@ describe("backup", () => {
                 "BACKUP_S3_ACCESS_KEY_ID={{secret:BACKUP_S3_ACCESS_KEY_ID|env}}",
                 "BACKUP_S3_SECRET_ACCESS_KEY={{secret:BACKUP_S3_SECRET_ACCESS_KEY|env}}",
                 "BACKUP_S3_FORCE_PATH_STYLE='false'",
+                // the program's bucket expires old dumps by its lifecycle rules
+                "BACKUP_PRUNE='none'",
+                "BACKUP_RETENTION_DAYS='14'",
+                "BACKUP_WEEKLY_RETENTION_WEEKS='8'",
+                "BACKUP_LOCAL_KEEP='0'",
+                "BACKUP_LOCAL_DIR=''",
                 "BACKUP_DB_CONTAINER='finances-prod-postgres'",
                 "BACKUP_DB_NAME='finances'",
                 "BACKUP_DB_USER='finances'",
@@ -422,6 +429,48 @@ describe("backup", () => {
         assert.match(env, /^BACKUP_S3_ENDPOINT='https:\/\/s3\.eu-west-1\.example-storage\.net'$/m);
         assert.match(env, /^BACKUP_S3_FORCE_PATH_STYLE='true'$/m);
         assert.match(env, /^BACKUP_WEEKLY_DAY='0'$/m);
+        // an existing bucket: no lifecycle rules of ours, the host prunes
+        assert.match(env, /^BACKUP_S3_PROVIDER='other'$/m);
+        assert.match(env, /^BACKUP_PRUNE='host'$/m);
+        assert.match(env, /^BACKUP_WEEKLY_RETENTION_WEEKS='0'$/m);
+    });
+
+    test("provider presets: endpoint, region, addressing and rclone profile reach backup.env", () => {
+        const cases: [Record<string, unknown>, Record<string, string>][] = [
+            [{ provider: "b2", region: "us-west-004" }, { PROVIDER: "b2", REGION: "us-west-004", ENDPOINT: "https://s3.us-west-004.backblazeb2.com", FORCE_PATH_STYLE: "true" }],
+            [{ provider: "spaces", region: "fra1" }, { PROVIDER: "spaces", REGION: "fra1", ENDPOINT: "https://fra1.digitaloceanspaces.com", FORCE_PATH_STYLE: "false" }],
+            [
+                { provider: "r2", endpoint: "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com" },
+                { PROVIDER: "r2", REGION: "auto", ENDPOINT: "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com", FORCE_PATH_STYLE: "true" },
+            ],
+            [{ provider: "minio", endpoint: "https://minio.example.net:9000" }, { PROVIDER: "minio", REGION: "us-east-1", ENDPOINT: "https://minio.example.net:9000", FORCE_PATH_STYLE: "true" }],
+            [{ provider: "other", endpoint: "https://objects.example.net", region: "garage" }, { PROVIDER: "other", REGION: "garage", ENDPOINT: "https://objects.example.net", FORCE_PATH_STYLE: "true" }],
+        ];
+        for (const [backups, want] of cases) {
+            const config = configOf("fingerflow", (r) => {
+                const b = r.backups as Record<string, unknown>;
+                delete b.endpoint;
+                Object.assign(b, backups);
+            });
+            const env = renderBackupEnv(config, contextFor(config));
+            for (const [k, v] of Object.entries(want)) assert.match(env, new RegExp(`^BACKUP_S3_${k}='${v.replace(/\./g, "\\.")}'$`, "m"), `${JSON.stringify(backups)}: ${k}`);
+        }
+    });
+
+    test("an endpoint decided outside the config (StepContext.backup) is addressed path-style with the generic profile", () => {
+        const config = configOf("finances");
+        const env = renderBackupEnv(config, { ...contextFor(config), backup: { endpoint: "http://127.0.0.1:9000" } });
+        assert.match(env, /^BACKUP_S3_PROVIDER='other'$/m);
+        assert.match(env, /^BACKUP_S3_ENDPOINT='http:\/\/127\.0\.0\.1:9000'$/m);
+        assert.match(env, /^BACKUP_S3_FORCE_PATH_STYLE='true'$/m);
+    });
+
+    test("backups.local renders the copies' directory on the data volume; pruneOnHost: false leaves retention to the bucket", () => {
+        const config = configOf("fingerflow", (r) => Object.assign(r.backups as Record<string, unknown>, { local: { keep: 3 }, pruneOnHost: false }));
+        const env = renderBackupEnv(config, contextFor(config));
+        assert.match(env, /^BACKUP_LOCAL_KEEP='3'$/m);
+        assert.match(env, new RegExp(`^BACKUP_LOCAL_DIR='${contextFor(config).dataPath}/backups'$`, "m"));
+        assert.match(env, /^BACKUP_PRUNE='none'$/m);
     });
 
     test("installs every backup script, the 0600 settings and the units, then enables the timers (exact run)", () => {
