@@ -625,7 +625,9 @@ const backupsSchema = z.strictObject({
     for (const [key, message] of s3TargetProblems(target, b)) {
         ctx.issues.push({ code: "custom", path: [key], message, input: b });
     }
-    return { ...b, ...target, pruneOnHost: b.pruneOnHost ?? !b.create };
+    // Only settings go into the output (validating it again gives it back unchanged); how
+    // a provider is addressed is read off its preset where it is needed.
+    return { ...b, provider: target.provider, region: target.region, endpoint: target.endpoint, pruneOnHost: b.pruneOnHost ?? !b.create };
 });
 
 const deploySchema = z.strictObject({

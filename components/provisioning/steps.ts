@@ -54,7 +54,7 @@ import {
     volumePath,
     localBackupDir,
 } from "./paths";
-import { resolveS3Target } from "../storage/s3-providers";
+import { resolveS3Target, S3_PRESETS } from "../storage/s3-providers";
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
 import {
     appServiceNames,
@@ -511,7 +511,7 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
         `BACKUP_S3_SECRET_ACCESS_KEY=${secretRef(RESERVED_SECRETS.backupSecretAccessKey, "env")}\n`,
         plain([
             // Addressing style of the provider preset (components/storage/s3-providers.ts).
-            ["BACKUP_S3_FORCE_PATH_STYLE", String(target.pathStyle)],
+            ["BACKUP_S3_FORCE_PATH_STYLE", String(S3_PRESETS[target.provider].pathStyle)],
             ["BACKUP_PRUNE", b.pruneOnHost ? "host" : "none"],
             ["BACKUP_RETENTION_DAYS", String(b.retentionDays)],
             ["BACKUP_WEEKLY_RETENTION_WEEKS", String(b.weeklyRetentionWeeks)],
