@@ -409,6 +409,31 @@ export const secretStepsHidden: StackValidationPolicy = {
     },
 };
 
+/** Outputs that hold a secret, per resource type; the program marks each secret itself (R6). */
+export const SECRET_OUTPUTS: Record<string, string[]> = {
+    [TYPES.privateKey]: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"],
+    [TYPES.randomPassword]: ["result", "bcryptHash"],
+    [TYPES.accessKey]: ["secret", "sesSmtpPasswordV4"],
+};
+
+/** R6: generated secrets are marked secret by the program, not only by the provider's schema. */
+export const secretOutputs: ResourceValidationPolicy = {
+    name: "onebox-secret-outputs",
+    description: "R6: private keys, generated passwords and access keys list their secret outputs in additionalSecretOutputs, so the state holds them only as ciphertext whatever the provider version.",
+    enforcementLevel: "mandatory",
+    validateResource: (args: ResourceValidationArgs, report: Report) => {
+        const outputs = SECRET_OUTPUTS[args.type];
+        if (!outputs) {
+            return;
+        }
+        const marked = new Set(args.opts.additionalSecretOutputs);
+        const missing = outputs.filter((o) => !marked.has(o));
+        if (missing.length > 0) {
+            report(`${args.name}: ${missing.join(", ")} not marked secret; add them to additionalSecretOutputs`);
+        }
+    },
+};
+
 /** The stack a resource belongs to, from its URN (`urn:pulumi:<stack>::<project>::...`). */
 export function stackOf(urn: string): string {
     return /^urn:pulumi:([^:]+)::/.exec(urn)?.[1] ?? "";
@@ -494,6 +519,7 @@ export const POLICIES: (ResourceValidationPolicy | StackValidationPolicy)[] = [
     hostKeyPinned,
     noSecretInCommand,
     secretStepsHidden,
+    secretOutputs,
     productionGuards,
     tags,
     sizes,

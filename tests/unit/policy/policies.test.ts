@@ -17,6 +17,7 @@ import {
     iamScope,
     noSecretInCommand,
     productionGuards,
+    secretOutputs,
     secretStepsHidden,
     sizes,
     sshExposure,
@@ -173,6 +174,15 @@ const TABLES: Table[] = [
         ],
     ],
     [
+        secretOutputs,
+        [
+            ["R6: a private key with its outputs secret", [{ type: TYPES.privateKey, props: {}, opts: { additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] } }], []],
+            ["R6: a password with result and hash secret", [{ type: TYPES.randomPassword, props: {}, opts: { additionalSecretOutputs: ["result", "bcryptHash"] } }], []],
+            ["R6: a private key left to the provider", [{ type: TYPES.privateKey, name: "key", props: {} }], [/key: privateKeyPem, privateKeyOpenssh, privateKeyPemPkcs8 not marked secret/]],
+            ["R6: an access key whose SMTP password is not marked", [{ type: TYPES.accessKey, name: "ak", props: {}, opts: { additionalSecretOutputs: ["secret"] } }], [/ak: sesSmtpPasswordV4 not marked secret/]],
+        ],
+    ],
+    [
         productionGuards,
         [
             [
@@ -243,6 +253,7 @@ describe("policy pack: each policy passes the program's shapes and reports each 
                 "onebox-host-key-pinned",
                 "onebox-no-secret-in-command",
                 "onebox-secret-steps-hidden",
+                "onebox-secret-outputs",
                 "onebox-production-guards",
             ],
         );
