@@ -11,7 +11,7 @@
  * replacement-triggering inputs, `protect` on the data), in production stacks,
  * unless the run's policy configuration sets the explicit flag.
  */
-import type { PolicyResource, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
+import { UnknownValueError, type PolicyResource, type ReportViolation, type ResourceValidationArgs, type ResourceValidationPolicy, type StackValidationArgs, type StackValidationPolicy } from "@pulumi/policy";
 import { anywhereIn, parseCidr, type Cidr } from "../components/config/validators";
 
 export const TYPES = {
@@ -73,6 +73,22 @@ const NEVER_PUBLISHED = new Set([6379]);
 
 function cfg(args: { getConfig<T extends object>(): T }): OneboxPolicyConfig {
     return args.getConfig<OneboxPolicyConfig>() ?? {};
+}
+
+/**
+ * Reads a property that may not be known yet (a preview of resources still to
+ * be created): undefined then, so one unknown value does not stop a stack
+ * policy from judging everything else.
+ */
+export function known<T>(read: () => T): T | undefined {
+    try {
+        return read();
+    } catch (e) {
+        if (e instanceof UnknownValueError) {
+            return undefined;
+        }
+        throw e;
+    }
 }
 
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
@@ -191,7 +207,12 @@ export const databaseNotWorld: ResourceValidationPolicy = {
 
 /** Resources that point at `target` through the named property. */
 function pointingAt(resources: PolicyResource[], type: string[], prop: string, target: PolicyResource): PolicyResource[] {
-    return resources.filter((r) => type.includes(r.type) && ((r.propertyDependencies[prop] ?? []).some((d) => d.urn === target.urn) || (typeof r.props[prop] === "string" && [target.props.bucket, target.props.id].includes(r.props[prop]))));
+    const names = [known(() => target.props.bucket as unknown), known(() => target.props.id as unknown)].filter((v) => typeof v === "string");
+    return resources.filter((r) => {
+        if (!type.includes(r.type)) return false;
+        const value = known(() => r.props[prop] as unknown);
+        return (r.propertyDependencies[prop] ?? []).some((d) => d.urn === target.urn) || (typeof value === "string" && names.includes(value));
+    });
 }
 
 const isBucket = (r: PolicyResource) => r.type === TYPES.bucket || r.type === TYPES.bucketV2;
@@ -204,15 +225,16 @@ export const bucketPublicAccess: StackValidationPolicy = {
     enforcementLevel: "mandatory",
     validateStack: (args: StackValidationArgs, report: Report) => {
         for (const b of args.resources.filter(isBucket)) {
-            if (typeof b.props.acl === "string" && /public/.test(b.props.acl)) {
-                report(`bucket ${b.name}: acl ${b.props.acl} makes it public`, b.urn);
+            const acl = known(() => b.props.acl as unknown);
+            if (typeof acl === "string" && /public/.test(acl)) {
+                report(`bucket ${b.name}: acl ${acl} makes it public`, b.urn);
             }
             const blocks = pointingAt(args.resources, [TYPES.publicAccessBlock], "bucket", b);
             if (blocks.length === 0) {
                 report(`bucket ${b.name} has no BucketPublicAccessBlock`, b.urn);
             }
             for (const blk of blocks) {
-                const off = PAB_FLAGS.filter((f) => blk.props[f] !== true);
+                const off = PAB_FLAGS.filter((f) => known(() => blk.props[f] as unknown) !== true);
                 if (off.length > 0) {
                     report(`bucket ${b.name}: public access block ${blk.name} leaves ${off.join(", ")} off`, blk.urn);
                 }
@@ -229,7 +251,7 @@ export const bucketEncryption: StackValidationPolicy = {
     validateStack: (args: StackValidationArgs, report: Report) => {
         for (const b of args.resources.filter(isBucket)) {
             const configs = pointingAt(args.resources, [TYPES.encryption, TYPES.encryptionV2], "bucket", b);
-            const algorithms = configs.flatMap((c) => asArray(c.props.rules).map((r) => ((r as Props).applyServerSideEncryptionByDefault as Props | undefined)?.sseAlgorithm));
+            const algorithms = configs.flatMap((c) => asArray(known(() => c.props.rules as unknown)).map((r) => known(() => ((r as Props).applyServerSideEncryptionByDefault as Props | undefined)?.sseAlgorithm)));
             if (!algorithms.some((a) => a === "AES256" || a === "aws:kms" || a === "aws:kms:dsse")) {
                 report(`bucket ${b.name} has no default server-side encryption (BucketServerSideEncryptionConfiguration with sseAlgorithm AES256 or aws:kms)`, b.urn);
             }
@@ -355,11 +377,14 @@ const isCommand = (type: string) => type === TYPES.remoteCommand || type === TYP
 /** Values that are secret in this stack: outputs of secret-producing resources, keys of connections. */
 export function secretValues(resources: PolicyResource[]): string[] {
     const found: unknown[] = [];
+    const read = (r: PolicyResource, ...keys: string[]) => keys.map((k) => known(() => r.props[k] as unknown));
     for (const r of resources) {
-        if (r.type === TYPES.randomPassword) found.push(r.props.result);
-        if (r.type === TYPES.privateKey) found.push(r.props.privateKeyPem, r.props.privateKeyOpenssh, r.props.privateKeyPemPkcs8);
-        if (r.type === TYPES.accessKey) found.push(r.props.secret);
-        if (isCommand(r.type) || r.type === TYPES.copyToRemote) found.push((r.props.connection as Props | undefined)?.privateKey, (r.props.connection as Props | undefined)?.password);
+        if (r.type === TYPES.randomPassword) found.push(...read(r, "result"));
+        if (r.type === TYPES.privateKey) found.push(...read(r, "privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"));
+        if (r.type === TYPES.accessKey) found.push(...read(r, "secret"));
+        if (isCommand(r.type) || r.type === TYPES.copyToRemote) {
+            found.push(known(() => (r.props.connection as Props | undefined)?.privateKey), known(() => (r.props.connection as Props | undefined)?.password));
+        }
     }
     return [...new Set(found.filter((v): v is string => typeof v === "string" && v.length >= 8).map((v) => v.trim()))];
 }
@@ -373,7 +398,7 @@ export const noSecretInCommand: StackValidationPolicy = {
         const secrets = secretValues(args.resources);
         for (const r of args.resources.filter((x) => isCommand(x.type))) {
             for (const field of COMMAND_STRINGS) {
-                const s: unknown = r.props[field];
+                const s = known(() => r.props[field] as unknown);
                 if (typeof s !== "string") {
                     continue;
                 }
@@ -393,12 +418,13 @@ export const secretStepsHidden: StackValidationPolicy = {
     validateStack: (args: StackValidationArgs, report: Report) => {
         const secrets = secretValues(args.resources);
         for (const r of args.resources.filter((x) => x.type === TYPES.remoteCommand)) {
-            const stdin: unknown = r.props.stdin;
+            const stdin = known(() => r.props.stdin as unknown);
             if (typeof stdin !== "string" || !carriesSecret(stdin, secrets)) {
                 continue;
             }
-            if (r.props.logging !== "none") {
-                report(`command ${r.name} sends a secret on stdin but logs (${String(r.props.logging ?? "stdoutAndStderr")}); set logging: "none" (R4)`, r.urn);
+            const logging = known(() => r.props.logging as unknown);
+            if (logging !== "none") {
+                report(`command ${r.name} sends a secret on stdin but logs (${typeof logging === "string" ? logging : "stdoutAndStderr"}); set logging: "none" (R4)`, r.urn);
             }
             const hidden = new Set(r.opts.additionalSecretOutputs);
             const missing = ["stdout", "stderr"].filter((o) => !hidden.has(o));
@@ -409,28 +435,38 @@ export const secretStepsHidden: StackValidationPolicy = {
     },
 };
 
-/** Outputs that hold a secret, per resource type; the program marks each secret itself (R6). */
-export const SECRET_OUTPUTS: Record<string, string[]> = {
-    [TYPES.privateKey]: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"],
-    [TYPES.randomPassword]: ["result", "bcryptHash"],
-    [TYPES.accessKey]: ["secret", "sesSmtpPasswordV4"],
-};
+/** Key algorithms accepted for TLS and SSH keys (the program uses ED25519 and ECDSA P-256). */
+const STRONG_CURVES = new Set(["P256", "P384", "P521"]);
+const MIN_RSA_BITS = 2048;
 
-/** R6: generated secrets are marked secret by the program, not only by the provider's schema. */
-export const secretOutputs: ResourceValidationPolicy = {
-    name: "onebox-secret-outputs",
-    description: "R6: private keys, generated passwords and access keys list their secret outputs in additionalSecretOutputs, so the state holds them only as ciphertext whatever the provider version.",
+/** Keys the stack generates are of a strength nobody needs to rotate early: ED25519, ECDSA P-256+, RSA 2048+. */
+export const keyStrength: ResourceValidationPolicy = {
+    name: "onebox-key-strength",
+    description: "Generated TLS and SSH private keys are ED25519, ECDSA on P-256 or larger, or RSA of at least 2048 bits.",
     enforcementLevel: "mandatory",
     validateResource: (args: ResourceValidationArgs, report: Report) => {
-        const outputs = SECRET_OUTPUTS[args.type];
-        if (!outputs) {
+        if (args.type !== TYPES.privateKey) {
             return;
         }
-        const marked = new Set(args.opts.additionalSecretOutputs);
-        const missing = outputs.filter((o) => !marked.has(o));
-        if (missing.length > 0) {
-            report(`${args.name}: ${missing.join(", ")} not marked secret; add them to additionalSecretOutputs`);
+        const algorithm: unknown = args.props.algorithm;
+        if (algorithm === "ED25519") {
+            return;
         }
+        if (algorithm === "ECDSA") {
+            const curve: unknown = args.props.ecdsaCurve ?? "P224";
+            if (!STRONG_CURVES.has(String(curve))) {
+                report(`${args.name}: ECDSA on ${String(curve)} is too weak; use P256 or ED25519`);
+            }
+            return;
+        }
+        if (algorithm === "RSA") {
+            const bits = Number(args.props.rsaBits ?? 2048);
+            if (bits < MIN_RSA_BITS) {
+                report(`${args.name}: RSA of ${bits} bits is too weak; use at least ${MIN_RSA_BITS} bits, or ED25519`);
+            }
+            return;
+        }
+        report(`${args.name}: unknown key algorithm ${String(algorithm)}`);
     },
 };
 
@@ -519,7 +555,7 @@ export const POLICIES: (ResourceValidationPolicy | StackValidationPolicy)[] = [
     hostKeyPinned,
     noSecretInCommand,
     secretStepsHidden,
-    secretOutputs,
+    keyStrength,
     productionGuards,
     tags,
     sizes,
