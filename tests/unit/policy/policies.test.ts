@@ -25,6 +25,8 @@ import {
     tags,
     type OneboxPolicyConfig,
 } from "../../../policy/policies";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import * as policySdk from "@pulumi/policy";
 import { violations, type Fake } from "./support";
 
@@ -263,6 +265,17 @@ describe("policy pack: each policy passes the program's shapes and reports each 
             ],
         );
         assert.deepEqual(POLICIES.filter((p) => p.enforcementLevel === "advisory").map((p) => p.name), ["onebox-tags", "onebox-sizes"]);
+    });
+});
+
+describe("README's policy table", () => {
+    it("names every policy of the pack with its enforcement level", () => {
+        const readme = readFileSync(path.resolve(__dirname, "../../../README.md"), "utf8");
+        for (const p of POLICIES) {
+            const row = readme.split("\n").find((l) => l.startsWith(`| \`${p.name}\` |`));
+            assert.ok(row, `README has no row for ${p.name}`);
+            assert.ok(row.includes(`| ${p.enforcementLevel}`), `README row of ${p.name} does not say ${p.enforcementLevel ?? ""}`);
+        }
     });
 });
 
