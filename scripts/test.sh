@@ -116,6 +116,8 @@ main() {
   run npm run typecheck
   run npm run lint
   run npm run schema:outputs -- --check
+  # A change other teams could trip over needs a new major version and a changelog entry.
+  run npm run contract:outputs -- --check
   run npm test
   run npm run test:example
   run npm run test:scripts
