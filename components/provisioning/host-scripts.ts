@@ -8,7 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 export interface HostScripts {
-    /** scripts/host/bootstrap/*: bootstrap.sh and the files it ships next to itself, by file name. */
+    /**
+     * scripts/host/bootstrap/*: bootstrap.sh (assembled: its lib/ and modules/ inlined, see
+     * {@link assembleBootstrap}) and the files it ships next to itself, by file name.
+     */
     bootstrap: Record<string, string>;
     /** scripts/host/deploy/deploy.sh */
     deploy: string;
@@ -45,8 +48,11 @@ export function loadHostScripts(scriptsDir: string = defaultScriptsDir()): HostS
     if (missing.length > 0) {
         throw new Error(`host scripts missing under ${scriptsDir}: ${missing.join(", ")} (the provisioning steps install them on the host)`);
     }
+    const bootstrapDir = path.join(scriptsDir, "bootstrap");
+    const bootstrap = readDir(bootstrapDir, () => true);
+    bootstrap["bootstrap.sh"] = assembleBootstrap(bootstrap["bootstrap.sh"], bootstrapParts(bootstrapDir));
     return {
-        bootstrap: readDir(path.join(scriptsDir, "bootstrap"), () => true),
+        bootstrap,
         deploy: fs.readFileSync(path.join(scriptsDir, REQUIRED_SCRIPTS.deploy), "utf8"),
         backup: readDir(path.join(scriptsDir, "backup"), (n) => n.endsWith(".sh")),
     };
@@ -65,4 +71,51 @@ function readDir(dir: string, include: (name: string) => boolean): Record<string
         }
     }
     return files;
+}
+
+/** The line of bootstrap.sh that {@link assembleBootstrap} replaces with the parts. */
+export const BOOTSTRAP_PARTS_MARKER = "# @MODULES@";
+
+/** Sub-directories of scripts/host/bootstrap whose *.sh files are inlined, in this order. */
+export const BOOTSTRAP_PART_DIRS = ["lib", "modules"] as const;
+
+/** A file inlined into bootstrap.sh: its path under scripts/host/bootstrap and its content. */
+export interface ScriptPart {
+    readonly path: string;
+    readonly content: string;
+}
+
+/** The *.sh files of lib/ then modules/ under `bootstrapDir`, each directory in file-name order. */
+export function bootstrapParts(bootstrapDir: string): ScriptPart[] {
+    return BOOTSTRAP_PART_DIRS.flatMap((sub) =>
+        Object.entries(readDir(path.join(bootstrapDir, sub), (n) => n.endsWith(".sh"))).map(([name, content]) => ({ path: `${sub}/${name}`, content })),
+    );
+}
+
+/**
+ * The one bootstrap script the step sends: `main` (scripts/host/bootstrap/bootstrap.sh) with
+ * every part inlined at its {@link BOOTSTRAP_PARTS_MARKER} line, each under a divider naming its
+ * file, without its leading `# shellcheck shell=bash` line (which only serves linting the file
+ * alone). Pure and deterministic (same input, same bytes), so the step's trigger hash changes
+ * only when a file does. A script without the marker and without parts is returned as it is;
+ * a marker without parts, or parts without exactly one marker, is an error.
+ */
+export function assembleBootstrap(main: string, parts: readonly ScriptPart[]): string {
+    const lines = main.split("\n");
+    const at = lines.flatMap((l, i) => (l === BOOTSTRAP_PARTS_MARKER ? [i] : []));
+    if (at.length === 0 && parts.length === 0) {
+        return main;
+    }
+    if (at.length !== 1 || parts.length === 0) {
+        throw new Error(
+            `scripts/host/bootstrap/bootstrap.sh needs exactly one "${BOOTSTRAP_PARTS_MARKER}" line and at least one file under ${BOOTSTRAP_PART_DIRS.join("/ or ")}/ ` +
+                `(found ${at.length} marker lines and ${parts.length} files)`,
+        );
+    }
+    const inlined = parts.map((p) => {
+        const body = p.content.replace(/^# shellcheck shell=bash\n/, "");
+        const divider = `# ${"-".repeat(76 - p.path.length)} ${p.path}`;
+        return `${divider}\n${body.endsWith("\n") ? body : `${body}\n`}`;
+    });
+    return [...lines.slice(0, at[0]), inlined.join("\n").replace(/\n$/, ""), ...lines.slice(at[0] + 1)].join("\n");
 }

@@ -1,7 +1,7 @@
 /**
  * One gate: every configuration the schema accepts renders, and the settings it
  * renders for the host pass the host scripts' own validation
- * (`bootstrap.sh` validate_settings through `--render ufw-rules`, the backup
+ * (`bootstrap.sh` check_settings through `--render ufw-rules`, the backup
  * scripts' validate_env through `backup.sh --check-settings`). So no value can
  * be "validated, then refused later" on a server after cloud resources exist.
  *
@@ -24,6 +24,7 @@ import { buildSteps, renderBackupEnv, renderBootstrapEnv } from "../../../compon
 import { substituteSecrets, referencedSecrets } from "../../../components/provisioning/placeholders";
 import { renderContext } from "../../../scripts/render";
 import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
+import { shippedBootstrap } from "../../helpers/bootstrap-script";
 import { digitalOceanRaw, existingRaw, lightsailRaw, withValue, type Raw } from "../../helpers/fixtures";
 
 const ROOT = path.resolve(__dirname, "../../..");
@@ -31,6 +32,8 @@ const SCRIPTS = path.join(ROOT, "scripts", "host");
 const SEED = Number(process.env.ONEBOX_PROPERTY_SEED ?? 20261129);
 const RUNS = 150;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-gate-"));
+/** bootstrap.sh as the step ships it (assembled with its modules). */
+const BOOTSTRAP = shippedBootstrap(work);
 
 // ----------------------------------------------------------------- generators
 const octet = fc.integer({ min: 0, max: 255 });
@@ -134,7 +137,7 @@ function hostValidation(config: StackConfig, n: number): string[] {
     buildSteps(config, ctx); // every renderer: compose, Caddyfile, env files, units
     const bootstrapEnv = path.join(work, `bootstrap-${n}.env`);
     fs.writeFileSync(bootstrapEnv, withStandIns(renderBootstrapEnv(config, ctx)), { mode: 0o600 });
-    const b = spawnSync("bash", [path.join(SCRIPTS, "bootstrap", "bootstrap.sh"), "--render", "ufw-rules"], {
+    const b = spawnSync("bash", [BOOTSTRAP.path, "--render", "ufw-rules"], {
         env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_BOOTSTRAP_ENV: bootstrapEnv, TMPDIR: work },
         encoding: "utf8",
         timeout: 30_000,
