@@ -141,6 +141,13 @@ export interface StepContext {
      * then (the steps refuse to render without them); ignored otherwise.
      */
     webSources?: IpRanges;
+    /**
+     * Peers the proxy trusts to name the client (`CF-Connecting-IP`):
+     * Cloudflare's published ranges when the stack is behind Cloudflare's
+     * proxy (render/caddyfile.ts `behindCloudflare`; required then).
+     * Absent: the proxy trusts no peer.
+     */
+    trustedProxies?: IpRanges;
 }
 
 /**
@@ -417,12 +424,12 @@ function imagesStep(config: StackConfig): Step {
 // ---------------------------------------------------------------- deploy
 
 /** The release files and their id. */
-export function renderRelease(config: StackConfig, dataPath: string): { id: string; files: ReleaseFile[] } {
+export function renderRelease(config: StackConfig, dataPath: string, trustedProxies?: IpRanges): { id: string; files: ReleaseFile[] } {
     const project = projectName(config);
     const paths = appPaths(config.app.name, dataPath);
     const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
     if (config.proxy.kind === "caddy") {
-        files.push({ name: "Caddyfile", content: renderCaddyfile(config, project) });
+        files.push({ name: "Caddyfile", content: renderCaddyfile(config, project, { trustedProxies }) });
     } else if (backupsEnabled(config)) {
         files.push({ name: "Caddyfile", content: renderStatusCaddyfile(project) });
     }
@@ -431,7 +438,7 @@ export function renderRelease(config: StackConfig, dataPath: string): { id: stri
 }
 
 function deployStep(config: StackConfig, ctx: StepContext, paths: AppPaths): Step {
-    const release = renderRelease(config, ctx.dataPath);
+    const release = renderRelease(config, ctx.dataPath, ctx.trustedProxies);
     const target = releaseDir(paths, release.id);
     const directories = [
         dir(LIB_DIR, "0755"),

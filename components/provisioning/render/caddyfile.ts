@@ -10,8 +10,18 @@
  *
  * B3: `/healthz/backup` on one hostname serves the backup status written by
  * the backup scripts and answers 503 while the stale marker exists.
+ *
+ * Client addresses: behind Cloudflare's proxy (`dns.proxied`) every request
+ * arrives from a Cloudflare address, so the proxy trusts exactly Cloudflare's
+ * published ranges (the list origin lockdown uses) and takes the client from
+ * `CF-Connecting-IP`; otherwise it trusts nobody and the client is the peer.
+ * Either way the app receives that one address as `X-Forwarded-For` and
+ * `X-Real-IP`, and the headers a client could use to claim another address
+ * around the proxy (`CF-Connecting-IP`, `True-Client-IP`, `Forwarded`) never
+ * reach it.
  */
 import type { StackConfig } from "../../config/schema";
+import type { IpRanges } from "../../hosts/firewall-rules";
 import { CONTAINER_CADDY_LOG_DIR, CONTAINER_CERTS_DIR, CONTAINER_STATUS_DIR } from "../paths";
 import { backupsEnabled, statusHost, STATUS_PORT } from "./compose";
 
@@ -40,6 +50,45 @@ export function caddyQuote(value: string, setting: string): string {
 /** A path prefix as configured ("/api/" and "/api" are the same prefix; "/" is the catch-all ""). */
 export function normalizePrefix(path: string): string {
     return path.replace(/\/+$/, "");
+}
+
+/** The header Cloudflare's proxy puts the visitor's address in. */
+export const CLIENT_IP_HEADER = "CF-Connecting-IP";
+
+/**
+ * Headers removed from every proxied request: an app (or a library in it) that
+ * reads one of them would otherwise trust whatever the client wrote there.
+ */
+export const STRIPPED_CLIENT_HEADERS = [CLIENT_IP_HEADER, "True-Client-IP", "Forwarded"] as const;
+
+/**
+ * Whether requests reach our proxy through Cloudflare's proxy: DNS managed by
+ * Cloudflare with `dns.proxied` on, and our own Caddy in front of the app.
+ * Then the proxy must know Cloudflare's ranges to tell the real client apart.
+ */
+export function behindCloudflare(config: StackConfig): boolean {
+    return config.proxy.kind === "caddy" && config.dns?.provider === "cloudflare" && config.dns.proxied;
+}
+
+/** What the Caddyfile needs besides the stack configuration. */
+export interface CaddyfileOptions {
+    /**
+     * Peers whose `CF-Connecting-IP` names the client: Cloudflare's published
+     * ranges when {@link behindCloudflare} (required then). Empty or absent:
+     * no peer is trusted and the client is the connection's own address.
+     */
+    readonly trustedProxies?: IpRanges;
+}
+
+/** The trusted peers as one list, or undefined when there are none; refuses a proxied stack without them. */
+export function trustedProxyList(config: StackConfig, opts: CaddyfileOptions): string[] | undefined {
+    const list = opts.trustedProxies ? [...opts.trustedProxies.ipv4, ...opts.trustedProxies.ipv6] : [];
+    if (list.length === 0 && behindCloudflare(config)) {
+        throw new Error(
+            "dns.proxied is on but Cloudflare's IP ranges are missing: the proxy would see every visitor as a Cloudflare address; pass them (pulumi up looks them up)",
+        );
+    }
+    return list.length > 0 ? list : undefined;
 }
 
 interface SiteRoute {
@@ -73,9 +122,23 @@ function indent(lines: string[], depth: number): string[] {
     return lines.map((l) => (l === "" ? l : "\t".repeat(depth) + l));
 }
 
-function reverseProxy(route: SiteRoute): string[] {
+/**
+ * The client address as the proxy determined it. `{client_ip}` honours
+ * `trusted_proxies`/`client_ip_headers` (Caddy 2.7+); with nobody trusted the
+ * peer's own address is the client, which `{remote_host}` names in every 2.x.
+ */
+function clientIpPlaceholder(trusted: boolean): string {
+    return trusted ? "{client_ip}" : "{remote_host}";
+}
+
+function reverseProxy(route: SiteRoute, trusted: boolean): string[] {
+    const client = clientIpPlaceholder(trusted);
     return [
         `reverse_proxy ${route.service}:${route.port} {`,
+        // One address, the one the proxy trusts: a client-written X-Forwarded-For is never passed on.
+        `\theader_up X-Forwarded-For ${client}`,
+        `\theader_up X-Real-IP ${client}`,
+        ...STRIPPED_CLIENT_HEADERS.map((h) => `\theader_up -${h}`),
         `\tlb_try_duration ${LB_TRY_DURATION}`,
         `\tlb_try_interval ${LB_TRY_INTERVAL}`,
         "}",
@@ -131,7 +194,7 @@ export function backupStatusSnippet(): string[] {
     ];
 }
 
-function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withStatus: boolean): string[] {
+function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withStatus: boolean, trusted: boolean): string[] {
     const body: string[] = [
         ...tlsLine(config),
         "import security_headers",
@@ -152,10 +215,10 @@ function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withS
     for (const route of routes) {
         if (route.prefix === "") {
             catchAll = true;
-            body.push("handle {", ...indent(reverseProxy(route), 1), "}");
+            body.push("handle {", ...indent(reverseProxy(route, trusted), 1), "}");
         } else {
             n += 1;
-            body.push(`@route${n} path ${route.prefix} ${route.prefix}/*`, `handle @route${n} {`, ...indent(reverseProxy(route), 1), "}");
+            body.push(`@route${n} path ${route.prefix} ${route.prefix}/*`, `handle @route${n} {`, ...indent(reverseProxy(route, trusted), 1), "}");
         }
     }
     if (!catchAll) {
@@ -165,7 +228,7 @@ function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withS
     return [`${host} {`, ...indent(body, 1), "}"];
 }
 
-function globalOptions(config: StackConfig): string[] {
+function globalOptions(config: StackConfig, trusted: string[] | undefined): string[] {
     const lines: string[] = [];
     if (config.tls.mode === "acme" && config.tls.acmeEmail) {
         lines.push(`email ${config.tls.acmeEmail}`);
@@ -179,18 +242,22 @@ function globalOptions(config: StackConfig): string[] {
         "servers {",
         // HTTP/3 would need 443/udp published and allowed by every firewall; TCP only keeps them in step.
         "\tprotocols h1 h2",
+        // Only these peers may name the client, and only in CF-Connecting-IP (X-Forwarded-For from
+        // Cloudflare carries whatever the visitor sent before it).
+        ...(trusted ? [`\ttrusted_proxies static ${trusted.join(" ")}`, `\tclient_ip_headers ${CLIENT_IP_HEADER}`] : []),
         "}",
     );
     return ["{", ...indent(lines, 1), "}"];
 }
 
 /** Renders the proxy's Caddyfile. */
-export function renderCaddyfile(config: StackConfig, project: string): string {
+export function renderCaddyfile(config: StackConfig, project: string, opts: CaddyfileOptions = {}): string {
+    const trusted = trustedProxyList(config, opts);
     const status = backupsEnabled(config) ? statusHost(config) : undefined;
     const out: string[] = [
         `# Caddyfile of ${project}, rendered by onebox; do not edit on the host.`,
         "# deploy.sh installs it as the live config and reloads the proxy gracefully.",
-        ...globalOptions(config),
+        ...globalOptions(config, trusted),
         "",
         ...securityHeaders(config),
         "",
@@ -200,7 +267,7 @@ export function renderCaddyfile(config: StackConfig, project: string): string {
     }
     const sites = [...routesByHost(config)];
     sites.forEach(([host, routes], i) => {
-        out.push(...siteBlock(config, host, routes, host === status));
+        out.push(...siteBlock(config, host, routes, host === status, trusted !== undefined));
         if (i < sites.length - 1) {
             out.push("");
         }

@@ -5,21 +5,32 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { caddyQuote, renderCaddyfile, renderStatusCaddyfile, routesByHost } from "../../../components/provisioning/render/caddyfile";
+import { behindCloudflare, caddyQuote, renderCaddyfile as renderWith, renderStatusCaddyfile, routesByHost } from "../../../components/provisioning/render/caddyfile";
+import type { StackConfig } from "../../../components/config/schema";
+import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
 import { configOf } from "./fixtures";
+
+/** Renders as the provisioner does: with Cloudflare's (fake) ranges when the stack is proxied by Cloudflare. */
+function renderCaddyfile(config: StackConfig, project: string): string {
+    return renderWith(config, project, { trustedProxies: behindCloudflare(config) ? FAKE_CLOUDFLARE_RANGES : undefined });
+}
 
 /** Expected text written with 4-space indents; Caddyfiles use tabs. */
 function tabs(text: string): string {
     return text.replace(/^((?: {4})+)/gm, (m) => "\t".repeat(m.length / 4));
 }
 
-const GLOBAL_AND_SNIPPETS = (email: string | undefined, csp: string) =>
+const CF_TRUST = `        trusted_proxies static ${[...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6].join(" ")}
+        client_ip_headers CF-Connecting-IP
+`;
+
+const GLOBAL_AND_SNIPPETS = (email: string | undefined, csp: string, trust = "") =>
     tabs(`{
 ${email ? `    email ${email}\n` : ""}    admin localhost:2019
     skip_install_trust
     servers {
         protocols h1 h2
-    }
+${trust}    }
 }
 
 (security_headers) {
@@ -47,8 +58,13 @@ ${email ? `    email ${email}\n` : ""}    admin localhost:2019
 }
 `);
 
-const PROXY = (upstream: string) =>
+const PROXY = (upstream: string, client = "{remote_host}") =>
     `reverse_proxy ${upstream} {
+    header_up X-Forwarded-For ${client}
+    header_up X-Real-IP ${client}
+    header_up -CF-Connecting-IP
+    header_up -True-Client-IP
+    header_up -Forwarded
     lb_try_duration 30s
     lb_try_interval 250ms
 }`;
@@ -76,7 +92,7 @@ describe("Caddyfile: app. and api. subdomains (finances, Cloudflare origin certi
         const expected =
             "# Caddyfile of finances-prod, rendered by onebox; do not edit on the host.\n" +
             "# deploy.sh installs it as the live config and reloads the proxy gracefully.\n" +
-            GLOBAL_AND_SNIPPETS(undefined, csp) +
+            GLOBAL_AND_SNIPPETS(undefined, csp, CF_TRUST) +
             "\n" +
             tabs(`api.example.com {
     tls /etc/caddy/certs/origin.pem /etc/caddy/certs/origin.key
@@ -87,7 +103,7 @@ ${LOG("api.example.com")}
         import backup_status
     }
     handle {
-${indentBlock(PROXY("api:8000"), 2)}
+${indentBlock(PROXY("api:8000", "{client_ip}"), 2)}
     }
 }
 
@@ -97,7 +113,7 @@ app.example.com {
     encode zstd gzip
 ${LOG("app.example.com")}
     handle {
-${indentBlock(PROXY("web:3000"), 2)}
+${indentBlock(PROXY("web:3000", "{client_ip}"), 2)}
     }
 }
 `);
@@ -158,6 +174,59 @@ ${indentBlock(PROXY("web:8080"), 2)}
             r.routes = (r.routes as { path: string }[]).filter((x) => x.path !== "/");
         });
         assert.ok(renderCaddyfile(config, "social-prod").includes(tabs("    handle {\n        respond 404\n    }\n}\n")));
+    });
+});
+
+describe("Caddyfile: the client address (Cloudflare's CF-Connecting-IP only from Cloudflare)", () => {
+    const proxied = configOf("finances");
+    const direct = configOf("social");
+
+    test("dns.proxied: exactly the given ranges are trusted, both families, and only CF-Connecting-IP names the client", () => {
+        const ranges = { ipv4: ["198.51.100.0/24"], ipv6: ["2001:db8::/32"] };
+        const text = renderWith(proxied, "finances-prod", { trustedProxies: ranges });
+        assert.ok(text.includes("\tservers {\n\t\tprotocols h1 h2\n\t\ttrusted_proxies static 198.51.100.0/24 2001:db8::/32\n\t\tclient_ip_headers CF-Connecting-IP\n\t}\n"), text);
+        assert.equal(text.match(/trusted_proxies/g)?.length, 1);
+    });
+
+    test("dns.proxied without Cloudflare's ranges is refused (the app would see only Cloudflare's addresses)", () => {
+        for (const trustedProxies of [undefined, { ipv4: [], ipv6: [] }]) {
+            assert.throws(() => renderWith(proxied, "finances-prod", { trustedProxies }), /dns\.proxied is on but Cloudflare's IP ranges are missing/);
+        }
+    });
+
+    test("not proxied: nobody is trusted, the client is the connection's address", () => {
+        const text = renderCaddyfile(direct, "social-prod");
+        assert.doesNotMatch(text, /trusted_proxies|client_ip_headers|\{client_ip\}/);
+        assert.equal(text.match(/header_up X-Real-IP \{remote_host\}/g)?.length, direct.routes.length);
+    });
+
+    for (const [name, config, client] of [
+        ["proxied", proxied, "{client_ip}"],
+        ["not proxied", direct, "{remote_host}"],
+    ] as const) {
+        test(`${name}: every upstream gets the one client address in X-Forwarded-For and X-Real-IP, and no client-written address header`, () => {
+            const text = renderCaddyfile(config, "x-prod");
+            const blocks = text.split("reverse_proxy ").slice(1).map((b) => b.slice(0, b.indexOf("lb_try_duration")));
+            assert.equal(blocks.length, config.routes.length);
+            for (const b of blocks) {
+                const ops = b.split("\n").map((l) => l.trim()).filter((l) => l.startsWith("header_up"));
+                assert.deepEqual(ops, [
+                    `header_up X-Forwarded-For ${client}`,
+                    `header_up X-Real-IP ${client}`,
+                    "header_up -CF-Connecting-IP",
+                    "header_up -True-Client-IP",
+                    "header_up -Forwarded",
+                ]);
+            }
+        });
+    }
+
+    test("behindCloudflare: only with Cloudflare DNS, proxied, in front of our own Caddy", () => {
+        assert.equal(behindCloudflare(proxied), true);
+        assert.equal(behindCloudflare(direct), false);
+        assert.equal(behindCloudflare(configOf("cleaning")), true);
+        assert.equal(behindCloudflare(configOf("cleaning", (r) => ((r.dns as Record<string, unknown>).proxied = false))), false);
+        assert.equal(behindCloudflare(configOf("fingerflow")), false);
     });
 });
 
