@@ -246,6 +246,47 @@ const tlsSchema = z.strictObject({
     acmeEmail: z.string().email("must be an e-mail address").optional(),
 });
 
+/** A Content-Security-Policy: one Caddyfile/label-safe line. */
+const contentSecurityPolicy = checked((v) =>
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    /[\u0000-\u001f\u007f]/.test(v)
+        ? "must be one line without control characters; separate directives with \"; \""
+        : /["\\{}]/.test(v)
+          ? "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'"
+          : undefined,
+);
+
+/** X-Frame-Options: refuse framing, allow it from the same origin, or send no header ("off"). */
+export const FRAME_OPTIONS = ["DENY", "SAMEORIGIN", "off"] as const;
+/** Referrer-Policy values browsers know. */
+export const REFERRER_POLICIES = [
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+] as const;
+const frameOptions = z.enum(FRAME_OPTIONS, { message: `use one of ${FRAME_OPTIONS.join(", ")}` });
+const referrerPolicy = z.enum(REFERRER_POLICIES, { message: `use one of ${REFERRER_POLICIES.join(", ")}` });
+
+/** One year: the shortest max-age the HSTS preload list accepts. */
+export const HSTS_PRELOAD_MIN_AGE = 31536000;
+
+/** Response headers a route may set differently from the stack's `proxy` defaults (proxy.kind caddy). */
+const routeHeadersSchema = z.strictObject({
+    /** Content-Security-Policy of this route (e.g. a stricter one for an API). @default proxy.contentSecurityPolicy */
+    contentSecurityPolicy: contentSecurityPolicy.optional(),
+    /** X-Frame-Options of this route. @default proxy.frameOptions */
+    frameOptions: frameOptions.optional(),
+    /** Referrer-Policy of this route. @default proxy.referrerPolicy */
+    referrerPolicy: referrerPolicy.optional(),
+    /** Whether the proxy's headers replace the app's own on this route. @default proxy.overrideAppHeaders */
+    overrideAppHeaders: z.boolean().optional(),
+});
+
 const proxySchema = z.strictObject({
     /**
      * "caddy": the stack brings its own Caddy, the only service publishing
@@ -260,17 +301,32 @@ const proxySchema = z.strictObject({
     /** Traefik entrypoint and certificate resolver names. */
     traefikEntrypoint: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the entrypoint's name as in Traefik's config, e.g. websecure").default("websecure"),
     traefikCertResolver: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the resolver's name as in Traefik's config, e.g. le").optional(),
-    /** Content-Security-Policy sent on every response (one line; no ", \\, { or }). */
-    contentSecurityPolicy: checked((v) =>
-        // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-        /[\u0000-\u001f\u007f]/.test(v)
-            ? "must be one line without control characters; separate directives with \"; \""
-            : /["\\{}]/.test(v)
-              ? "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'"
-              : undefined,
-    ).default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+    /** Content-Security-Policy sent on every response (one line; no ", \\, { or }); a route may set its own. */
+    contentSecurityPolicy: contentSecurityPolicy.default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
     /** HSTS max-age in seconds (0 disables). @default 31536000 */
     hstsMaxAge: z.number().int().min(0).default(31536000),
+    /**
+     * HSTS `includeSubDomains`: browsers use HTTPS for every name under each host, including
+     * ones this stack does not serve. Needs hstsMaxAge > 0. @default false
+     */
+    hstsIncludeSubdomains: z.boolean().default(false),
+    /**
+     * HSTS `preload`: consent to the browsers' preload list (hard to leave: months). Needs
+     * hstsIncludeSubdomains, hstsMaxAge of at least a year, a publicly trusted certificate and
+     * a route on the zone apex (the list reads the header there). @default false
+     */
+    hstsPreload: z.boolean().default(false),
+    /** X-Frame-Options: DENY, SAMEORIGIN or off (no header). @default "DENY" */
+    frameOptions: frameOptions.default("DENY"),
+    /** Referrer-Policy. @default "strict-origin-when-cross-origin" */
+    referrerPolicy: referrerPolicy.default("strict-origin-when-cross-origin"),
+    /**
+     * Whether the proxy's security headers replace those the app sets itself. Off, a header
+     * is added only where the app sent none (an app that knows better keeps its CSP).
+     * Traefik's headers middleware always replaces them, so traefik-external refuses false.
+     * @default false with proxy.kind caddy, true with traefik-external
+     */
+    overrideAppHeaders: z.boolean().optional(),
 });
 
 const healthSchema = z
@@ -372,6 +428,8 @@ const routeSchema = z.strictObject({
     path: z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, "must be a path prefix such as /api").default("/"),
     /** Target service name (a key of `services`). */
     service: slug,
+    /** Security headers of this route where they differ from `proxy`'s (proxy.kind caddy). */
+    headers: routeHeadersSchema.optional(),
 });
 
 /** A rotation interval in whole days; 0 turns rotation off. */
@@ -693,6 +751,33 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     if (c.host.originLockdown && (!c.dns || c.dns.provider !== "cloudflare" || !c.dns.proxied)) {
         issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs dns.provider: cloudflare with proxied: true");
     }
+    // Headers: HSTS preconditions, and per-route headers only where our proxy renders them.
+    if (c.proxy.hstsIncludeSubdomains && c.proxy.hstsMaxAge === 0) {
+        issue(["proxy", "hstsIncludeSubdomains"], "HSTS is off (proxy.hstsMaxAge: 0); set a max-age or remove hstsIncludeSubdomains");
+    }
+    if (c.proxy.hstsPreload) {
+        if (!c.proxy.hstsIncludeSubdomains) {
+            issue(["proxy", "hstsPreload"], "the preload list requires includeSubDomains; set proxy.hstsIncludeSubdomains: true (every subdomain must serve HTTPS)");
+        }
+        if (c.proxy.hstsMaxAge < HSTS_PRELOAD_MIN_AGE) {
+            issue(["proxy", "hstsPreload"], `the preload list requires a max-age of at least ${HSTS_PRELOAD_MIN_AGE} s (one year); raise proxy.hstsMaxAge`);
+        }
+        if (c.tls.mode === "internal") {
+            issue(["proxy", "hstsPreload"], "tls.mode internal certificates are not publicly trusted; preloading would lock browsers out");
+        }
+        if (c.dns && !c.routes.some((r) => r.host === c.dns?.zone)) {
+            issue(["proxy", "hstsPreload"], `the preload list reads the header from the apex ${c.dns.zone}; route ${c.dns.zone} through this proxy or remove hstsPreload`);
+        }
+    }
+    if (c.proxy.kind === "traefik-external") {
+        if (c.proxy.overrideAppHeaders === false) {
+            issue(["proxy", "overrideAppHeaders"], "Traefik's headers middleware always replaces the app's headers; remove this setting or use proxy.kind caddy");
+        }
+        c.routes.forEach((r, i) => {
+            if (r.headers) issue(["routes", i, "headers"], "per-route headers are rendered by the stack's own Caddy; with proxy.kind traefik-external set them in proxy");
+        });
+    }
+
     if (c.host.originLockdown && c.tls.mode === "acme") {
         issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");
     }

@@ -132,6 +132,17 @@ export const BAD_CONFIGS: Case[] = [
     ["H11: secretsAsEnv names a secret the service does not have", (r) => withValue(r, "services.api.secretsAsEnv", ["STRIPE_KEY"]), "services.api.secretsAsEnv[0]", /not a secret of this service; list it in secrets/],
     ["H11: DATABASE_URL opted into the environment of a service without the database", (r) => withValue(r, "services.web.secretsAsEnv", ["DATABASE_URL"]), "services.web.secretsAsEnv[0]", /database: true/],
     ["H11: env sets the variable that names a secret file", (r) => withValue(r, "services.api.env", { SMTP_PASSWORD_FILE: "/etc/smtp" }), "services.api.env.SMTP_PASSWORD_FILE", /names the file of secret SMTP_PASSWORD/],
+    // --- security headers per host and route ---
+    ["HSTS includeSubDomains with HSTS off", (r) => withValue(r, "proxy", { hstsMaxAge: 0, hstsIncludeSubdomains: true }), "proxy.hstsIncludeSubdomains", /HSTS is off/],
+    ["HSTS preload without includeSubDomains", (r) => withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "proxy", { hstsPreload: true }), "proxy.hstsPreload", /requires includeSubDomains/],
+    ["HSTS preload with a max-age under a year", (r) => withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "proxy", { hstsPreload: true, hstsIncludeSubdomains: true, hstsMaxAge: 86400 }), "proxy.hstsPreload", /at least 31536000/],
+    ["HSTS preload without a route on the zone apex", (r) => withValue(r, "proxy", { hstsPreload: true, hstsIncludeSubdomains: true }), "proxy.hstsPreload", /apex example\.com/],
+    ["HSTS preload with the internal CA", (r) => withValue(withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "tls", { mode: "internal" }), "proxy", { hstsPreload: true, hstsIncludeSubdomains: true }), "proxy.hstsPreload", /not publicly trusted/],
+    ["unknown X-Frame-Options value", (r) => withValue(r, "proxy", { frameOptions: "ALLOW-FROM https://x.example" }), "proxy.frameOptions", /DENY, SAMEORIGIN, off/],
+    ["unknown Referrer-Policy", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { referrerPolicy: "never" } }]), "routes[0].headers.referrerPolicy", /strict-origin-when-cross-origin/],
+    ["route CSP with a brace", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { contentSecurityPolicy: "default-src {x}" } }]), "routes[0].headers.contentSecurityPolicy", /single quotes/],
+    ["per-route headers behind an external Traefik", (r) => withValue(withValue(withValue(r, "proxy", { kind: "traefik-external" }), "tls", { mode: "external" }), "routes", [{ host: "app.example.com", service: "web", headers: { frameOptions: "SAMEORIGIN" } }]), "routes[0].headers", /traefik-external/],
+    ["app headers kept behind Traefik, which always replaces them", (r) => withValue(withValue(r, "proxy", { kind: "traefik-external", overrideAppHeaders: false }), "tls", { mode: "external" }), "proxy.overrideAppHeaders", /always replaces/],
     ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
 ];
 

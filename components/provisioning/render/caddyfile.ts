@@ -1,9 +1,11 @@
 /**
  * Renders the Caddyfile of the stack's own proxy (pure).
  *
- * Per hostname one site block: security headers, compression, a rolling access
- * log, then the routes as mutually exclusive `handle` blocks, longest path
- * prefix first and `/` last. `reverse_proxy` keeps retrying a restarting
+ * Per hostname one site block: compression, a rolling access log, then the
+ * routes as mutually exclusive `handle` blocks, longest path prefix first and
+ * `/` last, each importing its security headers (the stack's `proxy` settings,
+ * or a route's own `headers` over them). The proxy adds a security header only
+ * where the app sent none, unless `overrideAppHeaders` says to replace it. `reverse_proxy` keeps retrying a restarting
  * upstream (`lb_try_duration`) so a redeploy holds requests instead of failing
  * them. HTTP->HTTPS redirects are Caddy's automatic HTTPS: nothing here turns
  * them off (`auto_https` never appears in the site config).
@@ -20,7 +22,7 @@
  * around the proxy (`CF-Connecting-IP`, `True-Client-IP`, `Forwarded`) never
  * reach it.
  */
-import type { StackConfig } from "../../config/schema";
+import type { RouteConfig, StackConfig } from "../../config/schema";
 import type { IpRanges } from "../../hosts/firewall-rules";
 import { CONTAINER_CADDY_LOG_DIR, CONTAINER_CERTS_DIR, CONTAINER_STATUS_DIR } from "../paths";
 import { backupsEnabled, statusHost, STATUS_PORT } from "./compose";
@@ -95,6 +97,8 @@ interface SiteRoute {
     prefix: string;
     service: string;
     port: number;
+    /** The route's own security headers, when it sets any. */
+    headers?: RouteConfig["headers"];
 }
 
 /** Routes of each hostname, hosts sorted, paths longest first with the catch-all last. */
@@ -106,7 +110,7 @@ export function routesByHost(config: StackConfig): Map<string, SiteRoute[]> {
             throw new Error(`routes: service "${r.service}" has no port to route to`);
         }
         const list = byHost.get(r.host) ?? [];
-        list.push({ prefix: normalizePrefix(r.path), service: r.service, port });
+        list.push({ prefix: normalizePrefix(r.path), service: r.service, port, ...(r.headers ? { headers: r.headers } : {}) });
         byHost.set(r.host, list);
     }
     const sorted = new Map<string, SiteRoute[]>();
@@ -157,20 +161,74 @@ function tlsLine(config: StackConfig): string[] {
     }
 }
 
-/** The shared security headers snippet. */
-export function securityHeaders(config: StackConfig): string[] {
-    const lines: string[] = [];
-    if (config.proxy.hstsMaxAge > 0) {
-        lines.push(`Strict-Transport-Security "max-age=${config.proxy.hstsMaxAge}"`);
+/** The security headers of one route (or of the stack, without a route): its own settings over `proxy`'s. */
+export interface HeaderSet {
+    contentSecurityPolicy: string;
+    frameOptions: StackConfig["proxy"]["frameOptions"];
+    referrerPolicy: StackConfig["proxy"]["referrerPolicy"];
+    /** Replace the app's own headers (else add each only where the app sent none). */
+    overrideAppHeaders: boolean;
+}
+
+/** The effective headers of a route; without one, the stack's defaults (404s, the backup status). */
+export function headerSet(config: StackConfig, own?: RouteConfig["headers"]): HeaderSet {
+    const p = config.proxy;
+    return {
+        contentSecurityPolicy: own?.contentSecurityPolicy ?? p.contentSecurityPolicy,
+        frameOptions: own?.frameOptions ?? p.frameOptions,
+        referrerPolicy: own?.referrerPolicy ?? p.referrerPolicy,
+        overrideAppHeaders: own?.overrideAppHeaders ?? p.overrideAppHeaders ?? config.proxy.kind === "traefik-external",
+    };
+}
+
+/** The Strict-Transport-Security value, or undefined when HSTS is off. */
+export function hstsValue(config: StackConfig): string | undefined {
+    const p = config.proxy;
+    if (p.hstsMaxAge === 0) {
+        return undefined;
     }
-    lines.push(
-        `Content-Security-Policy ${caddyQuote(config.proxy.contentSecurityPolicy, "proxy.contentSecurityPolicy")}`,
-        `X-Frame-Options "DENY"`,
-        `X-Content-Type-Options "nosniff"`,
-        `Referrer-Policy "strict-origin-when-cross-origin"`,
-        "-Server",
-    );
-    return ["(security_headers) {", "\theader {", ...indent(lines, 2), "\t}", "}"];
+    return [`max-age=${p.hstsMaxAge}`, ...(p.hstsIncludeSubdomains ? ["includeSubDomains"] : []), ...(p.hstsPreload ? ["preload"] : [])].join("; ");
+}
+
+/**
+ * One security headers snippet. Deferred (written as the response leaves), so they
+ * see the app's headers: `?Name` adds a header only where the app sent none; a plain
+ * `Name` replaces the app's.
+ */
+export function securityHeaders(config: StackConfig, set: HeaderSet = headerSet(config), name = "security_headers"): string[] {
+    const mark = set.overrideAppHeaders ? "" : "?";
+    const lines: string[] = ["defer"];
+    const hsts = hstsValue(config);
+    if (hsts) {
+        lines.push(`${mark}Strict-Transport-Security "${hsts}"`);
+    }
+    lines.push(`${mark}Content-Security-Policy ${caddyQuote(set.contentSecurityPolicy, "proxy.contentSecurityPolicy")}`);
+    if (set.frameOptions !== "off") {
+        lines.push(`${mark}X-Frame-Options "${set.frameOptions}"`);
+    }
+    lines.push(`${mark}X-Content-Type-Options "nosniff"`, `${mark}Referrer-Policy "${set.referrerPolicy}"`, "-Server");
+    return [`(${name}) {`, "\theader {", ...indent(lines, 2), "\t}", "}"];
+}
+
+/**
+ * The distinct header sets of the stack, each with its snippet name: the stack's
+ * defaults are `security_headers`, route variants `security_headers_1`, ... in
+ * the order the sites and routes are rendered.
+ */
+export function headerSnippets(config: StackConfig, sites: [string, SiteRoute[]][]): Map<string, { name: string; set: HeaderSet }> {
+    const snippets = new Map<string, { name: string; set: HeaderSet }>();
+    const add = (set: HeaderSet) => {
+        const key = JSON.stringify(set);
+        if (!snippets.has(key)) {
+            snippets.set(key, { name: snippets.size === 0 ? "security_headers" : `security_headers_${snippets.size}`, set });
+        }
+        return key;
+    };
+    add(headerSet(config));
+    for (const [, routes] of sites) {
+        for (const r of routes) add(headerSet(config, r.headers));
+    }
+    return snippets;
 }
 
 /**
@@ -194,10 +252,9 @@ export function backupStatusSnippet(): string[] {
     ];
 }
 
-function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withStatus: boolean, trusted: boolean): string[] {
+function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withStatus: boolean, trusted: boolean, snippetOf: (r?: SiteRoute) => string): string[] {
     const body: string[] = [
         ...tlsLine(config),
-        "import security_headers",
         "encode zstd gzip",
         "log {",
         `\toutput file ${CONTAINER_CADDY_LOG_DIR}/${host}.log {`,
@@ -208,22 +265,22 @@ function siteBlock(config: StackConfig, host: string, routes: SiteRoute[], withS
         "",
     ];
     if (withStatus) {
-        body.push("handle /healthz/backup {", "\timport backup_status", "}");
+        body.push("handle /healthz/backup {", `\timport ${snippetOf()}`, "\timport backup_status", "}");
     }
     let n = 0;
     let catchAll = false;
     for (const route of routes) {
         if (route.prefix === "") {
             catchAll = true;
-            body.push("handle {", ...indent(reverseProxy(route, trusted), 1), "}");
+            body.push("handle {", `\timport ${snippetOf(route)}`, ...indent(reverseProxy(route, trusted), 1), "}");
         } else {
             n += 1;
-            body.push(`@route${n} path ${route.prefix} ${route.prefix}/*`, `handle @route${n} {`, ...indent(reverseProxy(route, trusted), 1), "}");
+            body.push(`@route${n} path ${route.prefix} ${route.prefix}/*`, `handle @route${n} {`, `\timport ${snippetOf(route)}`, ...indent(reverseProxy(route, trusted), 1), "}");
         }
     }
     if (!catchAll) {
         // Without this, Caddy answers unmatched paths with an empty 200.
-        body.push("handle {", "\trespond 404", "}");
+        body.push("handle {", `\timport ${snippetOf()}`, "\trespond 404", "}");
     }
     return [`${host} {`, ...indent(body, 1), "}"];
 }
@@ -259,15 +316,22 @@ export function renderCaddyfile(config: StackConfig, project: string, opts: Cadd
         "# deploy.sh installs it as the live config and reloads the proxy gracefully.",
         ...globalOptions(config, trusted),
         "",
-        ...securityHeaders(config),
-        "",
     ];
+    const sites = [...routesByHost(config)];
+    const snippets = headerSnippets(config, sites);
+    for (const { name, set } of snippets.values()) {
+        out.push(...securityHeaders(config, set, name), "");
+    }
+    const snippetOf = (r?: SiteRoute) => {
+        const found = snippets.get(JSON.stringify(headerSet(config, r?.headers)));
+        if (!found) throw new Error(`no header snippet for ${r ? `route ${r.prefix || "/"}` : "the defaults"}`);
+        return found.name;
+    };
     if (status) {
         out.push(...backupStatusSnippet(), "");
     }
-    const sites = [...routesByHost(config)];
     sites.forEach(([host, routes], i) => {
-        out.push(...siteBlock(config, host, routes, host === status, trusted !== undefined));
+        out.push(...siteBlock(config, host, routes, host === status, trusted !== undefined, snippetOf));
         if (i < sites.length - 1) {
             out.push("");
         }

@@ -261,17 +261,24 @@ export function traefikLabels(config: StackConfig, project: string, service: str
  */
 function traefikMiddlewares(config: StackConfig, project: string): Record<string, string> {
     const m = `traefik.http.middlewares.${project}-headers.headers`;
+    const p = config.proxy;
     const labels: Record<string, string> = {
-        [`${m}.frameDeny`]: "true",
         [`${m}.contentTypeNosniff`]: "true",
-        [`${m}.referrerPolicy`]: "strict-origin-when-cross-origin",
-        [`${m}.contentSecurityPolicy`]: composeEscape(config.proxy.contentSecurityPolicy),
+        [`${m}.referrerPolicy`]: p.referrerPolicy,
+        [`${m}.contentSecurityPolicy`]: composeEscape(p.contentSecurityPolicy),
         // An empty custom header value makes Traefik remove the header.
         [`${m}.customResponseHeaders.Server`]: "",
         [`traefik.http.middlewares.${project}-compress.compress`]: "true",
     };
-    if (config.proxy.hstsMaxAge > 0) {
-        labels[`${m}.stsSeconds`] = String(config.proxy.hstsMaxAge);
+    if (p.frameOptions === "DENY") {
+        labels[`${m}.frameDeny`] = "true";
+    } else if (p.frameOptions === "SAMEORIGIN") {
+        labels[`${m}.customFrameOptionsValue`] = "SAMEORIGIN";
+    }
+    if (p.hstsMaxAge > 0) {
+        labels[`${m}.stsSeconds`] = String(p.hstsMaxAge);
+        if (p.hstsIncludeSubdomains) labels[`${m}.stsIncludeSubdomains`] = "true";
+        if (p.hstsPreload) labels[`${m}.stsPreload`] = "true";
     }
     return labels;
 }

@@ -35,11 +35,12 @@ ${trust}    }
 
 (security_headers) {
     header {
-        Strict-Transport-Security "max-age=31536000"
-        Content-Security-Policy "${csp}"
-        X-Frame-Options "DENY"
-        X-Content-Type-Options "nosniff"
-        Referrer-Policy "strict-origin-when-cross-origin"
+        defer
+        ?Strict-Transport-Security "max-age=31536000"
+        ?Content-Security-Policy "${csp}"
+        ?X-Frame-Options "DENY"
+        ?X-Content-Type-Options "nosniff"
+        ?Referrer-Policy "strict-origin-when-cross-origin"
         -Server
     }
 }
@@ -96,23 +97,24 @@ describe("Caddyfile: app. and api. subdomains (finances, Cloudflare origin certi
             "\n" +
             tabs(`api.example.com {
     tls /etc/caddy/certs/origin.pem /etc/caddy/certs/origin.key
-    import security_headers
     encode zstd gzip
 ${LOG("api.example.com")}
     handle /healthz/backup {
+        import security_headers
         import backup_status
     }
     handle {
+        import security_headers
 ${indentBlock(PROXY("api:8000", "{client_ip}"), 2)}
     }
 }
 
 app.example.com {
     tls /etc/caddy/certs/origin.pem /etc/caddy/certs/origin.key
-    import security_headers
     encode zstd gzip
 ${LOG("app.example.com")}
     handle {
+        import security_headers
 ${indentBlock(PROXY("web:3000", "{client_ip}"), 2)}
     }
 }
@@ -133,21 +135,24 @@ describe("Caddyfile: one hostname with path prefixes (social, internal CA)", () 
     test("exact site block: longest prefix first, each matching /p and /p/*, catch-all last", () => {
         const site = tabs(`social.example {
     tls internal
-    import security_headers
     encode zstd gzip
 ${LOG("social.example")}
     handle /healthz/backup {
+        import security_headers
         import backup_status
     }
     @route1 path /health /health/*
     handle @route1 {
+        import security_headers
 ${indentBlock(PROXY("api:8000"), 2)}
     }
     @route2 path /api /api/*
     handle @route2 {
+        import security_headers
 ${indentBlock(PROXY("api:8000"), 2)}
     }
     handle {
+        import security_headers
 ${indentBlock(PROXY("web:8080"), 2)}
     }
 }
@@ -173,7 +178,7 @@ ${indentBlock(PROXY("web:8080"), 2)}
         const config = configOf("social", (r) => {
             r.routes = (r.routes as { path: string }[]).filter((x) => x.path !== "/");
         });
-        assert.ok(renderCaddyfile(config, "social-prod").includes(tabs("    handle {\n        respond 404\n    }\n}\n")));
+        assert.ok(renderCaddyfile(config, "social-prod").includes(tabs("    handle {\n        import security_headers\n        respond 404\n    }\n}\n")));
     });
 });
 
@@ -244,12 +249,74 @@ describe("Caddyfile: TLS, redirects and headers", () => {
             assert.doesNotMatch(text, /auto_https|http:\/\/|:80\b/);
         });
 
-        test(`${name}: every site imports the security headers and compresses`, () => {
+        test(`${name}: every site compresses and every handler imports security headers first`, () => {
             const text = renderCaddyfile(configOf(name), `${name}-prod`);
             const sites = text.split("\n").filter((l) => /^[a-z0-9.-]+ \{$/.test(l)).length;
-            assert.equal(text.match(/\timport security_headers\n\tencode zstd gzip\n/g)?.length, sites);
+            assert.equal(text.match(/^\tencode zstd gzip$/gm)?.length, sites);
+            const handlers = text.match(/^\thandle\b.*\{\n.*/gm) ?? [];
+            assert.ok(handlers.length >= sites);
+            for (const h of handlers) assert.match(h, /\n\t\timport security_headers(_\d+)?$/);
         });
     }
+
+    test("by default each header is added only where the app sent none (?), and Server is removed", () => {
+        const text = renderCaddyfile(configOf("social"), "social-prod");
+        const block = text.slice(text.indexOf("(security_headers) {"), text.indexOf("}\n", text.indexOf("(security_headers) {")));
+        const fields = block.split("\n").map((l) => l.trim()).filter((l) => /^[?-]?[A-Z]/.test(l));
+        assert.deepEqual(fields.map((l) => l.split(" ")[0]), ["?Strict-Transport-Security", "?Content-Security-Policy", "?X-Frame-Options", "?X-Content-Type-Options", "?Referrer-Policy", "-Server"]);
+        assert.match(block, /\n\t\tdefer\n/);
+    });
+
+    test("HSTS includeSubDomains and preload", () => {
+        const text = renderCaddyfile(
+            configOf("social", (r) => {
+                r.proxy = { hstsIncludeSubdomains: true, hstsPreload: true };
+                r.tls = { mode: "acme", acmeEmail: "ops@social.example" };
+            }),
+            "social-prod",
+        );
+        assert.match(text, /\t\t\?Strict-Transport-Security "max-age=31536000; includeSubDomains; preload"\n/);
+    });
+
+    test("per-route headers: a route's own CSP, frame and referrer policy and override go to its handler only", () => {
+        const config = configOf("social", (r) => {
+            r.proxy = { frameOptions: "SAMEORIGIN", referrerPolicy: "same-origin" };
+            r.routes = (r.routes as Record<string, unknown>[]).map((x) =>
+                x.path === "/api" ? { ...x, headers: { contentSecurityPolicy: "default-src 'none'", frameOptions: "off", overrideAppHeaders: true } } : x,
+            );
+        });
+        const text = renderCaddyfile(config, "social-prod");
+        assert.ok(
+            text.includes(
+                tabs(`(security_headers_1) {
+    header {
+        defer
+        Strict-Transport-Security "max-age=31536000"
+        Content-Security-Policy "default-src 'none'"
+        X-Content-Type-Options "nosniff"
+        Referrer-Policy "same-origin"
+        -Server
+    }
+}
+`),
+            ),
+            text,
+        );
+        assert.match(text, /\?X-Frame-Options "SAMEORIGIN"/);
+        assert.ok(text.includes(tabs("    @route2 path /api /api/*\n    handle @route2 {\n        import security_headers_1\n")), text);
+        assert.equal(text.match(/import security_headers_1\n/g)?.length, 1);
+        assert.equal(text.match(/import security_headers\n/g)?.length, 3, "the other two routes and the status handler keep the defaults");
+    });
+
+    test("two routes with the same own headers share one snippet", () => {
+        const own = { contentSecurityPolicy: "default-src 'none'" };
+        const config = configOf("social", (r) => {
+            r.routes = (r.routes as Record<string, unknown>[]).map((x) => (x.path === "/" ? x : { ...x, headers: own }));
+        });
+        const text = renderCaddyfile(config, "social-prod");
+        assert.equal(text.match(/^\(security_headers(_\d+)?\) \{$/gm)?.length, 2);
+        assert.equal(text.match(/import security_headers_1\n/g)?.length, 2);
+    });
 
     test("hstsMaxAge 0 drops the HSTS header", () => {
         const text = renderCaddyfile(configOf("social", (r) => (r.proxy = { hstsMaxAge: 0 })), "social-prod");

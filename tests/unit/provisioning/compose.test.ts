@@ -374,6 +374,27 @@ describe("traefik-external (FingerFlow)", () => {
         assert.deepEqual(Object.keys(labels), Object.keys(labels).sort(), "labels are sorted");
     });
 
+    test("header settings reach Traefik's middleware: frame options, referrer policy, HSTS includeSubDomains and preload", () => {
+        const m = "traefik.http.middlewares.fingerflow-prod-headers.headers";
+        const of = (proxy: Record<string, unknown>) =>
+            traefikLabels(
+                configOf("fingerflow", (r) => {
+                    r.proxy = { ...(r.proxy as object), ...proxy };
+                    r.routes = [...(r.routes as object[]), { host: "fingerflow.example", service: "frontend" }];
+                }),
+                "fingerflow-prod",
+                "backend",
+            );
+        const same = of({ frameOptions: "SAMEORIGIN", referrerPolicy: "no-referrer", hstsIncludeSubdomains: true, hstsPreload: true });
+        assert.equal(same[`${m}.frameDeny`], undefined);
+        assert.equal(same[`${m}.customFrameOptionsValue`], "SAMEORIGIN");
+        assert.equal(same[`${m}.referrerPolicy`], "no-referrer");
+        assert.equal(same[`${m}.stsIncludeSubdomains`], "true");
+        assert.equal(same[`${m}.stsPreload`], "true");
+        const off = of({ frameOptions: "off" });
+        assert.deepEqual(Object.keys(off).filter((k) => /frameDeny|customFrameOptionsValue|stsIncludeSubdomains|stsPreload/.test(k)), []);
+    });
+
     test("the frontend gets the catch-all router; longer rules win by Traefik's default priority", () => {
         const labels = traefikLabels(configOf("fingerflow"), "fingerflow-prod", "frontend");
         assert.equal(labels["traefik.http.routers.fingerflow-prod-frontend-0.rule"], "Host(`app.fingerflow.example`)");
