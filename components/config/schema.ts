@@ -357,6 +357,25 @@ const volumeSchema = z.strictObject({
     backup: z.boolean().default(true),
 });
 
+/**
+ * Capabilities a service may add back (H12: every other one stays dropped). Enough for
+ * entrypoints that start as root to fix ownership and drop to a user, and for binding a
+ * port below 1024; none that reaches beyond the container (SYS_ADMIN, NET_ADMIN,
+ * SYS_PTRACE, SYS_MODULE, NET_RAW, ...).
+ */
+export const ALLOWED_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"] as const;
+
+const capability = z.string().superRefine((v, ctx) => {
+    const bare = v.toUpperCase().replace(/^CAP_/, "");
+    if ((ALLOWED_CAPABILITIES as readonly string[]).includes(v)) return;
+    ctx.addIssue({
+        code: "custom",
+        message: (ALLOWED_CAPABILITIES as readonly string[]).includes(bare)
+            ? `write "${bare}" (upper case, without CAP_)`
+            : `${v} is not allowed: it reaches beyond the container or is rarely needed; allowed: ${ALLOWED_CAPABILITIES.join(", ")}`,
+    });
+});
+
 const serviceSchema = z.strictObject({
     /** Container image. Pin a tag or digest; `latest` is refused. */
     image: imageRef.refine((v) => !/:latest$/.test(v) && /[:@]/.test(v.split("/").pop() ?? ""), {
@@ -404,7 +423,26 @@ const serviceSchema = z.strictObject({
     tmpfs: z.array(z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path")).default([]),
     /** Most processes/threads in the container (H12): a fork bomb stops here. @default 256 */
     pidsLimit: z.number().int().min(16, "at least 16 (an interpreter alone starts several threads)").max(65536).default(256),
+    /**
+     * Capabilities added back to this service (all others stay dropped, H12), from
+     * ALLOWED_CAPABILITIES. Docker gives them to a root process only: use with `user: null`
+     * for an image whose entrypoint starts as root and drops privileges. @default []
+     * @example ["CHOWN", "SETUID", "SETGID"]
+     */
+    capAdd: z.array(capability).default([]),
 }).superRefine((s, ctx) => {
+    const seenCaps = new Set<string>();
+    s.capAdd.forEach((c, i) => {
+        if (seenCaps.has(c)) ctx.addIssue({ code: "custom", path: ["capAdd", i], message: `${c} is listed twice` });
+        seenCaps.add(c);
+    });
+    if (s.capAdd.length > 0 && s.user !== null && s.user.split(":")[0] !== "0") {
+        ctx.addIssue({
+            code: "custom",
+            path: ["capAdd"],
+            message: `user ${s.user} is not root, and Docker gives added capabilities to root processes only; set user: null (an image that starts as root and drops privileges) or remove capAdd`,
+        });
+    }
     s.secretsAsEnv.forEach((n, i) => {
         if (!s.secrets.includes(n) && !(n === "DATABASE_URL" && s.database)) {
             ctx.addIssue({

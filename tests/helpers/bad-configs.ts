@@ -143,6 +143,12 @@ export const BAD_CONFIGS: Case[] = [
     ["route CSP with a brace", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { contentSecurityPolicy: "default-src {x}" } }]), "routes[0].headers.contentSecurityPolicy", /single quotes/],
     ["per-route headers behind an external Traefik", (r) => withValue(withValue(withValue(r, "proxy", { kind: "traefik-external" }), "tls", { mode: "external" }), "routes", [{ host: "app.example.com", service: "web", headers: { frameOptions: "SAMEORIGIN" } }]), "routes[0].headers", /traefik-external/],
     ["app headers kept behind Traefik, which always replaces them", (r) => withValue(withValue(r, "proxy", { kind: "traefik-external", overrideAppHeaders: false }), "tls", { mode: "external" }), "proxy.overrideAppHeaders", /always replaces/],
+    // --- capabilities (H12) ---
+    ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
+    ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],
+    ["H12: a capability spelt with CAP_", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CAP_CHOWN"]), "services.api.capAdd[0]", /write "CHOWN"/],
+    ["H12: a capability listed twice", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "CHOWN"]), "services.api.capAdd[1]", /listed twice/],
+    ["H12: capabilities for a non-root user, who never gets them", (r) => withValue(r, "services.api.capAdd", ["NET_BIND_SERVICE"]), "services.api.capAdd", /not root.*user: null/],
     ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
 ];
 

@@ -11,7 +11,8 @@
  * Only the proxy publishes ports (80/443), except that one opt-in database port.
  *
  * Every service has a restart policy and, where configured, a health check (H9); app
- * services run as `user`, with `no-new-privileges` and all capabilities dropped.
+ * services run as `user`, with `no-new-privileges` and all capabilities dropped but the
+ * ones a service lists in `capAdd` (from the schema's allow-list).
  *
  * Containers (H12): every one has a read-only root filesystem (app services unless
  * `readOnly: false`), with `/tmp` and each image's other writable paths as tmpfs and its
@@ -386,6 +387,8 @@ function appService(config: StackConfig, ctx: ComposeContext, name: string, uplo
         restart: "unless-stopped",
         stop_grace_period: "30s",
         ...HARDENING,
+        // Only what the service listed, from the schema's allow-list; everything else stays dropped.
+        ...(svc.capAdd.length > 0 ? { cap_add: [...svc.capAdd].sort() } : {}),
         ...limits(svc.memoryMb, svc.cpus, svc.pidsLimit),
         logging: CONTAINER_LOGGING,
     };

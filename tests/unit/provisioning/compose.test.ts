@@ -171,6 +171,18 @@ describe("H9: health checks, restart policy, users, hardening", () => {
         });
     }
 
+    test("H12: capAdd gives a service exactly its listed capabilities (sorted), every other one still dropped", () => {
+        const config = configOf("fingerflow", (r) => {
+            const frontend = (r.services as Record<string, Record<string, unknown>>).frontend;
+            frontend.capAdd = ["SETUID", "NET_BIND_SERVICE", "CHOWN", "SETGID"];
+        });
+        const { services } = composeOf(config);
+        assert.deepEqual(services.frontend.cap_drop, ["ALL"]);
+        assert.deepEqual(services.frontend.cap_add, ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"]);
+        assert.deepEqual(services.frontend.security_opt, ["no-new-privileges:true"]);
+        assert.equal(services.backend.cap_add, undefined, "another service gets nothing");
+    });
+
     test("the default user is 10001:10001; user: null keeps the image's user", () => {
         const { services } = composeOf(configOf("fingerflow"));
         assert.equal(services.backend.user, "10001:10001");
