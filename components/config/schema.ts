@@ -406,6 +406,14 @@ const serviceSchema = z.strictObject({
     database: z.boolean().default(false),
     /** Give this service REDIS_URL. @default false */
     redis: z.boolean().default(false),
+    /**
+     * Outbound internet access (mail relays, payment APIs, S3). On by default because turning it
+     * off breaks such an app only at run time, when it first calls out; set false for services
+     * that need none (a static frontend, a worker that only talks to the database). Services
+     * reach PostgreSQL only with `database: true` and Redis only with `redis: true` either way.
+     * @default true
+     */
+    egress: z.boolean().default(true),
     /** Run as this uid:gid (H9). Null keeps the image's user. @default "10001:10001" */
     user: z.string().regex(/^[0-9]+(:[0-9]+)?$/, "use numeric uid[:gid]").nullable().default("10001:10001"),
     /** Memory limit in MiB. @default 256 */
