@@ -590,6 +590,24 @@ const backupsSchema = z.strictObject({
         .prefault({}),
 });
 
+/** A private registry the host logs in to before pulling. */
+const registrySchema = z.strictObject({
+    /** Registry host as in image references, with its port if any (no scheme). @example "ghcr.io" */
+    server: z
+        .string()
+        .regex(
+            /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/,
+            "use the registry host as in image references, e.g. ghcr.io or registry.example.com:5000 (no https://, no path)",
+        ),
+    /** User name (for GitHub's registry, the account or a bot's name). */
+    username: z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, "use letters, digits and . _ @ + - (at most 128)"),
+    /**
+     * Name of the user-supplied secret holding the password or token
+     * (`pulumi config set --secret --path 'secrets.<NAME>'`). @example "GHCR_TOKEN"
+     */
+    passwordSecret: envName,
+});
+
 const deploySchema = z.strictObject({
     /** Release directories kept for rollback. @default 5 */
     keepReleases: z.number().int().min(2, "keep at least 2 releases to allow rollback").max(50).default(5),
@@ -601,6 +619,12 @@ const deploySchema = z.strictObject({
     imageSource: z.enum(["registry", "upload"]).default("registry"),
     /** Seconds the health gate waits. @default 180 */
     healthTimeoutSeconds: z.number().int().min(10).max(3600).default(180),
+    /**
+     * Private registries the host authenticates to when it pulls: the credentials live in a
+     * root-only file of this stack (a per-stack DOCKER_CONFIG), never in a command line or log.
+     * @default []
+     */
+    registries: z.array(registrySchema).default([]),
 });
 
 const appSchema = z.strictObject({
@@ -747,6 +771,17 @@ function crossChecks(c: StackConfig, ctx: z.RefinementCtx): void {
     });
     for (const n of c.secretNames.filter((x) => programSecrets.includes(x))) {
         issue(["secrets", n], `"${n}" is reserved for a value the program manages; pick another name`);
+    }
+    const registryServers = new Set<string>();
+    c.deploy.registries.forEach((r, i) => {
+        if (registryServers.has(r.server)) issue(["deploy", "registries", i, "server"], `${r.server} is listed twice`);
+        registryServers.add(r.server);
+        if (!c.secretNames.includes(r.passwordSecret)) {
+            issue(["deploy", "registries", i, "passwordSecret"], `no secret "${r.passwordSecret}": set the registry's password or token with \`pulumi config set --secret --path 'secrets.${r.passwordSecret}'\``);
+        }
+    });
+    if (c.deploy.registries.length > 0 && c.deploy.imageSource === "upload") {
+        issue(["deploy", "registries"], "deploy.imageSource upload streams the images from this machine, so the host never pulls; remove registries or use imageSource: registry");
     }
     const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
     for (const n of dupSecret) {

@@ -388,11 +388,15 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
             file(`${paths.certsDir}/origin.key`, secretRef(RESERVED_SECRETS.tlsOriginKey), "0600"),
         );
     }
+    const registries = registryLogins(config, paths);
+    directories.push(...registries.directories);
+    files.push(...registries.files);
     const run = [
         "shopt -s nullglob",
         ...pruneLines(paths.envDir, "*.env", services.map((s) => `${s}.env`)),
         ...pruneLines(paths.secretsDir, "*/", secretDirs.map((d) => `${d}/`)),
         ...prune,
+        ...registries.run,
     ].join("\n");
     return {
         name: "secrets",
@@ -404,6 +408,44 @@ function secretsStep(config: StackConfig, paths: AppPaths): Step {
         dependsOn: ["bootstrap"],
         lock: stackLockFile(config.app.name),
     };
+}
+
+/** The key Docker files a registry's credentials under (Docker Hub keeps its historical URL). */
+export function dockerAuthKey(server: string): string {
+    return server === "docker.io" || server === "index.docker.io" ? "https://index.docker.io/v1/" : server;
+}
+
+/**
+ * Registry logins as the stack's own DOCKER_CONFIG (`paths.registryDir`, 0700 root):
+ * each password arrives as a 0600 file (stdin of the secret step, R3), the run
+ * composes `config.json` (0600) from them in the shell (the values pass through
+ * builtins and pipes only, never an argument list) and deletes the password files.
+ * deploy.sh points `docker compose pull` at it. No registries: the directory goes.
+ */
+function registryLogins(config: StackConfig, paths: AppPaths): { directories: HostDirectory[]; files: HostFile[]; run: string[] } {
+    const regs = config.deploy.registries;
+    const d = paths.registryDir;
+    if (regs.length === 0) {
+        return { directories: [], files: [], run: [`if [[ -e ${shellQuote(d)} ]]; then rm -rf -- ${shellQuote(d)}; echo 'removed   registry logins'; fi`] };
+    }
+    const pw = (i: number) => `${d}/${i}.password`;
+    const files = regs.map((r, i) => file(pw(i), secretRef(r.passwordSecret), "0600"));
+    const run = [
+        "(",
+        "  umask 077",
+        ...regs.map((r, i) => `  auth_${i}="$(printf '%s:%s' ${shellQuote(r.username)} "$(cat ${shellQuote(pw(i))})" | base64 -w0)"`),
+        `  tmp="$(mktemp ${shellQuote(`${d}/.config.json.XXXXXX`)})"`,
+        "  {",
+        `    printf '{"auths":{'`,
+        ...regs.map((r, i) => `    printf '${i === 0 ? "" : ","}"%s":{"auth":"%s"}' ${shellQuote(dockerAuthKey(r.server))} "\${auth_${i}}"`),
+        "    printf '}}\\n'",
+        '  } >"${tmp}"',
+        `  mv -f -- "\${tmp}" ${shellQuote(`${d}/config.json`)}`,
+        `  rm -f -- ${regs.map((_, i) => shellQuote(pw(i))).join(" ")}`,
+        `  echo 'registry logins: ${regs.map((r) => r.server).join(", ")}'`,
+        ")",
+    ];
+    return { directories: [dir(d, "0700")], files, run };
 }
 
 // ---------------------------------------------------------------- images

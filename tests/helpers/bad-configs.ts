@@ -143,6 +143,12 @@ export const BAD_CONFIGS: Case[] = [
     ["route CSP with a brace", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { contentSecurityPolicy: "default-src {x}" } }]), "routes[0].headers.contentSecurityPolicy", /single quotes/],
     ["per-route headers behind an external Traefik", (r) => withValue(withValue(withValue(r, "proxy", { kind: "traefik-external" }), "tls", { mode: "external" }), "routes", [{ host: "app.example.com", service: "web", headers: { frameOptions: "SAMEORIGIN" } }]), "routes[0].headers", /traefik-external/],
     ["app headers kept behind Traefik, which always replaces them", (r) => withValue(withValue(r, "proxy", { kind: "traefik-external", overrideAppHeaders: false }), "tls", { mode: "external" }), "proxy.overrideAppHeaders", /always replaces/],
+    // --- private registries ---
+    ["registry with a scheme", (r) => withValue(r, "deploy.registries", [{ server: "https://ghcr.io", username: "acme", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[0].server", /no https:\/\//],
+    ["registry password not a secret", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "acme", passwordSecret: "GHCR_TOKEN" }]), "deploy.registries[0].passwordSecret", /pulumi config set --secret --path 'secrets\.GHCR_TOKEN'/],
+    ["registry listed twice", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "a", passwordSecret: "SMTP_PASSWORD" }, { server: "ghcr.io", username: "b", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[1].server", /listed twice/],
+    ["registry user name with a quote", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "a\"b", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[0].username", /letters, digits/],
+    ["registries with uploaded images", () => withValue(withValue(existingRaw(), "deploy.imageSource", "upload"), "deploy.registries", [{ server: "ghcr.io", username: "a", passwordSecret: "BACKUP_S3_SECRET_ACCESS_KEY" }]), "deploy.registries", /never pulls/],
     // --- capabilities (H12) ---
     ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
     ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],

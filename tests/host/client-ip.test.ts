@@ -95,6 +95,7 @@ function stack(): StackConfig {
     return validateConfig({
         app: { name: "edge", environment: "test" },
         host: { provider: "existing", address: "127.0.0.1", hostKey: HOST_KEY, sshAllowedCidrs: ["172.16.0.0/12"] },
+        sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnever-used\n-----END OPENSSH PRIVATE KEY-----\n",
         dns: { provider: "none", zone: "example.test" },
         tls: { mode: "internal" },
         services: { web: { image: "onebox-test/web:1", port: 3000, health: { path: "/health" } } },

@@ -32,9 +32,10 @@ function renderedService(capAdd: string[]): Service {
     const { config } = validateConfig({
         app: { name: "caps", environment: "test" },
         host: { provider: "existing", address: "127.0.0.1", hostKey: HOST_KEY, sshAllowedCidrs: ["172.16.0.0/12"] },
+        sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnever-used\n-----END OPENSSH PRIVATE KEY-----\n",
         dns: { provider: "none", zone: "example.test" },
         tls: { mode: "internal" },
-        services: { worker: { image: "onebox-test/python:latest", user: null, capAdd, health: { command: ["true"] } } },
+        services: { worker: { image: "onebox-test/python:1", user: null, capAdd, health: { command: ["true"] } } },
     });
     const model = composeModel(config, { project: "caps-test", paths: appPaths("caps", "/mnt/data"), dataPath: "/mnt/data" }) as { services: Record<string, Service> };
     return model.services.worker;

@@ -41,12 +41,13 @@ interface Model {
 const { config } = validateConfig({
     app: { name: "iso", environment: "test" },
     host: { provider: "existing", address: "127.0.0.1", hostKey: HOST_KEY, sshAllowedCidrs: ["172.16.0.0/12"] },
+        sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnever-used\n-----END OPENSSH PRIVATE KEY-----\n",
     dns: { provider: "none", zone: "example.test" },
     tls: { mode: "internal" },
     services: {
-        api: { image: IMAGE, port: 8000, health: { path: "/health" }, database: true },
-        web: { image: IMAGE, port: 3000, health: { path: "/health" }, egress: false },
-        jobs: { image: IMAGE, health: { command: ["true"] }, redis: true },
+        api: { image: "onebox-test/python:1", port: 8000, health: { path: "/health" }, database: true },
+        web: { image: "onebox-test/python:1", port: 3000, health: { path: "/health" }, egress: false },
+        jobs: { image: "onebox-test/python:1", health: { command: ["true"] }, redis: true },
     },
     routes: [
         { host: "app.example.test", service: "web" },

@@ -85,6 +85,8 @@ export function renderManifest(config: StackConfig, ctx: ManifestContext): strin
         `KEEP_RELEASES=${config.deploy.keepReleases}`,
         `DATABASE_SERVICE=${config.database.enabled ? POSTGRES_SERVICE : ""}`,
         `DATABASE_USER=${config.database.enabled ? config.database.user : ""}`,
+        // The stack's own DOCKER_CONFIG with its registry logins (written by the secrets step).
+        `REGISTRY_CONFIG=${config.deploy.registries.length > 0 ? ctx.paths.registryDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
         ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
     ];

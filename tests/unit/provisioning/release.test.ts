@@ -58,6 +58,7 @@ describe("release manifest and id", () => {
                 "KEEP_RELEASES=5",
                 "DATABASE_SERVICE=postgres",
                 "DATABASE_USER=finances",
+                "REGISTRY_CONFIG=",
                 "ENV_FILE=/etc/onebox/finances/env/api.env",
                 "ENV_FILE=/etc/onebox/finances/env/web.env",
                 "CHECK=app.example.com /api/health 2xx",
