@@ -18,6 +18,7 @@
  *   --data-device PATH       data volume device of a cloud host (unknown until it exists)
  *   --docker-apt-source S    ONEBOX_DOCKER_SOURCE of the bootstrap: auto (default), docker or distro
  *   --cloudflare-ips FILE    Cloudflare's published ranges, required when host.originLockdown is on
+ *                            or dns.proxied is (the proxy trusts only them to name the visitor)
  *                            (the bootstrap admits only them to 80/443; `pulumi up` looks them up).
  *                            The JSON of https://api.cloudflare.com/client/v4/ips, saved with e.g.
  *                            `curl -fsS https://api.cloudflare.com/client/v4/ips -o cloudflare-ips.json`
@@ -36,7 +37,7 @@ import { loadHostScripts, defaultScriptsDir } from "../components/provisioning/h
 import { appPaths, CONFIG_DIR_VARIABLE, releaseDir } from "../components/provisioning/paths";
 import { maskSecrets } from "../components/provisioning/placeholders";
 import { projectName } from "../components/provisioning/render/compose";
-import { ORIGIN_CERT_FILE, ORIGIN_KEY_FILE } from "../components/provisioning/render/caddyfile";
+import { behindCloudflare, ORIGIN_CERT_FILE, ORIGIN_KEY_FILE } from "../components/provisioning/render/caddyfile";
 import { shellQuote } from "../components/provisioning/shell";
 import { buildSteps, maskStepScript, remoteCommand, renderRelease, sha256, stepSecrets, type Step, type StepContext } from "../components/provisioning/steps";
 
@@ -139,6 +140,7 @@ export function renderContext(
         scripts: loadHostScripts(scriptsDir),
         dockerAptSource,
         webSources: config.host.originLockdown ? webSources : undefined,
+        trustedProxies: behindCloudflare(config) ? webSources : undefined,
     };
 }
 
@@ -171,10 +173,11 @@ function stepSummary(step: Step, sshUser: string): Record<string, unknown> {
 }
 
 /** validate.sh: the two offline validators, pointed at the rendered files. */
-export function renderValidateScript(config: StackConfig, dataPath: string): string {
+export function renderValidateScript(config: StackConfig, dataPath: string, trustedProxies?: IpRanges): string {
     const paths = appPaths(config.app.name, dataPath);
-    const release = releaseDir(paths, renderRelease(config, dataPath).id).replace(/^\//, "");
-    const hasCaddyfile = renderRelease(config, dataPath).files.some((f) => f.name === "Caddyfile");
+    const rendered = renderRelease(config, dataPath, trustedProxies);
+    const release = releaseDir(paths, rendered.id).replace(/^\//, "");
+    const hasCaddyfile = rendered.files.some((f) => f.name === "Caddyfile");
     const lines = [
         "#!/usr/bin/env bash",
         "# Validates the rendered compose file and Caddyfile offline. Needs `docker compose`",
@@ -230,7 +233,7 @@ export interface RenderOptions {
     scriptsDir?: string;
     dataDevice?: string;
     dockerAptSource?: StepContext["dockerAptSource"];
-    /** Cloudflare's ranges (`--cloudflare-ips`); required when host.originLockdown is on. */
+    /** Cloudflare's ranges (`--cloudflare-ips`); required when host.originLockdown is on or dns.proxied is (the proxy trusts them). */
     webSources?: IpRanges;
 }
 
@@ -248,6 +251,12 @@ export function render(stackFile: string, out: string, opts: RenderOptions = {})
                 "pass them with --cloudflare-ips FILE, saved by `curl -fsS https://api.cloudflare.com/client/v4/ips -o FILE`",
         );
     }
+    if (behindCloudflare(config) && !opts.webSources) {
+        throw new UsageError(
+            "dns.proxied is on, so the proxy trusts only Cloudflare's ranges to name the visitor's address (pulumi up looks them up); " +
+                "pass them with --cloudflare-ips FILE, saved by `curl -fsS https://api.cloudflare.com/client/v4/ips -o FILE`",
+        );
+    }
     const ctx = renderContext(config, opts.scriptsDir ?? defaultScriptsDir(), opts.dataDevice, opts.dockerAptSource, opts.webSources);
     const steps = buildSteps(config, ctx);
     prepareOut(out);
@@ -261,13 +270,13 @@ export function render(stackFile: string, out: string, opts: RenderOptions = {})
     }
     const summary = {
         project: projectName(config),
-        releaseId: renderRelease(config, ctx.dataPath).id,
+        releaseId: renderRelease(config, ctx.dataPath, ctx.trustedProxies).id,
         dataPath: ctx.dataPath,
         dataDevice: ctx.dataDevice ?? null,
         steps: steps.map((s) => stepSummary(s, ctx.sshUser)),
     };
     write(path.join(out, STEPS_JSON), `${JSON.stringify(summary, null, 2)}\n`);
-    write(path.join(out, "validate.sh"), renderValidateScript(config, ctx.dataPath), 0o755);
+    write(path.join(out, "validate.sh"), renderValidateScript(config, ctx.dataPath, ctx.trustedProxies), 0o755);
     return steps;
 }
 

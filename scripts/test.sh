@@ -126,6 +126,8 @@ main() {
   run bash tests/host/fixture/base-image.sh
   run env ONEBOX_BASE_SUITE=bookworm bash tests/host/fixture/base-image.sh
   run bash tests/host/fixture/stack-images.sh
+  # A current Caddy (built from the Go module proxy, cached by its sources) for the proxy tests.
+  run bash tests/host/fixture/caddy-image.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh
   # One real-host suite at a time per machine: it uses fixed ports and container names.

@@ -228,7 +228,13 @@ export function provisioningConfig(config: StackConfig): ProvisioningConfig {
     const workload: Omit<StackConfig, "host" | "dns"> = Object.fromEntries(Object.entries(rest).filter(([k]) => k !== "dns")) as Omit<StackConfig, "host" | "dns">;
     return {
         ...workload,
-        host: { sshAllowedCidrs: host.sshAllowedCidrs, allowSshFromAnywhere: host.allowSshFromAnywhere, swapMb: host.swapMb, originLockdown: host.originLockdown },
+        host: {
+            sshAllowedCidrs: host.sshAllowedCidrs,
+            allowSshFromAnywhere: host.allowSshFromAnywhere,
+            swapMb: host.swapMb,
+            originLockdown: host.originLockdown,
+            behindCloudflare: config.dns?.provider === "cloudflare" && config.dns.proxied,
+        },
     };
 }
 

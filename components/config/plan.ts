@@ -57,6 +57,12 @@ export interface Plan {
     readonly backupStatusHost: string | undefined;
     /** Key prefix of the stack's backups in the bucket: `backups.prefix` or "<app>/<environment>". */
     readonly backupPrefix: string;
+    /**
+     * Requests reach our own proxy through Cloudflare's proxy (Cloudflare DNS with
+     * `dns.proxied`, or `host.behindCloudflare` for the provisioning part alone), so
+     * the proxy must know Cloudflare's ranges to tell the real client apart.
+     */
+    readonly behindCloudflare: boolean;
     /** Every routed hostname plus `dns.extraHostnames`, each once, in first-seen order. */
     readonly dnsHostnames: readonly string[];
 }
@@ -73,11 +79,21 @@ export function planOf(config: PlanSource): Plan {
     return plan;
 }
 
+/** Whether requests arrive through Cloudflare's proxy: from the stack's DNS, or as the provisioning part says. */
+function edgeIsCloudflare(config: PlanSource): boolean {
+    if ("provider" in config.host) {
+        const dns = "dns" in config ? config.dns : undefined;
+        return dns?.provider === "cloudflare" && dns.proxied;
+    }
+    return config.host.behindCloudflare === true;
+}
+
 function resolvePlan(config: PlanSource): Plan {
     return {
         databaseEnabled: config.database.enabled,
         databasePublished: databasePublished(config),
         backupsEnabled: Boolean(config.backups?.enabled),
+        behindCloudflare: config.proxy.kind === "caddy" && edgeIsCloudflare(config),
         backupStatusHost: backupStatusHost(config),
         backupPrefix: backupPrefix(config),
         dnsHostnames: dnsHostnames("dns" in config ? config : { routes: config.routes }),

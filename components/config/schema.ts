@@ -352,6 +352,47 @@ const tlsSchema = z.strictObject({
     acmeEmail: z.string().email("must be an e-mail address").optional(),
 });
 
+/** A Content-Security-Policy: one Caddyfile/label-safe line. */
+const contentSecurityPolicy = checked((v) =>
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    /[\u0000-\u001f\u007f]/.test(v)
+        ? "must be one line without control characters; separate directives with \"; \""
+        : /["\\{}]/.test(v)
+          ? "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'"
+          : undefined,
+);
+
+/** X-Frame-Options: refuse framing, allow it from the same origin, or send no header ("off"). */
+export const FRAME_OPTIONS = ["DENY", "SAMEORIGIN", "off"] as const;
+/** Referrer-Policy values browsers know. */
+export const REFERRER_POLICIES = [
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+] as const;
+const frameOptions = z.enum(FRAME_OPTIONS, { message: `use one of ${FRAME_OPTIONS.join(", ")}` });
+const referrerPolicy = z.enum(REFERRER_POLICIES, { message: `use one of ${REFERRER_POLICIES.join(", ")}` });
+
+/** One year: the shortest max-age the HSTS preload list accepts. */
+export const HSTS_PRELOAD_MIN_AGE = 31536000;
+
+/** Response headers a route may set differently from the stack's `proxy` defaults (proxy.kind caddy). */
+const routeHeadersSchema = z.strictObject({
+    /** Content-Security-Policy of this route (e.g. a stricter one for an API). @default proxy.contentSecurityPolicy */
+    contentSecurityPolicy: contentSecurityPolicy.optional(),
+    /** X-Frame-Options of this route. @default proxy.frameOptions */
+    frameOptions: frameOptions.optional(),
+    /** Referrer-Policy of this route. @default proxy.referrerPolicy */
+    referrerPolicy: referrerPolicy.optional(),
+    /** Whether the proxy's headers replace the app's own on this route. @default proxy.overrideAppHeaders */
+    overrideAppHeaders: z.boolean().optional(),
+});
+
 const proxySchema = z.strictObject({
     /**
      * "caddy": the stack brings its own Caddy, the only service publishing
@@ -366,17 +407,32 @@ const proxySchema = z.strictObject({
     /** Traefik entrypoint and certificate resolver names. */
     traefikEntrypoint: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the entrypoint's name as in Traefik's config, e.g. websecure").default("websecure"),
     traefikCertResolver: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "use the resolver's name as in Traefik's config, e.g. le").optional(),
-    /** Content-Security-Policy sent on every response (one line; no ", \\, { or }). */
-    contentSecurityPolicy: checked((v) =>
-        // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-        /[\u0000-\u001f\u007f]/.test(v)
-            ? "must be one line without control characters; separate directives with \"; \""
-            : /["\\{}]/.test(v)
-              ? "must not contain \", \\, { or }; CSP sources use single quotes, e.g. 'self'"
-              : undefined,
-    ).default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+    /** Content-Security-Policy sent on every response (one line; no ", \\, { or }); a route may set its own. */
+    contentSecurityPolicy: contentSecurityPolicy.default("default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
     /** HSTS max-age in seconds (0 disables). @default 31536000 */
     hstsMaxAge: z.number().int().min(0).default(31536000),
+    /**
+     * HSTS `includeSubDomains`: browsers use HTTPS for every name under each host, including
+     * ones this stack does not serve. Needs hstsMaxAge > 0. @default false
+     */
+    hstsIncludeSubdomains: z.boolean().default(false),
+    /**
+     * HSTS `preload`: consent to the browsers' preload list (hard to leave: months). Needs
+     * hstsIncludeSubdomains, hstsMaxAge of at least a year, a publicly trusted certificate and
+     * a route on the zone apex (the list reads the header there). @default false
+     */
+    hstsPreload: z.boolean().default(false),
+    /** X-Frame-Options: DENY, SAMEORIGIN or off (no header). @default "DENY" */
+    frameOptions: frameOptions.default("DENY"),
+    /** Referrer-Policy. @default "strict-origin-when-cross-origin" */
+    referrerPolicy: referrerPolicy.default("strict-origin-when-cross-origin"),
+    /**
+     * Whether the proxy's security headers replace those the app sets itself. Off, a header
+     * is added only where the app sent none (an app that knows better keeps its CSP).
+     * Traefik's headers middleware always replaces them, so traefik-external refuses false.
+     * @default false with proxy.kind caddy, true with traefik-external
+     */
+    overrideAppHeaders: z.boolean().optional(),
 });
 
 const healthSchema = z
@@ -405,6 +461,25 @@ const volumeSchema = z.strictObject({
     ),
     /** Include in backups. @default true */
     backup: z.boolean().default(true),
+});
+
+/**
+ * Capabilities a service may add back (H12: every other one stays dropped). Enough for
+ * entrypoints that start as root to fix ownership and drop to a user, and for binding a
+ * port below 1024; none that reaches beyond the container (SYS_ADMIN, NET_ADMIN,
+ * SYS_PTRACE, SYS_MODULE, NET_RAW, ...).
+ */
+export const ALLOWED_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"] as const;
+
+const capability = z.string().superRefine((v, ctx) => {
+    const bare = v.toUpperCase().replace(/^CAP_/, "");
+    if ((ALLOWED_CAPABILITIES as readonly string[]).includes(v)) return;
+    ctx.addIssue({
+        code: "custom",
+        message: (ALLOWED_CAPABILITIES as readonly string[]).includes(bare)
+            ? `write "${bare}" (upper case, without CAP_)`
+            : `${v} is not allowed: it reaches beyond the container or is rarely needed; allowed: ${ALLOWED_CAPABILITIES.join(", ")}`,
+    });
 });
 
 const serviceSchema = z.strictObject({
@@ -437,6 +512,14 @@ const serviceSchema = z.strictObject({
     database: z.boolean().default(false),
     /** Give this service REDIS_URL. @default false */
     redis: z.boolean().default(false),
+    /**
+     * Outbound internet access (mail relays, payment APIs, S3). On by default because turning it
+     * off breaks such an app only at run time, when it first calls out; set false for services
+     * that need none (a static frontend, a worker that only talks to the database). Services
+     * reach PostgreSQL only with `database: true` and Redis only with `redis: true` either way.
+     * @default true
+     */
+    egress: z.boolean().default(true),
     /** Run as this uid:gid (H9). Null keeps the image's user. @default "10001:10001" */
     user: z.string().regex(/^[0-9]+(:[0-9]+)?$/, "use numeric uid[:gid]").nullable().default("10001:10001"),
     /** Memory limit in MiB. @default 256 */
@@ -454,7 +537,26 @@ const serviceSchema = z.strictObject({
     tmpfs: z.array(z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path")).default([]),
     /** Most processes/threads in the container (H12): a fork bomb stops here. @default 256 */
     pidsLimit: z.number().int().min(16, "at least 16 (an interpreter alone starts several threads)").max(65536).default(256),
+    /**
+     * Capabilities added back to this service (all others stay dropped, H12), from
+     * ALLOWED_CAPABILITIES. Docker gives them to a root process only: use with `user: null`
+     * for an image whose entrypoint starts as root and drops privileges. @default []
+     * @example ["CHOWN", "SETUID", "SETGID"]
+     */
+    capAdd: z.array(capability).default([]),
 }).superRefine((s, ctx) => {
+    const seenCaps = new Set<string>();
+    s.capAdd.forEach((c, i) => {
+        if (seenCaps.has(c)) ctx.addIssue({ code: "custom", path: ["capAdd", i], message: `${c} is listed twice` });
+        seenCaps.add(c);
+    });
+    if (s.capAdd.length > 0 && s.user !== null && s.user.split(":")[0] !== "0") {
+        ctx.addIssue({
+            code: "custom",
+            path: ["capAdd"],
+            message: `user ${s.user} is not root, and Docker gives added capabilities to root processes only; set user: null (an image that starts as root and drops privileges) or remove capAdd`,
+        });
+    }
     s.secretsAsEnv.forEach((n, i) => {
         if (!s.secrets.includes(n) && !(n === "DATABASE_URL" && s.database)) {
             ctx.addIssue({
@@ -478,6 +580,8 @@ const routeSchema = z.strictObject({
     path: z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, "must be a path prefix such as /api").default("/"),
     /** Target service name (a key of `services`). */
     service: slug,
+    /** Security headers of this route where they differ from `proxy`'s (proxy.kind caddy). */
+    headers: routeHeadersSchema.optional(),
 });
 
 /** A rotation interval in whole days; 0 turns rotation off. */
@@ -630,6 +734,24 @@ const backupsSchema = z.strictObject({
     return { ...b, provider: target.provider, region: target.region, endpoint: target.endpoint, pruneOnHost: b.pruneOnHost ?? !b.create };
 });
 
+/** A private registry the host logs in to before pulling. */
+const registrySchema = z.strictObject({
+    /** Registry host as in image references, with its port if any (no scheme). @example "ghcr.io" */
+    server: z
+        .string()
+        .regex(
+            /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/,
+            "use the registry host as in image references, e.g. ghcr.io or registry.example.com:5000 (no https://, no path)",
+        ),
+    /** User name (for GitHub's registry, the account or a bot's name). */
+    username: z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, "use letters, digits and . _ @ + - (at most 128)"),
+    /**
+     * Name of the user-supplied secret holding the password or token
+     * (`pulumi config set --secret --path 'secrets.<NAME>'`). @example "GHCR_TOKEN"
+     */
+    passwordSecret: envName,
+});
+
 const deploySchema = z.strictObject({
     /** Release directories kept for rollback. @default 5 */
     keepReleases: z.number().int().min(2, "keep at least 2 releases to allow rollback").max(50).default(5),
@@ -641,6 +763,12 @@ const deploySchema = z.strictObject({
     imageSource: z.enum(["registry", "upload"]).default("registry"),
     /** Seconds the health gate waits. @default 180 */
     healthTimeoutSeconds: z.number().int().min(10).max(3600).default(180),
+    /**
+     * Private registries the host authenticates to when it pulls: the credentials live in a
+     * root-only file of this stack (a per-stack DOCKER_CONFIG), never in a command line or log.
+     * @default []
+     */
+    registries: z.array(registrySchema).default([]),
 });
 
 const appSchema = z.strictObject({
@@ -691,6 +819,13 @@ export const hardeningSchema = z.strictObject({
     allowSshFromAnywhere: hostCommon.allowSshFromAnywhere,
     swapMb: hostCommon.swapMb,
     originLockdown: hostCommon.originLockdown,
+    /**
+     * Requests reach the server through Cloudflare's proxy, so the proxy
+     * trusts Cloudflare's published ranges for the client's address
+     * (`CF-Connecting-IP`) and nobody else. A stack sets it from
+     * `dns.provider: cloudflare` with `dns.proxied`. @default false
+     */
+    behindCloudflare: z.boolean().optional(),
 }).superRefine((h, ctx) => sshChecks(h, ctx, true));
 
 /**
@@ -811,6 +946,17 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     for (const n of c.secretNames.filter((x) => programSecrets.includes(x))) {
         issue(["secrets", n], `"${n}" is reserved for a value the program manages; pick another name`);
     }
+    const registryServers = new Set<string>();
+    c.deploy.registries.forEach((r, i) => {
+        if (registryServers.has(r.server)) issue(["deploy", "registries", i, "server"], `${r.server} is listed twice`);
+        registryServers.add(r.server);
+        if (!c.secretNames.includes(r.passwordSecret)) {
+            issue(["deploy", "registries", i, "passwordSecret"], `no secret "${r.passwordSecret}": set the registry's password or token with \`pulumi config set --secret --path 'secrets.${r.passwordSecret}'\``);
+        }
+    });
+    if (c.deploy.registries.length > 0 && c.deploy.imageSource === "upload") {
+        issue(["deploy", "registries"], "deploy.imageSource upload streams the images from this machine, so the host never pulls; remove registries or use imageSource: registry");
+    }
     const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
     for (const n of dupSecret) {
         issue(["generatedSecrets"], `"${n}" is both generated and user-supplied; remove one`);
@@ -861,6 +1007,36 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     }
     if (server && c.host.originLockdown && (!c.dns || c.dns.provider !== "cloudflare" || !c.dns.proxied)) {
         issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs dns.provider: cloudflare with proxied: true");
+    }
+    // Headers: HSTS preconditions, and per-route headers only where our proxy renders them.
+    if (c.proxy.hstsIncludeSubdomains && c.proxy.hstsMaxAge === 0) {
+        issue(["proxy", "hstsIncludeSubdomains"], "HSTS is off (proxy.hstsMaxAge: 0); set a max-age or remove hstsIncludeSubdomains");
+    }
+    if (c.proxy.hstsPreload) {
+        if (!c.proxy.hstsIncludeSubdomains) {
+            issue(["proxy", "hstsPreload"], "the preload list requires includeSubDomains; set proxy.hstsIncludeSubdomains: true (every subdomain must serve HTTPS)");
+        }
+        if (c.proxy.hstsMaxAge < HSTS_PRELOAD_MIN_AGE) {
+            issue(["proxy", "hstsPreload"], `the preload list requires a max-age of at least ${HSTS_PRELOAD_MIN_AGE} s (one year); raise proxy.hstsMaxAge`);
+        }
+        if (c.tls.mode === "internal") {
+            issue(["proxy", "hstsPreload"], "tls.mode internal certificates are not publicly trusted; preloading would lock browsers out");
+        }
+        if (c.dns && !c.routes.some((r) => r.host === c.dns?.zone)) {
+            issue(["proxy", "hstsPreload"], `the preload list reads the header from the apex ${c.dns.zone}; route ${c.dns.zone} through this proxy or remove hstsPreload`);
+        }
+    }
+    if (c.proxy.kind === "traefik-external") {
+        if (c.proxy.overrideAppHeaders === false) {
+            issue(["proxy", "overrideAppHeaders"], "Traefik's headers middleware always replaces the app's headers; remove this setting or use proxy.kind caddy");
+        }
+        c.routes.forEach((r, i) => {
+            if (r.headers) issue(["routes", i, "headers"], "per-route headers are rendered by the stack's own Caddy; with proxy.kind traefik-external set them in proxy");
+        });
+    }
+
+    if (!server && c.host.originLockdown && !("behindCloudflare" in c.host && c.host.behindCloudflare)) {
+        issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs host.behindCloudflare: true");
     }
     if (c.host.originLockdown && c.tls.mode === "acme") {
         issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");

@@ -151,10 +151,11 @@ export function lightsailPortInfos(rules: readonly FirewallRule[]): aws.types.in
 
 /**
  * Cloudflare's published ranges, looked up through the Cloudflare provider
- * only when origin lockdown is on (no provider call otherwise).
+ * only when `needed` (origin lockdown, or a proxy that trusts Cloudflare to
+ * name the client); no provider call otherwise.
  */
-export function cloudflareIpRanges(originLockdown: boolean, opts?: pulumi.InvokeOutputOptions): pulumi.Output<IpRanges | undefined> {
-    if (!originLockdown) {
+export function cloudflareIpRanges(needed: boolean, opts?: pulumi.InvokeOutputOptions): pulumi.Output<IpRanges | undefined> {
+    if (!needed) {
         return pulumi.output<IpRanges | undefined>(undefined);
     }
     return cloudflare.getIpRangesOutput({}, opts).apply((r) => ({ ipv4: [...r.ipv4Cidrs], ipv6: [...r.ipv6Cidrs] }));

@@ -13,7 +13,9 @@
  *
  * With `host.originLockdown` it looks up Cloudflare's published ranges and the
  * bootstrap admits only them to 80/443 on the server itself, which is the only
- * lockdown an existing server gets (it has no cloud firewall).
+ * lockdown an existing server gets (it has no cloud firewall). Behind
+ * Cloudflare's proxy (`dns.proxied`) the same ranges are the only peers the
+ * reverse proxy trusts to name the client (render/caddyfile.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
@@ -21,6 +23,7 @@ import type { ProvisioningInput } from "../config/schema";
 import { validateProvisioning } from "../config/load";
 import type { Host } from "../hosts/host";
 import { cloudflareIpRanges, type IpRanges } from "../hosts/firewall-rules";
+import { behindCloudflare } from "./render/caddyfile";
 import { loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "./host-scripts";
 import { buildSteps, remoteCommand, renderRelease, renderStepScript, sha256, stepSecrets, type Step, type StepContext, type StepName } from "./steps";
 
@@ -69,8 +72,11 @@ type StepResource = command.remote.Command | command.local.Command;
 export class HostProvisioner extends pulumi.ComponentResource {
     /** One command resource per step, by step name. */
     public readonly steps: Partial<Record<StepName, StepResource>>;
-    /** Id of the release the deploy step installs (content hash of compose.yaml, Caddyfile, manifest). */
-    public readonly releaseId: string;
+    /**
+     * Id of the release the deploy step installs (content hash of compose.yaml, Caddyfile, manifest);
+     * known once Cloudflare's ranges are, when the Caddyfile trusts them.
+     */
+    public readonly releaseId: pulumi.Output<string>;
 
     constructor(name: string, args: HostProvisionerArgs, opts?: pulumi.ComponentResourceOptions) {
         const { host } = args;
@@ -87,13 +93,19 @@ export class HostProvisioner extends pulumi.ComponentResource {
         // Checked before anything is registered: a missing secret creates nothing.
         // Under origin lockdown the contents also need Cloudflare's ranges, looked up below; the
         // shape does not depend on them, so any non-empty list stands in for it here.
-        const shape = buildSteps(config, { ...ctx, webSources: config.host.originLockdown ? SHAPE_ONLY_WEB_SOURCES : undefined });
+        const lockdown = config.host.originLockdown;
+        const trustCloudflare = behindCloudflare(config);
+        const shape = buildSteps(config, {
+            ...ctx,
+            webSources: lockdown ? SHAPE_ONLY_WEB_SOURCES : undefined,
+            trustedProxies: trustCloudflare ? SHAPE_ONLY_WEB_SOURCES : undefined,
+        });
         requireSecrets(shape, args.secretValues);
         super(HOST_PROVISIONER_TYPE, name, {}, opts);
-        const webSources = cloudflareIpRanges(config.host.originLockdown, { parent: this });
-        const steps = pulumi
-            .all([host.dataDevice, webSources])
-            .apply(([dataDevice, web]) => buildSteps(config, { ...ctx, dataDevice, webSources: web }));
+        const cloudflareRanges = cloudflareIpRanges(lockdown || trustCloudflare, { parent: this });
+        const steps = pulumi.all([host.dataDevice, cloudflareRanges]).apply(([dataDevice, cf]) =>
+            buildSteps(config, { ...ctx, dataDevice, webSources: lockdown ? cf : undefined, trustedProxies: trustCloudflare ? cf : undefined }),
+        );
         const secretValues = pulumi.secret(pulumi.all(args.secretValues));
 
         const connection = {
@@ -147,7 +159,7 @@ export class HostProvisioner extends pulumi.ComponentResource {
             resources[step.name] = resource;
         }
         this.steps = resources;
-        this.releaseId = renderRelease(config, host.dataPath).id;
+        this.releaseId = cloudflareRanges.apply((cf) => renderRelease(config, host.dataPath, trustCloudflare ? cf : undefined).id);
         this.registerOutputs({ releaseId: this.releaseId });
     }
 }

@@ -72,6 +72,8 @@ export interface AppPaths {
     envDir: string;
     secretsDir: string;
     certsDir: string;
+    /** `/etc/onebox/<app>/registry`: 0700 root; the stack's own DOCKER_CONFIG (registry logins). */
+    registryDir: string;
     /** `/srv/onebox/<app>`: releases and the live proxy configuration. */
     appDir: string;
     releasesDir: string;
@@ -94,6 +96,7 @@ export function appPaths(app: string, dataPath: string): AppPaths {
         configDir,
         envDir: `${configDir}/env`,
         secretsDir: `${configDir}/secrets`,
+        registryDir: `${configDir}/registry`,
         certsDir: `${configDir}/certs`,
         appDir,
         releasesDir: `${appDir}/releases`,

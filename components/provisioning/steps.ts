@@ -142,6 +142,13 @@ export interface StepContext {
      * then (the steps refuse to render without them); ignored otherwise.
      */
     webSources?: IpRanges;
+    /**
+     * Peers the proxy trusts to name the client (`CF-Connecting-IP`):
+     * Cloudflare's published ranges when the stack is behind Cloudflare's
+     * proxy (render/caddyfile.ts `behindCloudflare`; required then).
+     * Absent: the proxy trusts no peer.
+     */
+    trustedProxies?: IpRanges;
 }
 
 /**
@@ -378,11 +385,15 @@ function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
             file(`${paths.certsDir}/origin.key`, secretRef(RESERVED_SECRETS.tlsOriginKey), "0600"),
         );
     }
+    const registries = registryLogins(config, paths);
+    directories.push(...registries.directories);
+    files.push(...registries.files);
     const run = [
         "shopt -s nullglob",
         ...pruneLines(paths.envDir, "*.env", services.map((s) => `${s}.env`)),
         ...pruneLines(paths.secretsDir, "*/", secretDirs.map((d) => `${d}/`)),
         ...prune,
+        ...registries.run,
     ].join("\n");
     return {
         name: "secrets",
@@ -394,6 +405,44 @@ function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
         dependsOn: ["bootstrap"],
         lock: stackLockFile(config.app.name),
     };
+}
+
+/** The key Docker files a registry's credentials under (Docker Hub keeps its historical URL). */
+export function dockerAuthKey(server: string): string {
+    return server === "docker.io" || server === "index.docker.io" ? "https://index.docker.io/v1/" : server;
+}
+
+/**
+ * Registry logins as the stack's own DOCKER_CONFIG (`paths.registryDir`, 0700 root):
+ * each password arrives as a 0600 file (stdin of the secret step, R3), the run
+ * composes `config.json` (0600) from them in the shell (the values pass through
+ * builtins and pipes only, never an argument list) and deletes the password files.
+ * deploy.sh points `docker compose pull` at it. No registries: the directory goes.
+ */
+function registryLogins(config: ProvisioningConfig, paths: AppPaths): { directories: HostDirectory[]; files: HostFile[]; run: string[] } {
+    const regs = config.deploy.registries;
+    const d = paths.registryDir;
+    if (regs.length === 0) {
+        return { directories: [], files: [], run: [`if [[ -e ${shellQuote(d)} ]]; then rm -rf -- ${shellQuote(d)}; echo 'removed   registry logins'; fi`] };
+    }
+    const pw = (i: number) => `${d}/${i}.password`;
+    const files = regs.map((r, i) => file(pw(i), secretRef(r.passwordSecret), "0600"));
+    const run = [
+        "(",
+        "  umask 077",
+        ...regs.map((r, i) => `  auth_${i}="$(printf '%s:%s' ${shellQuote(r.username)} "$(cat ${shellQuote(pw(i))})" | base64 -w0)"`),
+        `  tmp="$(mktemp ${shellQuote(`${d}/.config.json.XXXXXX`)})"`,
+        "  {",
+        `    printf '{"auths":{'`,
+        ...regs.map((r, i) => `    printf '${i === 0 ? "" : ","}"%s":{"auth":"%s"}' ${shellQuote(dockerAuthKey(r.server))} "\${auth_${i}}"`),
+        "    printf '}}\\n'",
+        '  } >"${tmp}"',
+        `  mv -f -- "\${tmp}" ${shellQuote(`${d}/config.json`)}`,
+        `  rm -f -- ${regs.map((_, i) => shellQuote(pw(i))).join(" ")}`,
+        `  echo 'registry logins: ${regs.map((r) => r.server).join(", ")}'`,
+        ")",
+    ];
+    return { directories: [dir(d, "0700")], files, run };
 }
 
 // ---------------------------------------------------------------- images
@@ -414,12 +463,12 @@ function imagesStep(config: ProvisioningConfig): Step {
 // ---------------------------------------------------------------- deploy
 
 /** The release files and their id. */
-export function renderRelease(config: ProvisioningConfig, dataPath: string): { id: string; files: ReleaseFile[] } {
+export function renderRelease(config: ProvisioningConfig, dataPath: string, trustedProxies?: IpRanges): { id: string; files: ReleaseFile[] } {
     const project = projectName(config);
     const paths = appPaths(config.app.name, dataPath);
     const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
     if (config.proxy.kind === "caddy") {
-        files.push({ name: "Caddyfile", content: renderCaddyfile(config, project) });
+        files.push({ name: "Caddyfile", content: renderCaddyfile(config, project, { trustedProxies }) });
     } else if (planOf(config).backupsEnabled) {
         files.push({ name: "Caddyfile", content: renderStatusCaddyfile(project) });
     }
@@ -428,7 +477,7 @@ export function renderRelease(config: ProvisioningConfig, dataPath: string): { i
 }
 
 function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths): Step {
-    const release = renderRelease(config, ctx.dataPath);
+    const release = renderRelease(config, ctx.dataPath, ctx.trustedProxies);
     const target = releaseDir(paths, release.id);
     const directories = [
         dir(LIB_DIR, "0755"),

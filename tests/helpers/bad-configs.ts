@@ -144,6 +144,29 @@ export const BAD_CONFIGS: Case[] = [
     ["H11: secretsAsEnv names a secret the service does not have", (r) => withValue(r, "services.api.secretsAsEnv", ["STRIPE_KEY"]), "services.api.secretsAsEnv[0]", /not a secret of this service; list it in secrets/],
     ["H11: DATABASE_URL opted into the environment of a service without the database", (r) => withValue(r, "services.web.secretsAsEnv", ["DATABASE_URL"]), "services.web.secretsAsEnv[0]", /database: true/],
     ["H11: env sets the variable that names a secret file", (r) => withValue(r, "services.api.env", { SMTP_PASSWORD_FILE: "/etc/smtp" }), "services.api.env.SMTP_PASSWORD_FILE", /names the file of secret SMTP_PASSWORD/],
+    // --- security headers per host and route ---
+    ["HSTS includeSubDomains with HSTS off", (r) => withValue(r, "proxy", { hstsMaxAge: 0, hstsIncludeSubdomains: true }), "proxy.hstsIncludeSubdomains", /HSTS is off/],
+    ["HSTS preload without includeSubDomains", (r) => withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "proxy", { hstsPreload: true }), "proxy.hstsPreload", /requires includeSubDomains/],
+    ["HSTS preload with a max-age under a year", (r) => withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "proxy", { hstsPreload: true, hstsIncludeSubdomains: true, hstsMaxAge: 86400 }), "proxy.hstsPreload", /at least 31536000/],
+    ["HSTS preload without a route on the zone apex", (r) => withValue(r, "proxy", { hstsPreload: true, hstsIncludeSubdomains: true }), "proxy.hstsPreload", /apex example\.com/],
+    ["HSTS preload with the internal CA", (r) => withValue(withValue(withValue(r, "routes", [{ host: "example.com", service: "web" }]), "tls", { mode: "internal" }), "proxy", { hstsPreload: true, hstsIncludeSubdomains: true }), "proxy.hstsPreload", /not publicly trusted/],
+    ["unknown X-Frame-Options value", (r) => withValue(r, "proxy", { frameOptions: "ALLOW-FROM https://x.example" }), "proxy.frameOptions", /DENY, SAMEORIGIN, off/],
+    ["unknown Referrer-Policy", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { referrerPolicy: "never" } }]), "routes[0].headers.referrerPolicy", /strict-origin-when-cross-origin/],
+    ["route CSP with a brace", (r) => withValue(r, "routes", [{ host: "app.example.com", service: "web", headers: { contentSecurityPolicy: "default-src {x}" } }]), "routes[0].headers.contentSecurityPolicy", /single quotes/],
+    ["per-route headers behind an external Traefik", (r) => withValue(withValue(withValue(r, "proxy", { kind: "traefik-external" }), "tls", { mode: "external" }), "routes", [{ host: "app.example.com", service: "web", headers: { frameOptions: "SAMEORIGIN" } }]), "routes[0].headers", /traefik-external/],
+    ["app headers kept behind Traefik, which always replaces them", (r) => withValue(withValue(r, "proxy", { kind: "traefik-external", overrideAppHeaders: false }), "tls", { mode: "external" }), "proxy.overrideAppHeaders", /always replaces/],
+    // --- private registries ---
+    ["registry with a scheme", (r) => withValue(r, "deploy.registries", [{ server: "https://ghcr.io", username: "acme", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[0].server", /no https:\/\//],
+    ["registry password not a secret", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "acme", passwordSecret: "GHCR_TOKEN" }]), "deploy.registries[0].passwordSecret", /pulumi config set --secret --path 'secrets\.GHCR_TOKEN'/],
+    ["registry listed twice", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "a", passwordSecret: "SMTP_PASSWORD" }, { server: "ghcr.io", username: "b", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[1].server", /listed twice/],
+    ["registry user name with a quote", (r) => withValue(r, "deploy.registries", [{ server: "ghcr.io", username: "a\"b", passwordSecret: "SMTP_PASSWORD" }]), "deploy.registries[0].username", /letters, digits/],
+    ["registries with uploaded images", () => withValue(withValue(existingRaw(), "deploy.imageSource", "upload"), "deploy.registries", [{ server: "ghcr.io", username: "a", passwordSecret: "BACKUP_S3_SECRET_ACCESS_KEY" }]), "deploy.registries", /never pulls/],
+    // --- capabilities (H12) ---
+    ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
+    ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],
+    ["H12: a capability spelt with CAP_", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CAP_CHOWN"]), "services.api.capAdd[0]", /write "CHOWN"/],
+    ["H12: a capability listed twice", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "CHOWN"]), "services.api.capAdd[1]", /listed twice/],
+    ["H12: capabilities for a non-root user, who never gets them", (r) => withValue(r, "services.api.capAdd", ["NET_BIND_SERVICE"]), "services.api.capAdd", /not root.*user: null/],
     ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
 ];
 

@@ -50,6 +50,10 @@ const mocks = {
         if (args.token === "cloudflare:index/getZone:getZone") {
             return { id: "", zoneId: "0123456789abcdef0123456789abcdef" };
         }
+        // Behind Cloudflare's proxy the Caddyfile trusts its published ranges.
+        if (args.token === "cloudflare:index/getIpRanges:getIpRanges") {
+            return { etag: "fake", ipv4Cidrs: ["173.245.48.0/20"], ipv6Cidrs: ["2400:cb00::/32"], jdcloudCidrs: [] };
+        }
         throw new Error(`unexpected invoke ${args.token}`);
     },
 };

@@ -459,16 +459,22 @@ test("H8: only the proxy publishes ports; PostgreSQL is on an internal network a
     const proxyPorts = ps.find(([s]) => s === "proxy")?.[1] ?? "";
     assert.deepEqual([...proxyPorts.matchAll(/:(\d+)->/g)].map((m) => m[1]).sort(), ["443", "80"]);
     const nets = JSON.parse(await root(`docker inspect -f '{{json .NetworkSettings.Networks}}' ${PG}`)) as Record<string, { IPAddress: string }>;
-    assert.deepEqual(Object.keys(nets), [`${PROJECT}_internal`]);
-    assert.equal((await root(`docker network inspect -f '{{.Internal}}' ${PROJECT}_internal`)).trim(), "true");
-    const pgIp = nets[`${PROJECT}_internal`].IPAddress;
+    assert.deepEqual(Object.keys(nets), [`${PROJECT}_database`]);
+    assert.equal((await root(`docker network inspect -f '{{.Internal}}' ${PROJECT}_database`)).trim(), "true");
+    const pgIp = nets[`${PROJECT}_database`].IPAddress;
     // From outside the server: 5432 on the server's address is closed.
     assert.notEqual(await tcpConnect(server.ip(), 5432, 4000), "connected");
-    // On the server: only a container on the internal network reaches PostgreSQL, one on the proxy's network does not.
+    // On the server: only a container on the database network reaches PostgreSQL (H13), one on the
+    // app services' shared network or the proxy's does not.
     const probe = (network: string) =>
         tryRoot(`docker run --rm --network ${network} onebox-test/web:1 python3 -c "import socket; socket.create_connection(('${pgIp}', 5432), 3)"`, 60_000);
-    assert.equal((await probe(`${PROJECT}_internal`)).code, 0, "positive control: the internal network reaches it");
+    assert.equal((await probe(`${PROJECT}_database`)).code, 0, "positive control: the database network reaches it");
+    assert.notEqual((await probe(`${PROJECT}_internal`)).code, 0, "the app services' shared network does not");
     assert.notEqual((await probe(`${PROJECT}_edge`)).code, 0, "the edge network does not");
+    // H13 in the running stack: the API (database: true) connects, the frontend cannot.
+    const connect = (container: string) => tryRoot(`docker exec ${container} python3 -c "import socket; socket.create_connection(('${PG}', 5432), 3)"`, 60_000);
+    assert.equal((await connect(API)).code, 0, "the API reaches PostgreSQL");
+    assert.notEqual((await connect(`${PROJECT}-web-1`)).code, 0, "the frontend does not");
     assert.notEqual((await probe("bridge")).code, 0, "the default bridge does not");
 });
 

@@ -1,9 +1,15 @@
 /**
  * Renders the stack's `compose.yaml` (pure; deterministic key order).
  *
- * Network design (H8):
- * - `internal` (`internal: true`, no route out): PostgreSQL, Redis and every app service.
- * - `edge`: the proxy and the app services (apps need it for outbound mail, APIs, S3).
+ * Network design (H8, H13): every network but `edge` and `egress` is `internal: true` (no route out).
+ * - `database`: PostgreSQL and the services with `database: true`, nothing else.
+ * - `redis`: Redis and the services with `redis: true`.
+ * - `internal`: every app service, so they can call each other (never the database or Redis).
+ * - `web`: the proxy and the routed services: the proxy reaches nothing else.
+ * - `edge`: the proxy alone; it publishes 80/443 and reaches ACME (ports of a container only on
+ *   internal networks are not published).
+ * - `egress`: services with `egress: true` (the default), for outbound mail, APIs, S3. Traffic between
+ *   containers is off on it (`enable_icc: false`), so it is a way out and nothing else.
  * - `proxy` (traefik-external only): the existing Traefik's external network, joined by routed services.
  * - `db-published` (only with `database.allowedCidrs`): Docker does not publish ports of a
  *   container attached only to internal networks, so PostgreSQL joins this plain bridge to
@@ -11,7 +17,8 @@
  * Only the proxy publishes ports (80/443), except that one opt-in database port.
  *
  * Every service has a restart policy and, where configured, a health check (H9); app
- * services run as `user`, with `no-new-privileges` and all capabilities dropped.
+ * services run as `user`, with `no-new-privileges` and all capabilities dropped but the
+ * ones a service lists in `capAdd` (from the schema's allow-list).
  *
  * Containers (H12): every one has a read-only root filesystem (app services unless
  * `readOnly: false`), with `/tmp` and each image's other writable paths as tmpfs and its
@@ -261,17 +268,24 @@ export function traefikLabels(config: ProvisioningConfig, project: string, servi
  */
 function traefikMiddlewares(config: ProvisioningConfig, project: string): Record<string, string> {
     const m = `traefik.http.middlewares.${project}-headers.headers`;
+    const p = config.proxy;
     const labels: Record<string, string> = {
-        [`${m}.frameDeny`]: "true",
         [`${m}.contentTypeNosniff`]: "true",
-        [`${m}.referrerPolicy`]: "strict-origin-when-cross-origin",
-        [`${m}.contentSecurityPolicy`]: composeEscape(config.proxy.contentSecurityPolicy),
+        [`${m}.referrerPolicy`]: p.referrerPolicy,
+        [`${m}.contentSecurityPolicy`]: composeEscape(p.contentSecurityPolicy),
         // An empty custom header value makes Traefik remove the header.
         [`${m}.customResponseHeaders.Server`]: "",
         [`traefik.http.middlewares.${project}-compress.compress`]: "true",
     };
-    if (config.proxy.hstsMaxAge > 0) {
-        labels[`${m}.stsSeconds`] = String(config.proxy.hstsMaxAge);
+    if (p.frameOptions === "DENY") {
+        labels[`${m}.frameDeny`] = "true";
+    } else if (p.frameOptions === "SAMEORIGIN") {
+        labels[`${m}.customFrameOptionsValue`] = "SAMEORIGIN";
+    }
+    if (p.hstsMaxAge > 0) {
+        labels[`${m}.stsSeconds`] = String(p.hstsMaxAge);
+        if (p.hstsIncludeSubdomains) labels[`${m}.stsIncludeSubdomains`] = "true";
+        if (p.hstsPreload) labels[`${m}.stsPreload`] = "true";
     }
     return labels;
 }
@@ -316,6 +330,21 @@ export function serviceEnvironment(config: ProvisioningConfig, project: string, 
     return sortKeys(env);
 }
 
+/** Network names of the compose file (see the module comment). */
+export const NETWORKS = { database: "database", redis: "redis", internal: "internal", web: "web", edge: "edge", egress: "egress" } as const;
+
+/** The networks of one app service, sorted: what it uses, and nothing else (H13). */
+export function appNetworks(config: ProvisioningConfig, name: string): string[] {
+    const svc = config.services[name];
+    const routed = routesOf(config, name).length > 0;
+    const nets: string[] = [NETWORKS.internal];
+    if (svc.database) nets.push(NETWORKS.database);
+    if (svc.redis) nets.push(NETWORKS.redis);
+    if (svc.egress) nets.push(NETWORKS.egress);
+    if (routed) nets.push(config.proxy.kind === "traefik-external" ? config.proxy.externalNetwork : NETWORKS.web);
+    return nets.sort();
+}
+
 function appService(config: ProvisioningConfig, ctx: ComposeContext, name: string, upload: boolean): Record<string, unknown> {
     const svc = config.services[name];
     const traefik = config.proxy.kind === "traefik-external";
@@ -346,7 +375,7 @@ function appService(config: ProvisioningConfig, ctx: ComposeContext, name: strin
     if (volumes.length > 0) {
         out.volumes = volumes;
     }
-    out.networks = traefik && routed ? ["edge", "internal", config.proxy.externalNetwork] : ["edge", "internal"];
+    out.networks = appNetworks(config, name);
     if (traefik && routed) {
         out.labels = traefikLabels(config, ctx.project, name);
     }
@@ -369,6 +398,8 @@ function appService(config: ProvisioningConfig, ctx: ComposeContext, name: strin
         restart: "unless-stopped",
         stop_grace_period: "30s",
         ...HARDENING,
+        // Only what the service listed, from the schema's allow-list; everything else stays dropped.
+        ...(svc.capAdd.length > 0 ? { cap_add: [...svc.capAdd].sort() } : {}),
         ...limits(svc.memoryMb, svc.cpus, svc.pidsLimit),
         logging: CONTAINER_LOGGING,
     };
@@ -396,7 +427,7 @@ function proxyService(config: ProvisioningConfig, ctx: ComposeContext, upload: b
             { target: 443, published: "443", protocol: "tcp" },
         ],
         volumes,
-        networks: ["edge"],
+        networks: [NETWORKS.edge, NETWORKS.web],
         // Ports 80 and up are ordinary ports in the proxy's own network namespace (not the host's): see PROXY_USER.
         sysctls: { "net.ipv4.ip_unprivileged_port_start": 80 },
         healthcheck: CADDY_HEALTH,
@@ -488,7 +519,7 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
             bind(`${configDirRef(ctx.paths)}/secrets/${POSTGRES_SERVICE}`, CONTAINER_SECRETS_DIR, true),
         ],
         ...(published ? { ports: [{ target: 5432, published: String(db.publicPort), protocol: "tcp" }] } : {}),
-        networks: published ? ["internal", "db-published"] : ["internal"],
+        networks: published ? [NETWORKS.database, "db-published"] : [NETWORKS.database],
         healthcheck: {
             // Over TCP: the entrypoint's initialisation server listens on the socket only, so this
             // turns healthy only once the real server accepts network connections.
@@ -520,7 +551,7 @@ function redisService(config: ProvisioningConfig, ctx: ComposeContext, upload: b
         // worse than a write error. maxmemory leaves a quarter of the limit for overhead.
         command: ["redis-server", "--appendonly", "yes", "--maxmemory", `${Math.floor((r.memoryMb * 3) / 4)}mb`, "--maxmemory-policy", "noeviction"],
         volumes: [bind(ctx.paths.redisDataDir, "/data")],
-        networks: ["internal"],
+        networks: [NETWORKS.redis],
         healthcheck: { test: ["CMD", "redis-cli", "ping"], interval: "5s", timeout: "5s", retries: 6, start_period: "10s" },
         restart: "unless-stopped",
         ...readOnlyRoot(["/tmp"]),
@@ -571,10 +602,18 @@ export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): R
         }
         services[name] = appService(config, ctx, name, upload);
     }
-    const networks: Record<string, unknown> = {
-        edge: {},
-        internal: { internal: true },
-    };
+    const internal = { internal: true };
+    const networks: Record<string, unknown> = { [NETWORKS.internal]: internal };
+    if (config.database.enabled) networks[NETWORKS.database] = internal;
+    if (config.redis.enabled) networks[NETWORKS.redis] = internal;
+    if (config.proxy.kind === "caddy") {
+        networks[NETWORKS.edge] = {};
+        networks[NETWORKS.web] = internal;
+    }
+    if (Object.values(config.services).some((s) => s.egress)) {
+        // A way out only: containers on it cannot talk to each other.
+        networks[NETWORKS.egress] = { driver_opts: { "com.docker.network.bridge.enable_icc": "false" } };
+    }
     if (planOf(config).databasePublished) {
         networks["db-published"] = {};
     }

@@ -89,6 +89,8 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         // deploy.sh compares this with the data directory's PG_VERSION: a major upgrade is a dump and restore.
         `DATABASE_MAJOR=${config.database.enabled ? config.database.version : ""}`,
         `DATABASE_DATA_DIR=${config.database.enabled ? ctx.paths.postgresDataDir : ""}`,
+        // The stack's own DOCKER_CONFIG with its registry logins (written by the secrets step).
+        `REGISTRY_CONFIG=${config.deploy.registries.length > 0 ? ctx.paths.registryDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
         ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
     ];

@@ -107,7 +107,7 @@ read_manifest() {
   local file="$1" line key value
   [[ -f "${file}" ]] || die "no release manifest at ${file}"
   PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE=""
-  HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER="" DATABASE_MAJOR="" DATABASE_DATA_DIR=""
+  HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER="" DATABASE_MAJOR="" DATABASE_DATA_DIR="" REGISTRY_CONFIG=""
   ENV_FILES=()
   CHECKS=()
   while IFS= read -r line || [[ -n "${line}" ]]; do
@@ -127,6 +127,7 @@ read_manifest() {
       DATABASE_USER) DATABASE_USER="${value}" ;;
       DATABASE_MAJOR) DATABASE_MAJOR="${value}" ;;
       DATABASE_DATA_DIR) DATABASE_DATA_DIR="${value}" ;;
+      REGISTRY_CONFIG) REGISTRY_CONFIG="${value}" ;;
       ENV_FILE) ENV_FILES+=("${value}") ;;
       CHECK) CHECKS+=("${value}") ;;
       *) die "${file}: unknown key ${key}" ;;
@@ -139,6 +140,7 @@ read_manifest() {
     [[ "${DATABASE_MAJOR}" =~ ^[1-9][0-9]?$ ]] || die "${file}: DATABASE_MAJOR must be a PostgreSQL major version"
     [[ "${DATABASE_DATA_DIR}" == /* && "${DATABASE_DATA_DIR}" != */ ]] || die "${file}: DATABASE_DATA_DIR must be an absolute path"
   fi
+  [[ -z "${REGISTRY_CONFIG}" || "${REGISTRY_CONFIG}" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "${file}: REGISTRY_CONFIG must be an absolute path"
 }
 
 # Plain output (no colours or terminal control codes): it ends up in Pulumi's log.
@@ -157,18 +159,29 @@ check_env_files() {
   done
 }
 
+# Pulls with the stack's own registry logins (REGISTRY_CONFIG, a DOCKER_CONFIG directory
+# the secrets step writes, root-only) when it has any; the error names the registry.
 pull_images() {
   local attempt
+  local -a env=()
+  if [[ -n "${REGISTRY_CONFIG}" ]]; then
+    if [[ ! -f "${REGISTRY_CONFIG}/config.json" ]]; then
+      FAILURE="registry logins ${REGISTRY_CONFIG}/config.json are missing (the secrets step writes them)"
+      return 1
+    fi
+    env=(env "DOCKER_CONFIG=${REGISTRY_CONFIG}")
+  fi
   for ((attempt = 1; attempt <= PULL_ATTEMPTS; attempt++)); do
-    if compose pull --quiet; then
+    if "${env[@]}" docker compose --ansi never --project-name "${PROJECT}" --project-directory "${ACTIVE_DIR}" \
+      --file "${ACTIVE_DIR}/compose.yaml" pull --quiet 2>"${WORK}/pull.log"; then
       return 0
     fi
-    warn "pulling images failed (attempt ${attempt} of ${PULL_ATTEMPTS})"
+    warn "pulling images failed (attempt ${attempt} of ${PULL_ATTEMPTS}): $(tail -n 3 "${WORK}/pull.log")"
     if ((attempt < PULL_ATTEMPTS)); then
       sleep "${PULL_RETRY_DELAY}"
     fi
   done
-  FAILURE="could not pull the images after ${PULL_ATTEMPTS} attempts"
+  FAILURE="could not pull the images after ${PULL_ATTEMPTS} attempts: $(tail -n 3 "${WORK}/pull.log")"
   return 1
 }
 

@@ -65,26 +65,61 @@ describe("H8: published ports and networks", () => {
             }
         });
 
-        test(`${name}: the internal network has no route out; the database and Redis sit on it`, () => {
+        test(`${name}: H13: PostgreSQL and Redis sit on their own networks with no route out, joined only by the services that use them`, () => {
             const config = configOf(name);
             const { services, networks } = composeOf(config);
-            assert.deepEqual(networks.internal, { internal: true });
+            for (const n of ["internal", "database", "redis", "web"]) {
+                if (networks[n]) assert.deepEqual(networks[n], { internal: true }, n);
+            }
             if (config.database.allowedCidrs.length === 0) {
-                assert.deepEqual(services.postgres.networks, ["internal"]);
+                assert.deepEqual(services.postgres.networks, ["database"]);
             }
             if (services.redis) {
-                assert.deepEqual(services.redis.networks, ["internal"]);
+                assert.deepEqual(services.redis.networks, ["redis"]);
+            }
+            for (const [svc, s] of Object.entries(config.services)) {
+                const nets = services[svc].networks ?? [];
+                assert.equal(nets.includes("database"), s.database, `${svc}: database network iff database: true`);
+                assert.equal(nets.includes("redis"), s.redis, `${svc}: redis network iff redis: true`);
+                assert.equal(nets.includes("egress"), s.egress, `${svc}: egress network iff egress: true`);
+                assert.ok(nets.includes("internal"), `${svc}: app services reach each other`);
+            }
+        });
+
+        test(`${name}: H13: the proxy reaches only routed services`, () => {
+            const config = configOf(name);
+            const { services } = composeOf(config);
+            const routed = new Set(config.routes.map((r) => r.service));
+            const proxyNets = new Set((services.proxy?.networks ?? []).filter((n) => n !== "edge"));
+            for (const svc of Object.keys(config.services)) {
+                const shared = (services[svc].networks ?? []).filter((n) => proxyNets.has(n));
+                assert.equal(shared.length > 0, services.proxy !== undefined && routed.has(svc), `${svc} shares ${shared.join(",") || "nothing"} with the proxy`);
             }
         });
     }
 
-    test("the proxy is on the edge network only", () => {
-        assert.deepEqual(composeOf(configOf("finances")).services.proxy.networks, ["edge"]);
+    test("the proxy: edge (publishes 80/443, reaches ACME) and web (the routed services) only", () => {
+        const { services, networks } = composeOf(configOf("finances"));
+        assert.deepEqual(services.proxy.networks, ["edge", "web"]);
+        assert.deepEqual(networks.edge, {});
+        assert.deepEqual(networks.web, { internal: true });
+    });
+
+    test("H13: egress is a way out only (no traffic between its containers); egress: false leaves a service without it", () => {
+        const config = configOf("social", (r) => ((r.services as Record<string, Record<string, unknown>>).web.egress = false));
+        const { services, networks } = composeOf(config);
+        assert.deepEqual(networks.egress, { driver_opts: { "com.docker.network.bridge.enable_icc": "false" } });
+        assert.deepEqual(services.web.networks, ["internal", "web"]);
+        assert.deepEqual(services.api.networks, ["database", "egress", "internal", "web"]);
+        const none = configOf("social", (r) => {
+            for (const s of Object.values(r.services as Record<string, Record<string, unknown>>)) s.egress = false;
+        });
+        assert.equal(composeOf(none).networks.egress, undefined);
     });
 
     test("Chronos: PostgreSQL is published on publicPort and joins a plain bridge (internal networks cannot publish)", () => {
         const { services, networks } = composeOf(configOf("chronos"));
-        assert.deepEqual(services.postgres.networks, ["internal", "db-published"]);
+        assert.deepEqual(services.postgres.networks, ["database", "db-published"]);
         assert.deepEqual(networks["db-published"], {});
         const noCidrs = composeOf(configOf("chronos", (r) => ((r.database as Record<string, unknown>).allowedCidrs = [])));
         assert.equal(noCidrs.services.postgres.ports, undefined);
@@ -117,8 +152,10 @@ describe("H8: published ports and networks", () => {
         const { services, networks } = composeOf(configOf("fingerflow"));
         assert.equal(services.proxy, undefined);
         assert.deepEqual(networks.proxy, { external: true, name: "proxy" });
-        assert.deepEqual(services.backend.networks, ["edge", "internal", "proxy"]);
-        assert.deepEqual(services.frontend.networks, ["edge", "internal", "proxy"]);
+        assert.deepEqual(services.backend.networks, ["database", "egress", "internal", "proxy"]);
+        assert.deepEqual(services.frontend.networks, ["egress", "internal", "proxy"]);
+        assert.equal(networks.edge, undefined);
+        assert.equal(networks.web, undefined);
     });
 });
 
@@ -170,6 +207,18 @@ describe("H9: health checks, restart policy, users, hardening", () => {
             }
         });
     }
+
+    test("H12: capAdd gives a service exactly its listed capabilities (sorted), every other one still dropped", () => {
+        const config = configOf("fingerflow", (r) => {
+            const frontend = (r.services as Record<string, Record<string, unknown>>).frontend;
+            frontend.capAdd = ["SETUID", "NET_BIND_SERVICE", "CHOWN", "SETGID"];
+        });
+        const { services } = composeOf(config);
+        assert.deepEqual(services.frontend.cap_drop, ["ALL"]);
+        assert.deepEqual(services.frontend.cap_add, ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"]);
+        assert.deepEqual(services.frontend.security_opt, ["no-new-privileges:true"]);
+        assert.equal(services.backend.cap_add, undefined, "another service gets nothing");
+    });
 
     test("the default user is 10001:10001; user: null keeps the image's user", () => {
         const { services } = composeOf(configOf("fingerflow"));
@@ -372,6 +421,27 @@ describe("traefik-external (FingerFlow)", () => {
             "traefik.http.services.fingerflow-prod-backend.loadbalancer.server.port": "8000",
         });
         assert.deepEqual(Object.keys(labels), Object.keys(labels).sort(), "labels are sorted");
+    });
+
+    test("header settings reach Traefik's middleware: frame options, referrer policy, HSTS includeSubDomains and preload", () => {
+        const m = "traefik.http.middlewares.fingerflow-prod-headers.headers";
+        const of = (proxy: Record<string, unknown>) =>
+            traefikLabels(
+                configOf("fingerflow", (r) => {
+                    r.proxy = { ...(r.proxy as object), ...proxy };
+                    r.routes = [...(r.routes as object[]), { host: "fingerflow.example", service: "frontend" }];
+                }),
+                "fingerflow-prod",
+                "backend",
+            );
+        const same = of({ frameOptions: "SAMEORIGIN", referrerPolicy: "no-referrer", hstsIncludeSubdomains: true, hstsPreload: true });
+        assert.equal(same[`${m}.frameDeny`], undefined);
+        assert.equal(same[`${m}.customFrameOptionsValue`], "SAMEORIGIN");
+        assert.equal(same[`${m}.referrerPolicy`], "no-referrer");
+        assert.equal(same[`${m}.stsIncludeSubdomains`], "true");
+        assert.equal(same[`${m}.stsPreload`], "true");
+        const off = of({ frameOptions: "off" });
+        assert.deepEqual(Object.keys(off).filter((k) => /frameDeny|customFrameOptionsValue|stsIncludeSubdomains|stsPreload/.test(k)), []);
     });
 
     test("the frontend gets the catch-all router; longer rules win by Traefik's default priority", () => {

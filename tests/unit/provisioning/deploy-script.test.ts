@@ -18,7 +18,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-deploy-"));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const FAKE_DOCKER = `#!/usr/bin/env bash
-printf 'docker %s\\n' "$*" >>"\${FAKE_LOG}"
+printf '%sdocker %s\\n' "\${DOCKER_CONFIG:+DOCKER_CONFIG=\${DOCKER_CONFIG} }" "$*" >>"\${FAKE_LOG}"
 if [[ "$1" == compose ]]; then
   shift
   dir=""
@@ -403,5 +403,42 @@ describe("deploy.sh: PostgreSQL major upgrades", () => {
         assert.equal(r.status, 1);
         assert.match(r.stderr, /holds PostgreSQL 15 and this release runs 17: an upgrade needs the release that runs 15 to be serving/);
         assert.ok(!r.calls.some((c) => c.includes(" up ")), "nothing started on the old data");
+    });
+});
+
+describe("deploy.sh: private registry logins", () => {
+    function withRegistry(s: Site, id: string, registryDir: string): string {
+        const dir = release(s, id);
+        const manifest = path.join(dir, "release.manifest");
+        fs.writeFileSync(manifest, fs.readFileSync(manifest, "utf8").replace(/^REGISTRY_CONFIG=.*$/m, `REGISTRY_CONFIG=${registryDir}`));
+        return dir;
+    }
+
+    test("the pull (and only the pull) uses the stack's DOCKER_CONFIG", () => {
+        const s = site();
+        const registry = path.join(s.dir, "registry");
+        fs.mkdirSync(registry);
+        fs.writeFileSync(path.join(registry, "config.json"), '{"auths":{}}');
+        const r = deploy(s, withRegistry(s, "r1", registry));
+        assert.equal(r.status, 0, r.stderr);
+        const withConfig = r.calls.filter((c) => c.startsWith("DOCKER_CONFIG="));
+        assert.equal(withConfig.length, 1, r.calls.join("\n"));
+        assert.match(withConfig[0], new RegExp(`^DOCKER_CONFIG=${registry} docker compose .* pull --quiet$`));
+    });
+
+    test("logins named in the manifest but missing on the host: the deploy fails before pulling, naming them", () => {
+        const s = site();
+        const registry = path.join(s.dir, "registry");
+        const r = deploy(s, withRegistry(s, "r1", registry));
+        assert.equal(r.status, 1);
+        assert.ok(r.stderr.includes(`registry logins ${registry}/config.json are missing`), r.stderr);
+        assert.ok(!r.calls.some((c) => c.includes(" pull ")), "nothing pulled");
+    });
+
+    test("without registries nothing sets DOCKER_CONFIG", () => {
+        const s = site();
+        const r = deploy(s, release(s, "r1"));
+        assert.equal(r.status, 0, r.stderr);
+        assert.ok(!r.calls.some((c) => c.startsWith("DOCKER_CONFIG=")));
     });
 });

@@ -8,6 +8,7 @@ import type { StackConfig } from "../../../components/config/schema";
 import type { HostScripts } from "../../../components/provisioning/host-scripts";
 import type { StepContext } from "../../../components/provisioning/steps";
 import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
+import { behindCloudflare } from "../../../components/provisioning/render/caddyfile";
 
 const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz3ZbUeGfyTNgQyX0yhl6bI5bqyS2m0yqVqjSWbqzKQ admin@example.com";
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfTheTestServer0123456789abcdefgh";
@@ -177,6 +178,7 @@ export function contextFor(config: StackConfig, overrides: Partial<StepContext> 
         sshPort: existing ? existing.port : 22,
         scripts: FAKE_SCRIPTS,
         webSources: config.host.originLockdown ? FAKE_CLOUDFLARE_RANGES : undefined,
+        trustedProxies: behindCloudflare(config) ? FAKE_CLOUDFLARE_RANGES : undefined,
         ...overrides,
     };
 }

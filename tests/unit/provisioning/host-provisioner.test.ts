@@ -6,7 +6,7 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { GET_IP_RANGES, ipRangesHandler } from "../../helpers/cloudflare";
+import { FAKE_CLOUDFLARE_RANGES, GET_IP_RANGES, ipRangesHandler } from "../../helpers/cloudflare";
 import { installMocks, unwrap, type RecordedResource, type RecordingMocks } from "../../helpers/mocks";
 import type { Host } from "../../../components/hosts/host";
 import type { StackConfig } from "../../../components/config/schema";
@@ -21,8 +21,10 @@ const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake-deploy-key\n-----
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 let mocks: RecordingMocks;
+/** How many times the program looked Cloudflare's ranges up. */
+let rangeLookups = 0;
 before(async () => {
-    mocks = await installMocks({}, { [GET_IP_RANGES]: ipRangesHandler() });
+    mocks = await installMocks({}, { [GET_IP_RANGES]: ipRangesHandler(() => (rangeLookups += 1)) });
 });
 
 /** Strips the secret wrappers the mock monitor records ({<sig key>: <secret sig>, value}). */
@@ -108,6 +110,32 @@ function triggers(run: Run): Record<string, unknown> {
     return Object.fromEntries(run.commands.map((r) => [r.name, unsecret(r.inputs.triggers)]));
 }
 
+/** The files a step script installs, decoded from its base64 here-documents, joined. */
+function installedFiles(stdin: string): string {
+    return [...stdin.matchAll(/<<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/g)].map((m) => Buffer.from(m[1].replace(/\n/g, ""), "base64").toString("utf8")).join("\n");
+}
+
+describe("HostProvisioner: the client address behind Cloudflare", () => {
+    test("dns.proxied: the deployed Caddyfile trusts exactly Cloudflare's looked-up ranges and reads CF-Connecting-IP", async () => {
+        rangeLookups = 0;
+        const run = await provision(configOf("finances"));
+        assert.equal(rangeLookups, 1);
+        const stdin = installedFiles(String(unsecret(command(run, "deploy").inputs.stdin)));
+        const all = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6].join(" ");
+        assert.equal(stdin.match(/trusted_proxies static .*/g)?.join("\n"), `trusted_proxies static ${all}`);
+        assert.match(stdin, /\tclient_ip_headers CF-Connecting-IP\n/);
+    });
+
+    test("not proxied: no lookup, and the Caddyfile trusts nobody", async () => {
+        rangeLookups = 0;
+        const run = await provision(configOf("chronos"));
+        assert.equal(rangeLookups, 0);
+        const stdin = installedFiles(String(unsecret(command(run, "deploy").inputs.stdin)));
+        assert.match(stdin, /reverse_proxy /);
+        assert.doesNotMatch(stdin, /trusted_proxies|client_ip_headers|\{client_ip\}/);
+    });
+});
+
 describe("HostProvisioner: SSH connections", () => {
     test("one remote command per step, children of the component", async () => {
         const run = await provision(configOf("finances"));
@@ -119,7 +147,8 @@ describe("HostProvisioner: SSH connections", () => {
             [REMOTE, "prod-backup"],
         ]);
         assert.equal(mocks.resources.filter((r) => r.type === HOST_PROVISIONER_TYPE).length, 1);
-        assert.equal(run.provisioner.releaseId, renderRelease(configOf("finances"), "/mnt/data").id);
+        // finances is proxied by Cloudflare: its Caddyfile (so the release id) holds the looked-up ranges.
+        assert.equal(await unwrap(run.provisioner.releaseId), renderRelease(configOf("finances"), "/mnt/data", FAKE_CLOUDFLARE_RANGES).id);
     });
 
     test("R1: every connection pins the host key", async () => {

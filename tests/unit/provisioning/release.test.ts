@@ -7,6 +7,7 @@ import { appPaths } from "../../../components/provisioning/paths";
 import { releaseId, renderManifest, routeChecks } from "../../../components/provisioning/render/release";
 import { renderBackupUnits } from "../../../components/provisioning/render/systemd";
 import { renderRelease } from "../../../components/provisioning/steps";
+import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
 import { configOf } from "./fixtures";
 
 describe("route checks (what deploy.sh requests through the proxy)", () => {
@@ -59,6 +60,7 @@ describe("release manifest and id", () => {
                 "DATABASE_USER=finances",
                 "DATABASE_MAJOR=16",
                 "DATABASE_DATA_DIR=/mnt/data/postgres",
+                "REGISTRY_CONFIG=",
                 "ENV_FILE=/etc/onebox/finances/env/api.env",
                 "ENV_FILE=/etc/onebox/finances/env/web.env",
                 "CHECK=app.example.com /api/health 2xx",
@@ -76,11 +78,14 @@ describe("release manifest and id", () => {
     });
 
     test("the id is a 12-hex content hash: stable, and changed by any file", () => {
-        const a = renderRelease(configOf("finances"), "/mnt/data");
+        const cf = FAKE_CLOUDFLARE_RANGES;
+        const a = renderRelease(configOf("finances"), "/mnt/data", cf);
         assert.match(a.id, /^[0-9a-f]{12}$/);
-        assert.equal(renderRelease(configOf("finances"), "/mnt/data").id, a.id);
-        const b = renderRelease(configOf("finances", (r) => ((r.services as Record<string, { image: string }>).web.image = "ghcr.io/example/finances-web:1.0.1")), "/mnt/data");
+        assert.equal(renderRelease(configOf("finances"), "/mnt/data", cf).id, a.id);
+        const b = renderRelease(configOf("finances", (r) => ((r.services as Record<string, { image: string }>).web.image = "ghcr.io/example/finances-web:1.0.1")), "/mnt/data", cf);
         assert.notEqual(b.id, a.id);
+        // Cloudflare publishing another range changes the Caddyfile, so the release.
+        assert.notEqual(renderRelease(configOf("finances"), "/mnt/data", { ipv4: [...cf.ipv4, "198.51.100.0/24"], ipv6: cf.ipv6 }).id, a.id);
         assert.notEqual(releaseId([{ name: "a", content: "bc" }]), releaseId([{ name: "ab", content: "c" }]));
         assert.deepEqual(a.files.map((f) => f.name), ["compose.yaml", "Caddyfile", "release.manifest"]);
     });

@@ -125,8 +125,16 @@ describe("render command: every bad configuration exits 2 naming the setting, wr
     });
 
     test("a valid stack file renders (the checks above can fail)", () => {
-        const r = runMain(["--stack-file", stackFile("good", digitalOceanRaw()), "--out", path.join(tmp, "good"), "--scripts-dir", scriptsDir]);
+        const r = runMain(["--stack-file", stackFile("good", digitalOceanRaw()), "--out", path.join(tmp, "good"), "--scripts-dir", scriptsDir, "--cloudflare-ips", CLOUDFLARE_IPS]);
         assert.equal(r.status, 0, r.stderr);
+    });
+
+    test("a stack proxied by Cloudflare needs Cloudflare's ranges (the proxy trusts only them for the client address)", () => {
+        const out = path.join(tmp, "no-cf");
+        const r = runMain(["--stack-file", stackFile("no-cf", digitalOceanRaw()), "--out", out, "--scripts-dir", scriptsDir]);
+        assert.equal(r.status, 1, r.stderr);
+        assert.match(r.stderr, /dns\.proxied is on.*--cloudflare-ips FILE/);
+        assert.equal(fs.existsSync(out), false, "nothing is written");
     });
 });
 

@@ -322,6 +322,7 @@ describe("secrets (H10)", () => {
                 "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
                 "  esac",
                 "done",
+                "if [[ -e /etc/onebox/finances/registry ]]; then rm -rf -- /etc/onebox/finances/registry; echo 'removed   registry logins'; fi",
             ].join("\n"),
         );
     });
@@ -667,5 +668,72 @@ describe("rendered step scripts", () => {
         } finally {
             fs.rmSync(dir, { recursive: true, force: true });
         }
+    });
+});
+
+describe("private registries: the stack's own DOCKER_CONFIG (R3, R4)", () => {
+    const TOKEN = "ghp_Tok3n-with'quote$and\"more";
+    const registries = [
+        { server: "ghcr.io", username: "chronos-bot", passwordSecret: "GHCR_TOKEN" },
+        { server: "registry.example.com:5000", username: "deploy@example.com", passwordSecret: "S3_MEDIA_SECRET" },
+        { server: "docker.io", username: "chronos", passwordSecret: "GHCR_TOKEN" },
+    ];
+    const withRegistries = (r: Record<string, unknown>) => {
+        r.deploy = { ...(r.deploy as Record<string, unknown> | undefined), registries };
+        (r.secrets as Record<string, string>).GHCR_TOKEN = "ghcr-fake-Qw8Zt3Lp9Vx2Nc";
+    };
+    const secrets = step(stepsOf("chronos", withRegistries), "secrets");
+    const dir = "/etc/onebox/chronos/registry";
+
+    test("each password reaches the host as a 0600 file of a 0700 root directory, referenced by placeholder only", () => {
+        assert.deepEqual(secrets.directories.find((d) => d.path === dir), { path: dir, mode: "0700", owner: "root:root" });
+        assert.deepEqual(
+            secrets.files.filter((f) => f.path.startsWith(dir)).map((f) => [f.path, f.mode, f.owner, f.content]),
+            [
+                [`${dir}/0.password`, "0600", "root:root", "{{secret:GHCR_TOKEN}}"],
+                [`${dir}/1.password`, "0600", "root:root", "{{secret:S3_MEDIA_SECRET}}"],
+                [`${dir}/2.password`, "0600", "root:root", "{{secret:GHCR_TOKEN}}"],
+            ],
+        );
+        assert.ok(stepSecrets(secrets).includes("GHCR_TOKEN"));
+        assert.equal(secrets.secret, true, "R4: the step logs nothing");
+        assert.doesNotMatch(secrets.run, /\{\{secret:/, "R3: no secret in the commands");
+    });
+
+    test("the run composes config.json from the files (values never in an argument list) and removes them (executed)", () => {
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-registry-"));
+        try {
+            const run = secrets.run.slice(secrets.run.indexOf("(\n  umask 077")).split(dir).join(tmp);
+            fs.writeFileSync(path.join(tmp, "0.password"), `${TOKEN}\n`);
+            fs.writeFileSync(path.join(tmp, "1.password"), "s3-Zx9");
+            fs.writeFileSync(path.join(tmp, "2.password"), TOKEN);
+            const r = spawnSync("bash", ["-euo", "pipefail", "-c", run], { encoding: "utf8" });
+            assert.equal(r.status, 0, r.stderr);
+            assert.equal(r.stdout.trim(), "registry logins: ghcr.io, registry.example.com:5000, docker.io");
+            const b64 = (s: string) => Buffer.from(s).toString("base64");
+            assert.deepEqual(JSON.parse(fs.readFileSync(path.join(tmp, "config.json"), "utf8")), {
+                auths: {
+                    "ghcr.io": { auth: b64(`chronos-bot:${TOKEN}`) },
+                    "registry.example.com:5000": { auth: b64("deploy@example.com:s3-Zx9") },
+                    "https://index.docker.io/v1/": { auth: b64(`chronos:${TOKEN}`) },
+                },
+            });
+            assert.equal(fs.statSync(path.join(tmp, "config.json")).mode & 0o777, 0o600);
+            assert.deepEqual(fs.readdirSync(tmp).sort(), ["config.json"], "password files removed, no temp file left");
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+        }
+    });
+
+    test("without registries the step removes an earlier stack's logins", () => {
+        const plain = step(stepsOf("chronos"), "secrets");
+        assert.ok(plain.run.includes(`if [[ -e ${dir} ]]; then rm -rf -- ${dir}; echo 'removed   registry logins'; fi`), plain.run);
+        assert.equal(plain.files.some((f) => f.path.startsWith(dir)), false);
+    });
+
+    test("the release manifest points deploy.sh at the logins, only when there are any", () => {
+        const deploy = (s: Step[]) => step(s, "deploy").files.find((f) => f.path.endsWith("/release.manifest"))?.content ?? "";
+        assert.match(deploy(stepsOf("chronos", withRegistries)), /^REGISTRY_CONFIG=\/etc\/onebox\/chronos\/registry$/m);
+        assert.match(deploy(stepsOf("chronos")), /^REGISTRY_CONFIG=$/m);
     });
 });
