@@ -482,6 +482,53 @@ const capability = z.string().superRefine((v, ctx) => {
     });
 });
 
+/**
+ * How one service receives the database (with `database: true`): the variable names its
+ * code already reads, the URL's scheme (driver), where the password comes from, and the
+ * TLS mode in the URL. Defaults keep the DATABASE_* contract. A name set to null is not set.
+ */
+const databaseEnvSchema = z.strictObject({
+    /** Variable holding the URL (without the password unless listed in `secretsAsEnv`). Null: no URL. @default "DATABASE_URL" */
+    url: envName.nullable().default("DATABASE_URL"),
+    /**
+     * URL scheme: `postgresql`, `postgres`, or with a driver as SQLAlchemy writes it
+     * (`postgresql+asyncpg`, `postgresql+psycopg`). @default "postgresql"
+     */
+    scheme: z
+        .string()
+        .regex(/^postgres(ql)?(\+[a-z][a-z0-9_]*)?$/, "use postgresql, postgres, or postgresql+<driver> (e.g. postgresql+asyncpg)")
+        .default("postgresql"),
+    /**
+     * TLS mode written into the URL (`sslmode=`; `ssl=` for the asyncpg driver, which reads
+     * that name). `require` only where PostgreSQL serves TLS (published with
+     * `database.allowedCidrs`). Unset: the driver's default.
+     */
+    sslmode: z.enum(["disable", "prefer", "require"]).optional(),
+    /** @default "DATABASE_HOST" */
+    host: envName.nullable().default("DATABASE_HOST"),
+    /** @default "DATABASE_PORT" */
+    port: envName.nullable().default("DATABASE_PORT"),
+    /** @default "DATABASE_NAME" */
+    name: envName.nullable().default("DATABASE_NAME"),
+    /** @default "DATABASE_USER" */
+    user: envName.nullable().default("DATABASE_USER"),
+    /** Variable naming the password file (0400, the service's user). Null: no file is mounted. @default "DATABASE_PASSWORD_FILE" */
+    passwordFile: envName.nullable().default("DATABASE_PASSWORD_FILE"),
+    /**
+     * Opt-in for apps that read the password itself from the environment (e.g.
+     * `POSTGRES_PASSWORD`): this variable holds it, visible to `docker inspect` like
+     * `secretsAsEnv`. @default null
+     */
+    password: envName.nullable().default(null),
+});
+
+export type DatabaseEnv = z.output<typeof databaseEnvSchema>;
+
+/** The database contract of a service: its own `databaseEnv`, else the DATABASE_* defaults. */
+export function databaseEnvOf(service: { databaseEnv?: DatabaseEnv }): DatabaseEnv {
+    return service.databaseEnv ?? databaseEnvSchema.parse({});
+}
+
 const serviceSchema = z.strictObject({
     /** Container image. Pin a tag or digest; `latest` is refused. */
     image: imageRef.refine((v) => !/:latest$/.test(v) && /[:@]/.test(v.split("/").pop() ?? ""), {
@@ -510,6 +557,8 @@ const serviceSchema = z.strictObject({
     secretsAsEnv: z.array(envName).default([]),
     /** Give this service DATABASE_* settings and the database password file. @default false */
     database: z.boolean().default(false),
+    /** With `database`: the variable names, URL scheme, password delivery and TLS mode this service expects. */
+    databaseEnv: databaseEnvSchema.optional(),
     /** Give this service REDIS_URL. @default false */
     redis: z.boolean().default(false),
     /**
@@ -557,15 +606,47 @@ const serviceSchema = z.strictObject({
             message: `user ${s.user} is not root, and Docker gives added capabilities to root processes only; set user: null (an image that starts as root and drops privileges) or remove capAdd`,
         });
     }
+    const dbEnv = databaseEnvOf(s);
+    const urlName = s.database ? dbEnv.url : null;
     s.secretsAsEnv.forEach((n, i) => {
-        if (!s.secrets.includes(n) && !(n === "DATABASE_URL" && s.database)) {
+        if (!s.secrets.includes(n) && n !== urlName) {
             ctx.addIssue({
                 code: "custom",
                 path: ["secretsAsEnv", i],
-                message: `"${n}" is not a secret of this service; list it in secrets (or, for DATABASE_URL, set database: true) or remove it here`,
+                message: `"${n}" is not a secret of this service; list it in secrets (or, for the database URL (${dbEnv.url ?? "none"}), set database: true) or remove it here`,
             });
         }
     });
+    if (s.databaseEnv && !s.database) {
+        ctx.addIssue({ code: "custom", path: ["databaseEnv"], message: "databaseEnv shapes the database settings of a service with database: true; set database: true or remove it" });
+    }
+    if (s.database) {
+        const fileSecretVars = s.secrets.filter((x) => !s.secretsAsEnv.includes(x)).map((x) => `${x}_FILE`);
+        const seen = new Map<string, string>();
+        for (const key of ["url", "host", "port", "name", "user", "passwordFile", "password"] as const) {
+            const v = dbEnv[key];
+            if (v === null) continue;
+            const at = ["databaseEnv", key];
+            if (seen.has(v)) {
+                ctx.addIssue({ code: "custom", path: at, message: `${v} is already databaseEnv.${seen.get(v)}; give each setting its own variable` });
+            } else if (v in s.env) {
+                ctx.addIssue({ code: "custom", path: at, message: `${v} is also set in env; remove it there (the program sets it) or choose another name` });
+            } else if ((s.secrets.includes(v) && s.secretsAsEnv.includes(v)) || fileSecretVars.includes(v)) {
+                ctx.addIssue({ code: "custom", path: at, message: `${v} is already a secret variable of this service; choose another name` });
+            }
+            seen.set(v, key);
+        }
+        if (dbEnv.passwordFile === null && dbEnv.password === null && !(dbEnv.url !== null && s.secretsAsEnv.includes(dbEnv.url))) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["databaseEnv", "passwordFile"],
+                message: `the service would get no database password: keep passwordFile, set databaseEnv.password, or list ${dbEnv.url ?? "the URL"} in secretsAsEnv`,
+            });
+        }
+        if (dbEnv.sslmode && dbEnv.url === null) {
+            ctx.addIssue({ code: "custom", path: ["databaseEnv", "sslmode"], message: "sslmode is written into the URL; set databaseEnv.url or remove sslmode" });
+        }
+    }
     for (const n of s.secrets.filter((x) => !s.secretsAsEnv.includes(x))) {
         if (`${n}_FILE` in s.env) {
             ctx.addIssue({ code: "custom", path: ["env", `${n}_FILE`], message: `${n}_FILE names the file of secret ${n}; remove it from env (the program sets it)` });
@@ -918,6 +999,12 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
                 s.port === undefined
                     ? "every service needs a health check (H9); for a worker use a command, e.g. health: { command: [\"python\", \"-m\", \"app.healthcheck\"] }"
                     : "every service needs a health check (H9); e.g. health: { path: /health }",
+            );
+        }
+        if (s.database && c.database.enabled && s.databaseEnv?.sslmode === "require" && c.database.allowedCidrs.length === 0) {
+            issue(
+                ["services", name, "databaseEnv", "sslmode"],
+                "PostgreSQL serves TLS only when published (database.allowedCidrs); on the server's private network use disable or prefer",
             );
         }
         if (s.database && !c.database.enabled) {

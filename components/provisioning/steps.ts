@@ -22,7 +22,7 @@
  * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
 import { createHash } from "node:crypto";
-import type { ProvisioningConfig } from "../config/schema";
+import { databaseEnvOf, type ProvisioningConfig } from "../config/schema";
 import type { IpRanges } from "../hosts/firewall-rules";
 import { isWorldCidr } from "../config/validators";
 import { planOf } from "../config/plan";
@@ -61,6 +61,7 @@ import {
     composeImages,
     databaseUrl,
     fileSecrets,
+    hasDatabasePasswordFile,
     hasSecretFiles,
     POSTGRES_SERVICE,
     postgresContainerName,
@@ -299,10 +300,14 @@ export function renderServiceEnv(config: ProvisioningConfig, service: string): s
     for (const name of [...svc.secretsAsEnv].sort()) {
         if (svc.secrets.includes(name)) {
             lines.push(`${name}=${secretRef(name, "env")}\n`);
-        } else if (name === "DATABASE_URL" && svc.database) {
-            const url = databaseUrl(config, project, secretRef(RESERVED_SECRETS.postgresPassword, "url"));
-            lines.push(`DATABASE_URL=${envFileValue("DATABASE_URL", url)}\n`);
+        } else if (svc.database && name === databaseEnvOf(svc).url) {
+            const url = databaseUrl(config, project, secretRef(RESERVED_SECRETS.postgresPassword, "url"), databaseEnvOf(svc));
+            lines.push(`${name}=${envFileValue(name, url)}\n`);
         }
+    }
+    const passwordVar = svc.database ? databaseEnvOf(svc).password : null;
+    if (passwordVar !== null) {
+        lines.push(`${passwordVar}=${secretRef(RESERVED_SECRETS.postgresPassword, "env")}\n`);
     }
     return lines.join("");
 }
@@ -318,7 +323,7 @@ export function serviceSecretFiles(config: ProvisioningConfig, paths: AppPaths, 
     const mode = svc.user === null ? "0444" : "0400";
     const svcDir = containerSecretsDir(paths, service);
     return [
-        ...(svc.database ? [file(`${svcDir}/${DB_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), mode, owner)] : []),
+        ...(hasDatabasePasswordFile(svc) ? [file(`${svcDir}/${DB_PASSWORD_FILE_NAME}`, secretRef(RESERVED_SECRETS.postgresPassword), mode, owner)] : []),
         ...fileSecrets(svc).map((n) => file(`${svcDir}/${n}`, secretRef(n), mode, owner)),
     ];
 }

@@ -142,6 +142,13 @@ export const BAD_CONFIGS: Case[] = [
     ["YAML merge key among services", (r) => withValue(r, "services.<<", { image: "x:1" }), "services.<<", /merge keys/],
     // --- secrets as files, container limits (H11, H12) ---
     ["H11: secretsAsEnv names a secret the service does not have", (r) => withValue(r, "services.api.secretsAsEnv", ["STRIPE_KEY"]), "services.api.secretsAsEnv[0]", /not a secret of this service; list it in secrets/],
+    ["databaseEnv on a service without the database", (r) => withValue(r, "services.web.databaseEnv", { scheme: "postgresql+asyncpg" }), "services.web.databaseEnv", /database: true/],
+    ["databaseEnv: an unknown URL scheme", (r) => withValue(r, "services.api.databaseEnv", { scheme: "mysql" }), "services.api.databaseEnv.scheme", /postgresql\+<driver>/],
+    ["databaseEnv: two settings in one variable", (r) => withValue(r, "services.api.databaseEnv", { host: "PGHOST", user: "PGHOST" }), "services.api.databaseEnv.user", /already databaseEnv\.host/],
+    ["databaseEnv: a name the service's env also sets", (r) => withValue(withValue(r, "services.api.env", { APP_DB: "postgres://elsewhere/db" }), "services.api.databaseEnv", { url: "APP_DB" }), "services.api.databaseEnv.url", /also set in env/],
+    ["databaseEnv: no way to the password", (r) => withValue(r, "services.api.databaseEnv", { passwordFile: null }), "services.api.databaseEnv.passwordFile", /no database password/],
+    ["databaseEnv: sslmode without a URL", (r) => withValue(r, "services.api.databaseEnv", { url: null, sslmode: "disable" }), "services.api.databaseEnv.sslmode", /written into the URL/],
+    ["databaseEnv: TLS required from a PostgreSQL that serves none (not published)", (r) => withValue(r, "services.api.databaseEnv", { sslmode: "require" }), "services.api.databaseEnv.sslmode", /serves TLS only when published/],
     ["H11: DATABASE_URL opted into the environment of a service without the database", (r) => withValue(r, "services.web.secretsAsEnv", ["DATABASE_URL"]), "services.web.secretsAsEnv[0]", /database: true/],
     ["H11: env sets the variable that names a secret file", (r) => withValue(r, "services.api.env", { SMTP_PASSWORD_FILE: "/etc/smtp" }), "services.api.env.SMTP_PASSWORD_FILE", /names the file of secret SMTP_PASSWORD/],
     // --- security headers per host and route ---

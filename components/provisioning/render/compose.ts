@@ -29,7 +29,7 @@
  * named by `<NAME>_FILE`; only the names in `secretsAsEnv` reach its environment.
  */
 import { stringify } from "yaml";
-import type { ProvisioningConfig, ServiceConfig } from "../../config/schema";
+import { databaseEnvOf, type DatabaseEnv, type ProvisioningConfig, type ServiceConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
 import { planOf } from "../../config/plan";
 import {
@@ -210,15 +210,25 @@ export function fileSecrets(service: ServiceConfig): string[] {
     return service.secrets.filter((n) => !service.secretsAsEnv.includes(n)).sort();
 }
 
-/** Whether a service gets a /run/secrets directory: it has file secrets or the database password. */
-export function hasSecretFiles(service: ServiceConfig): boolean {
-    return service.database || fileSecrets(service).length > 0;
+/** Whether a service gets the database password as a file (`databaseEnv.passwordFile`). */
+export function hasDatabasePasswordFile(service: ServiceConfig): boolean {
+    return service.database && databaseEnvOf(service).passwordFile !== null;
 }
 
-/** DATABASE_URL without a password (H11): the password is the file DATABASE_PASSWORD_FILE names. */
-export function databaseUrl(config: ProvisioningConfig, project: string, password?: string): string {
+/** Whether a service gets a /run/secrets directory: it has file secrets or the database password file. */
+export function hasSecretFiles(service: ServiceConfig): boolean {
+    return hasDatabasePasswordFile(service) || fileSecrets(service).length > 0;
+}
+
+/**
+ * The database URL in the service's scheme, without a password (H11) unless given
+ * one: the password is the file its `databaseEnv.passwordFile` variable names.
+ */
+export function databaseUrl(config: ProvisioningConfig, project: string, password?: string, env: DatabaseEnv = databaseEnvOf({})): string {
     const db = config.database;
-    return `postgresql://${db.user}${password === undefined ? "" : `:${password}`}@${postgresContainerName(project)}:5432/${db.name}`;
+    // SQLAlchemy's asyncpg driver passes the query to asyncpg, which calls the TLS mode `ssl`.
+    const tls = env.sslmode ? `?${env.scheme.endsWith("+asyncpg") ? "ssl" : "sslmode"}=${env.sslmode}` : "";
+    return `${env.scheme}://${db.user}${password === undefined ? "" : `:${password}`}@${postgresContainerName(project)}:5432/${db.name}${tls}`;
 }
 
 /** Routes of one service, in config order. */
@@ -309,13 +319,18 @@ export function serviceEnvironment(config: ProvisioningConfig, project: string, 
     const svc = config.services[name];
     const env: Record<string, string> = {};
     if (svc.database) {
-        env.DATABASE_HOST = postgresContainerName(project);
-        env.DATABASE_PORT = "5432";
-        env.DATABASE_NAME = config.database.name;
-        env.DATABASE_USER = config.database.user;
-        env.DATABASE_PASSWORD_FILE = CONTAINER_DB_PASSWORD_FILE;
-        if (!svc.secretsAsEnv.includes("DATABASE_URL") && !svc.secrets.includes("DATABASE_URL") && !("DATABASE_URL" in svc.env)) {
-            env.DATABASE_URL = databaseUrl(config, project);
+        const names = databaseEnvOf(svc);
+        const set = (name: string | null, value: string) => {
+            if (name !== null) env[name] = value;
+        };
+        set(names.host, postgresContainerName(project));
+        set(names.port, "5432");
+        set(names.name, config.database.name);
+        set(names.user, config.database.user);
+        set(names.passwordFile, CONTAINER_DB_PASSWORD_FILE);
+        // A URL with the password (secretsAsEnv) and the password itself live in the env file.
+        if (names.url !== null && !svc.secretsAsEnv.includes(names.url) && !svc.secrets.includes(names.url) && !(names.url in svc.env)) {
+            env[names.url] = databaseUrl(config, project, undefined, names);
         }
     }
     for (const secret of fileSecrets(svc)) {

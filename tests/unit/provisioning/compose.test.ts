@@ -21,7 +21,14 @@ import {
     type ComposeContext,
 } from "../../../components/provisioning/render/compose";
 import type { StackConfig } from "../../../components/config/schema";
-import { configOf, DEPLOYMENTS, type DeploymentName } from "./fixtures";
+import { buildSteps, renderServiceEnv, type Step } from "../../../components/provisioning/steps";
+import { configOf, contextFor, DEPLOYMENTS, type DeploymentName } from "./fixtures";
+
+function step(steps: Step[], name: string): Step {
+    const found = steps.find((x) => x.name === name);
+    assert.ok(found, `no step ${name}`);
+    return found;
+}
 
 type Service = Record<string, unknown> & {
     ports?: { target: number; published: string; protocol: string }[];
@@ -344,6 +351,54 @@ describe("environment, secrets and volumes", () => {
         assert.equal(env.JWT_SECRET_FILE, undefined);
         assert.equal(env.JWT_REFRESH_SECRET_FILE, "/run/secrets/JWT_REFRESH_SECRET");
         assert.equal(env.DATABASE_URL, undefined, "the env file's URL (with the password) is not overridden");
+    });
+
+    test("database contract per service: the app's own variable names, an async driver's scheme with its TLS parameter, no password file when the app reads none", () => {
+        const config = configOf("finances", (raw) => {
+            (raw.services as Record<string, Record<string, unknown>>).api.databaseEnv = {
+                url: "SQLALCHEMY_DATABASE_URI",
+                scheme: "postgresql+asyncpg",
+                sslmode: "disable",
+                host: "POSTGRES_HOST",
+                port: null,
+                name: "POSTGRES_DB",
+                user: "POSTGRES_USER",
+                passwordFile: null,
+                password: "POSTGRES_PASSWORD",
+            };
+        });
+        const { services } = composeOf(config);
+        assert.deepEqual(services.api.environment, {
+            COOKIE_DOMAIN: ".example.com",
+            CORS_ORIGINS: "https://app.example.com",
+            JWT_REFRESH_SECRET_FILE: "/run/secrets/JWT_REFRESH_SECRET",
+            JWT_SECRET_FILE: "/run/secrets/JWT_SECRET",
+            POSTGRES_DB: "finances",
+            POSTGRES_HOST: "finances-prod-postgres",
+            POSTGRES_USER: "finances",
+            SQLALCHEMY_DATABASE_URI: "postgresql+asyncpg://finances@finances-prod-postgres:5432/finances?ssl=disable",
+        });
+        // The password reaches it through the env file only (H11 opt-in), never the compose file.
+        assert.equal(
+            renderServiceEnv(config, "api"),
+            "# Secrets of service api (finances-prod) it reads from its environment (secretsAsEnv), rendered by onebox; root-only (H10).\nPOSTGRES_PASSWORD={{secret:POSTGRES_PASSWORD|env}}\n",
+        );
+        const files = step(buildSteps(config, contextFor(config)), "secrets").files.map((f) => f.path);
+        assert.ok(!files.includes("/etc/onebox/finances/secrets/api/database-password"), "no password file for an app that reads none");
+        assert.ok(files.includes("/etc/onebox/finances/secrets/api/JWT_SECRET"));
+    });
+
+    test("database contract: a libpq URL carries sslmode; the URL variable in secretsAsEnv takes the password, under its own name", () => {
+        const config = configOf("finances", (raw) => {
+            const api = (raw.services as Record<string, Record<string, unknown>>).api;
+            api.databaseEnv = { url: "DB_DSN", scheme: "postgres", sslmode: "prefer" };
+            api.secretsAsEnv = ["DB_DSN"];
+        });
+        const env = composeOf(config).services.api.environment ?? {};
+        assert.equal(env.DB_DSN, undefined, "the env file's URL (with the password) is not overridden");
+        assert.equal(env.DATABASE_URL, undefined);
+        assert.equal(env.DATABASE_PASSWORD_FILE, "/run/secrets/database-password");
+        assert.match(renderServiceEnv(config, "api"), /^DB_DSN='postgres:\/\/finances:\{\{secret:POSTGRES_PASSWORD\|url\}\}@finances-prod-postgres:5432\/finances\?sslmode=prefer'$/m);
     });
 
     test("Redis services get REDIS_URL; Redis persists and never evicts", () => {
