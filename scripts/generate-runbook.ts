@@ -293,7 +293,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
             `   The data volume (${code(s.volume)}) must not be in the plan.`,
             "",
         ]),
-        "3. In a production stack the policy pack refuses a replacement of the server unless this run sets `allowServerReplacement` (`--policy-pack-config`, see README \"Policy pack\"). Run the same command with `pulumi up`.",
+        "3. Run the same command with `pulumi up`. The policy pack judges the desired state, not the operation (README \"Policy pack\"): it does not stop a replacement asked for by URN, so the preview is the check. A plan that would delete the volume fails anyway, because it is `protect`ed.",
         "4. The steps run again on the new server in order: the bootstrap mounts the retained volume, the deploy starts PostgreSQL on its data. Check `/healthz/backup` and the application.",
         "",
         "An existing server (`host.provider: existing`) has no volume the program manages: set the new `host.address` and `host.hostKey`, `pulumi up` with the step replacements above, then restore the latest dump on it (`--into-live`).",

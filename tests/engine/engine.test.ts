@@ -221,6 +221,19 @@ describe("engine: preview, up, no-op, export, refresh, consumer, rotation, destr
         await consumer.workspace.removeStack("consumer");
     });
 
+    it("docs/RUNBOOK.md's rotation command, with this stack's names, replaces the database password and nothing else", async () => {
+        // The runbook writes URNs with <stack> and <project>; the engine must accept the shape as is.
+        const runbook = fs.readFileSync(path.join(ROOT, "docs/RUNBOOK.md"), "utf8");
+        const m = /pulumi up --replace '(urn:pulumi:<stack>::<project>::[^']*::secrets-database-password)'/.exec(runbook);
+        assert.ok(m, "the runbook tells how to rotate the database password now");
+        const urn = m[1].replace("<stack>", "engine").replace("<project>", PROJECT);
+        const pv = await stack.preview({ replace: [urn], diff: true });
+        assert.equal(pv.changeSummary.replace, 1, JSON.stringify(pv.changeSummary));
+        assert.match(pv.stdout, /secrets-database-password/);
+        assert.equal(pv.changeSummary.create ?? 0, 0);
+        assert.equal(pv.changeSummary.delete ?? 0, 0);
+    });
+
     it("a new rotation period replaces the database password and nothing else", async () => {
         const next = new Date(AT.getTime() + ROTATION_DAYS * 86_400_000);
         const rotated = await openStack("engine", program({ days: ROTATION_DAYS, at: next }));
