@@ -69,6 +69,12 @@ const SHAPE_ONLY_WEB_SOURCES: IpRanges = { ipv4: ["192.0.2.0/24"], ipv6: [] };
 
 type StepResource = command.remote.Command | command.local.Command;
 
+/**
+ * Steps whose trigger also holds other steps' script hashes (R5): a changed secret re-runs the
+ * secrets step and restarts the containers that read it through the deploy.
+ */
+export const ALSO_TRIGGERED_BY: Readonly<Partial<Record<StepName, readonly StepName[]>>> = { deploy: ["secrets"] };
+
 export class HostProvisioner extends pulumi.ComponentResource {
     /** One command resource per step, by step name. */
     public readonly steps: Partial<Record<StepName, StepResource>>;
@@ -140,8 +146,11 @@ export class HostProvisioner extends pulumi.ComponentResource {
                 const hash = step.secret ? pulumi.secret(script.apply(sha256)) : script.apply(sha256);
                 hashes[step.name] = hash;
                 const triggers: pulumi.Input<string>[] = [hash];
-                if (step.name === "deploy" && hashes.secrets) {
-                    triggers.push(hashes.secrets);
+                for (const other of ALSO_TRIGGERED_BY[step.name] ?? []) {
+                    const h = hashes[other];
+                    if (h) {
+                        triggers.push(h);
+                    }
                 }
                 resource = new command.remote.Command(
                     `${name}-${step.name}`,

@@ -2,8 +2,9 @@
  * The real Pulumi engine (CLI built by tests/engine/toolchain.sh) on the part
  * of the program it can run here: the generated secrets (random), the
  * published database's TLS (tls), the existing-server host component and the
- * outputs contract, on a local file backend with a passphrase, plus a
- * consumer program reading the outputs through a StackReference.
+ * outputs contract, on a local file backend with a passphrase, plus README's
+ * consumer example (examples/consumer) reading the outputs through a
+ * StackReference.
  *
  * What is NOT covered, and why (see tests/engine/toolchain.sh): the module
  * proxy refuses the command provider and the Node.js language host, so the
@@ -11,7 +12,8 @@
  * program runs as an inline program of the automation API (which brings its
  * own language server) instead of `pulumi up` on index.ts.
  *
- * Run: `npm run test:engine` (builds or reuses the cached toolchain).
+ * Run: `npm run test:engine` (builds the library for the consumer example, and
+ * builds or reuses the cached toolchain).
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -21,10 +23,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation";
-import { AppSecrets, buildOutputs, DatabaseTls, ExistingHost, readOneboxOutputs, rotationLabel, validateConfig, type StackOutputs } from "../../components";
+import { parse } from "yaml";
+import { AppSecrets, buildOutputs, DatabaseTls, ExistingHost, rotationLabel, validateConfig, type StackOutputs } from "../../components";
 import { parseOneboxOutputs } from "../../components/outputs/consumer";
 
 const ROOT = path.resolve(__dirname, "../..");
+/** README's consumer example, run as the other team would run it. */
+const CONSUMER = path.join(ROOT, "examples/consumer");
 const BIN = process.env.ONEBOX_ENGINE_BIN ?? execFileSync("bash", [path.join(ROOT, "tests/engine/toolchain.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim().split("\n").pop()!;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-engine-"));
 const PROJECT = "onebox-engine";
@@ -181,24 +186,52 @@ describe("engine: preview, up, no-op, export, refresh, consumer, rotation, destr
         assert.deepEqual(Object.keys(r.summary.resourceChanges ?? {}), ["same"]);
     });
 
-    it("a consumer program reads the outputs through a StackReference with the typed reader", async () => {
+    it("README's consumer example (examples/consumer) reads the outputs through a StackReference", async () => {
+        // The example as a project of its own (its Pulumi.yaml, so its config namespace), its
+        // index.ts as the program; "onebox" resolves to the built library (npm run build).
+        const dir = path.join(work, "consumer");
+        fs.mkdirSync(dir, { recursive: true });
+        fs.copyFileSync(path.join(CONSUMER, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+        const project = (parse(fs.readFileSync(path.join(CONSUMER, "Pulumi.yaml"), "utf8")) as { name: string }).name;
+        const entry = require.resolve(path.join(CONSUMER, "index.ts"));
         const consumer = await LocalWorkspace.createOrSelectStack(
             {
                 stackName: "consumer",
-                projectName: PROJECT,
+                projectName: project,
                 program: () => {
-                    const app = readOneboxOutputs(new pulumi.StackReference(`organization/${PROJECT}/engine`));
-                    return Promise.resolve({ dbHost: app.apply((o) => o.database?.host), apiUrl: app.apply((o) => o.urls[0]?.url), schemaVersion: app.apply((o) => o.schemaVersion) });
+                    // A module runs its top level once per process: load it afresh for this program.
+                    delete require.cache[entry];
+                    // eslint-disable-next-line @typescript-eslint/no-require-imports
+                    return Promise.resolve({ ...(require(entry) as Record<string, unknown>) });
                 },
             },
-            { pulumiCommand, workDir: work, envVars: env },
+            { pulumiCommand, workDir: dir, envVars: env },
         );
+        await consumer.setConfig("oneboxStack", { value: `organization/${PROJECT}/engine` });
         const up = await consumer.up();
-        assert.equal(up.outputs.dbHost.value, "203.0.113.10");
+        assert.equal(up.summary.result, "succeeded");
+        assert.deepEqual(Object.keys(up.outputs).sort(), ["apiUrl", "database", "knownHost", "schemaVersion"]);
         assert.equal(up.outputs.apiUrl.value, "https://api.shop.example.test");
+        assert.equal(up.outputs.knownHost.value, `203.0.113.10 ${HOST_KEY}`);
+        assert.deepEqual(up.outputs.database.value, { host: "203.0.113.10", port: outputs.database?.port, sslmode: "verify-full" });
+        assert.equal(typeof outputs.database?.port, "number");
         assert.equal(up.outputs.schemaVersion.value, outputs.schemaVersion);
+
         await consumer.destroy();
         await consumer.workspace.removeStack("consumer");
+    });
+
+    it("docs/RUNBOOK.md's rotation command, with this stack's names, replaces the database password and nothing else", async () => {
+        // The runbook writes URNs with <stack> and <project>; the engine must accept the shape as is.
+        const runbook = fs.readFileSync(path.join(ROOT, "docs/RUNBOOK.md"), "utf8");
+        const m = /pulumi up --replace '(urn:pulumi:<stack>::<project>::[^']*::secrets-database-password)'/.exec(runbook);
+        assert.ok(m, "the runbook tells how to rotate the database password now");
+        const urn = m[1].replace("<stack>", "engine").replace("<project>", PROJECT);
+        const pv = await stack.preview({ replace: [urn], diff: true });
+        assert.equal(pv.changeSummary.replace, 1, JSON.stringify(pv.changeSummary));
+        assert.match(pv.stdout, /secrets-database-password/);
+        assert.equal(pv.changeSummary.create ?? 0, 0);
+        assert.equal(pv.changeSummary.delete ?? 0, 0);
     });
 
     it("a new rotation period replaces the database password and nothing else", async () => {
