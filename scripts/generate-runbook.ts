@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
 import { provisioningConfig, validateConfig, type RawConfig } from "../components/config/load";
+import { planOf } from "../components/config/plan";
 import { providerFactsOf, type StackConfig } from "../components/config/schema";
 import { ALSO_TRIGGERED_BY, HOST_PROVISIONER_TYPE } from "../components/provisioning/host-provisioner";
 import { defaultScriptsDir, loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "../components/provisioning/host-scripts";
@@ -61,15 +62,19 @@ interface StackSteps {
 function stepsOf(raw: RawConfig, scripts: HostScripts): StackSteps {
     const { config } = validateConfig(raw);
     const { layout, sshPort } = providerFactsOf(config.host);
-    const steps = buildSteps(provisioningConfig(config), {
+    const part = provisioningConfig(config);
+    // Behind Cloudflare's proxy the Caddyfile trusts its ranges; the same stand-in serves (contents are not shown).
+    const trustedProxies = planOf(part).behindCloudflare ? WEB_SOURCES_STAND_IN : undefined;
+    const steps = buildSteps(part, {
         dataPath: layout.dataPath,
         dataDevice: layout.dataDevice,
         sshUser: layout.sshUser,
         sshPort: sshPort.port,
         scripts,
         webSources: config.host.originLockdown ? WEB_SOURCES_STAND_IN : undefined,
+        trustedProxies,
     });
-    return { config, steps, releaseId: renderRelease(provisioningConfig(config), layout.dataPath).id, sshUser: layout.sshUser, dataPath: layout.dataPath };
+    return { config, steps, releaseId: renderRelease(part, layout.dataPath, trustedProxies).id, sshUser: layout.sshUser, dataPath: layout.dataPath };
 }
 
 /** The raw configuration of the committed production stack file. */
