@@ -282,7 +282,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
         "",
         "## Replace the server without losing data",
         "",
-        "The data volume is protected and retained on delete (S5) and the address is reserved or static (K2), so a new server gets the same address, the same data and the same pinned host key. Replacing the server does not by itself re-run the steps (their triggers do not change), so replace them with it:",
+        "The data volume is protected and retained on delete (S5) and the address is reserved or static (K2), so a new server gets the same address, the same data and the same pinned host key. Every step's triggers include the server's own identity (`Host.serverId`: the droplet id, the instance ARN), so the steps run again on the new machine without being named:",
         "",
         `1. Take a fresh backup and check it: \`sudo systemctl start onebox-backup.service\`, then ${code(BACKUP_STATUS_FILE)}.`,
         "2. Preview, and check that only the server, its attachments and the steps are replaced (never the volume):",
@@ -291,8 +291,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
             `   ${s.provider}:`,
             "",
             "   ```sh",
-            `   pulumi preview --replace ${shellArg(s.server)} \\`,
-            `       ${replaceArgs(full.steps.filter((x) => !x.upload)).split("\n").join("\n   ")}`,
+            `   pulumi preview --replace ${shellArg(s.server)}`,
             "   ```",
             "",
             `   The data volume (${code(s.volume)}) must not be in the plan.`,
@@ -301,7 +300,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
         "3. Run the same command with `pulumi up`. The policy pack judges the desired state, not the operation (README \"Policy pack\"): it does not stop a replacement asked for by URN, so the preview is the check. A plan that would delete the volume fails anyway, because it is `protect`ed.",
         "4. The steps run again on the new server in order: the bootstrap mounts the retained volume, the deploy starts PostgreSQL on its data. Check `/healthz/backup` and the application.",
         "",
-        "An existing server (`host.provider: existing`) has no volume the program manages: set the new `host.address` and `host.hostKey`, `pulumi up` with the step replacements above, then restore the latest dump on it (`--into-live`).",
+        "An existing server (`host.provider: existing`) has no volume the program manages: set the new `host.address` and `host.hostKey` (a new host key is a new server: every step runs again), `pulumi up`, then restore the latest dump on it (`--into-live`).",
         "",
     ];
     return `${out.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;

@@ -112,6 +112,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
     /** The droplet's own address (`host.ipv6`); kept while the droplet lives. */
     readonly ipv6Stable: boolean;
     readonly connection: SshConnection;
+    readonly serverId: pulumi.Output<string>;
     readonly dataDevice: pulumi.Output<string | undefined>;
     readonly dataPath = DATA_MOUNT_PATH;
     readonly readyResources: pulumi.Resource[];
@@ -163,6 +164,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
         }
 
         this.droplet = droplet;
+        this.serverId = droplet.id;
         this.ipv4Address = reservedIp.ipAddress;
         this.ipv6Address = host.ipv6 ? droplet.ipv6Address : pulumi.output<string | undefined>(undefined);
         this.ipv6Stable = host.ipv6;

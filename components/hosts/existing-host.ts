@@ -67,6 +67,7 @@ export class ExistingHost extends pulumi.ComponentResource implements Host {
     /** An existing server's addresses are its owner's business: DNS publishes the configured address only. */
     readonly ipv6Stable = false;
     readonly connection: SshConnection;
+    readonly serverId: pulumi.Output<string>;
     readonly dataDevice: pulumi.Output<string | undefined>;
     readonly dataPath: string;
     readonly readyResources: pulumi.Resource[] = [];
@@ -87,6 +88,8 @@ export class ExistingHost extends pulumi.ComponentResource implements Host {
             privateKey: pulumi.secret(args.privateKey),
             hostKey: pulumi.output(openSshKeyFields(host.hostKey)),
         };
+        // A rebuilt machine answers with a new host key, which the stack must pin anew.
+        this.serverId = this.connection.hostKey;
 
         this.registerOutputs({
             ipv4Address: this.ipv4Address,

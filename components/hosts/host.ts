@@ -31,6 +31,12 @@ export interface Host {
     readonly ipv6Stable: boolean;
     readonly connection: SshConnection;
     /**
+     * The machine's own identity: changes when the server is replaced (a new droplet
+     * or instance behind the same address and pinned host key), so every
+     * provisioning step runs again on the new machine. An existing server: its host key.
+     */
+    readonly serverId: pulumi.Output<string>;
+    /**
      * Block device holding database data and uploads, when the host has a
      * dedicated volume (mounted at `dataPath` by the bootstrap).
      */

@@ -106,6 +106,7 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
     /** Lightsail's IPv6 address follows the instance, not the static IP: never published in DNS. */
     readonly ipv6Stable = false;
     readonly connection: SshConnection;
+    readonly serverId: pulumi.Output<string>;
     /**
      * {@link LIGHTSAIL_DATA_DISK_PATH}: the name the disk is attached as, which
      * Nitro bundles expose as an NVMe device instead (see there).
@@ -166,6 +167,8 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
         );
 
         this.instance = instance;
+        // The name stays when the instance is replaced; the ARN's id does not.
+        this.serverId = instance.arn;
         this.ipv4Address = staticIp.ipAddress;
         // Not static: a replaced instance gets a new IPv6 address (Lightsail static IPs are IPv4 only).
         this.ipv6Address = instance.ipv6Addresses.apply((a) => (a ?? [])[0]);

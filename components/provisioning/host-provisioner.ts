@@ -152,6 +152,8 @@ export class HostProvisioner extends pulumi.ComponentResource {
                         triggers.push(h);
                     }
                 }
+                // A replaced server (same address and host key) is a new machine: every step runs on it.
+                triggers.push(host.serverId.apply(sha256));
                 resource = new command.remote.Command(
                     `${name}-${step.name}`,
                     {

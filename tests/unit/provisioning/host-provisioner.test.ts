@@ -52,8 +52,9 @@ class Ready extends pulumi.CustomResource {
     }
 }
 
-function fakeHost(readyResources: pulumi.Resource[], user = "deploy"): Host {
+function fakeHost(readyResources: pulumi.Resource[], user = "deploy", serverId = "412345678"): Host {
     return {
+        serverId: pulumi.output(serverId),
         provider: "digitalocean",
         ipv4Address: pulumi.output("203.0.113.10"),
         ipv6Address: pulumi.output<string | undefined>(undefined),
@@ -78,13 +79,13 @@ interface Run {
 }
 
 /** Builds a provisioner, waits until every step is registered, returns what the mocks saw. */
-async function provision(config: StackConfig, opts: { secrets?: Record<string, string>; user?: string; dependsOn?: pulumi.Resource[] } = {}): Promise<Run> {
+async function provision(config: StackConfig, opts: { secrets?: Record<string, string>; user?: string; dependsOn?: pulumi.Resource[]; serverId?: string } = {}): Promise<Run> {
     mocks.reset();
     const options = new Map<string, pulumi.CustomResourceOptions>();
     const ready = new Ready("ready");
     const provisioner = new HostProvisioner(
         "prod",
-        { config: provisioningConfig(config), host: fakeHost([ready], opts.user), secretValues: secretsFor(config, opts.secrets), scripts: FAKE_SCRIPTS },
+        { config: provisioningConfig(config), host: fakeHost([ready], opts.user, opts.serverId), secretValues: secretsFor(config, opts.secrets), scripts: FAKE_SCRIPTS },
         {
             dependsOn: opts.dependsOn,
             transformations: [
@@ -246,6 +247,20 @@ describe("HostProvisioner: triggers (R5)", () => {
             }
         }
         assert.deepEqual((t["prod-deploy"] as string[])[1], (t["prod-secrets"] as string[])[0]);
+    });
+
+    test("a replaced server (same address and host key, new machine) re-runs every step; the same one re-runs none", async () => {
+        const a = triggers(await provision(configOf("finances"), { serverId: "412345678" }));
+        const same = triggers(await provision(configOf("finances"), { serverId: "412345678" }));
+        const b = triggers(await provision(configOf("finances"), { serverId: "498765432" }));
+        assert.deepEqual(same, a);
+        const remote = Object.keys(a).filter((n) => Array.isArray(a[n]));
+        assert.ok(remote.length >= 4, remote.join(", "));
+        for (const name of remote) {
+            assert.notDeepEqual(b[name], a[name], `${name} runs again on the new server`);
+            // Only the server's part changed: the content hashes are the same.
+            assert.deepEqual((b[name] as string[]).slice(0, -1), (a[name] as string[]).slice(0, -1), name);
+        }
     });
 
     test("an unchanged configuration re-runs nothing: two runs give the same triggers", async () => {
