@@ -564,8 +564,10 @@ const serviceSchema = z.strictObject({
     /**
      * Outbound internet access (mail relays, payment APIs, S3). On by default because turning it
      * off breaks such an app only at run time, when it first calls out; set false for services
-     * that need none (a static frontend, a worker that only talks to the database). Services
-     * reach PostgreSQL only with `database: true` and Redis only with `redis: true` either way.
+     * that need none (a static frontend, a worker that only talks to the database): such a service
+     * reaches neither the internet nor the server's own addresses (sshd), only the other app
+     * services by name. Services reach PostgreSQL only with `database: true` and Redis only with
+     * `redis: true` either way.
      * @default true
      */
     egress: z.boolean().default(true),

@@ -478,6 +478,51 @@ test("H8: only the proxy publishes ports; PostgreSQL is on an internal network a
     assert.notEqual((await probe("bridge")).code, 0, "the default bridge does not");
 });
 
+test("H13: egress only for services with it; a service on internal networks only reaches neither the outside nor the host's own addresses, but does reach the API", { timeout: 300_000 }, async () => {
+    const WEB = `${PROJECT}-web-1`;
+    const connect = async (container: string, host: string, port: number) =>
+        (await tryRoot(`docker exec ${container} python3 -c "import socket; socket.create_connection(('${host}', ${port}), 3)"`, 60_000)).code === 0;
+    // "Outside": a listener in a container of this machine's engine, beyond the server (never the internet).
+    const outside = `${NAME}-outside`;
+    spawnSync("docker", ["rm", "-f", outside], { stdio: "ignore" });
+    try {
+        sh("docker", ["run", "-d", "--name", outside, "onebox-test/python:latest", "python3", "-m", "http.server", "8080"]);
+        const outsideIp = sh("docker", ["inspect", "-f", "{{.NetworkSettings.IPAddress}}", outside]).trim();
+        assert.match(outsideIp, /^\d+\.\d+\.\d+\.\d+$/);
+        await waitFor("the outside listener", async () => (await tcpConnect(outsideIp, 8080, 2000)) === "connected", 30_000, 500);
+        assert.equal(await connect(API, outsideIp, 8080), true, "the API (egress: true) reaches the outside listener");
+        assert.equal(await connect(WEB, outsideIp, 8080), false, "the frontend (egress: false) does not");
+
+        // The host's own addresses: sshd listens on all of them and ufw admits SSH from 172.16.0.0/12,
+        // which covers Docker's subnets on the server. The API's egress connection is let in ...
+        const serverIp = server.ip();
+        assert.equal(await connect(API, serverIp, 22), true, "positive control: a container on the egress bridge reaches the host's sshd");
+        // ... one from an internal network's bridge (obi-*) is dropped, to any of the host's addresses.
+        const gateway = (await root(`docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' ${PROJECT}_internal`)).trim();
+        assert.match(gateway, /^\d+\.\d+\.\d+\.\d+$/);
+        assert.match((await root(`docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' ${PROJECT}_internal`)).trim(), /^obi-[0-9a-f]{11}$/);
+        assert.equal(await connect(WEB, serverIp, 22), false, "the frontend does not reach sshd on the server's address");
+        assert.equal(await connect(WEB, gateway, 22), false, "nor on its internal network's gateway address");
+        // It is the firewall rule that stops it: without the rule the gateway address answers.
+        const HOOK = "-A ufw-before-input -i obi-+ -j onebox-internal-input";
+        assert.equal((await root("iptables -S ufw-before-input")).split("\n").filter((l) => l === HOOK).length, 1);
+        await root("iptables -D ufw-before-input -i obi-+ -j onebox-internal-input");
+        try {
+            assert.equal(await connect(WEB, gateway, 22), true, "negative control: without the rule the host answers an internal network");
+        } finally {
+            // ufw reload puts it back exactly once (it flushes its before-input chain on every load).
+            await root("ufw reload >/dev/null");
+        }
+        assert.equal((await root("iptables -S ufw-before-input")).split("\n").filter((l) => l === HOOK).length, 1, "one rule after ufw reload");
+        assert.equal(await connect(WEB, gateway, 22), false, "dropped again after ufw reload");
+
+        // App services still reach each other by name (the frontend calls the API server-side).
+        assert.equal(await connect(WEB, "api", 8000), true, "the frontend reaches the API by name");
+    } finally {
+        spawnSync("docker", ["rm", "-f", outside], { stdio: "ignore" });
+    }
+});
+
 test("H9: every service has a health check and a restart policy; the app containers run as uid 10001", async () => {
     const compose = parseYaml(await root(`cat ${CURRENT}/compose.yaml`)) as { services: Record<string, { healthcheck?: unknown; restart?: string; user?: string }> };
     for (const [name, svc] of Object.entries(compose.services)) {
@@ -633,14 +678,14 @@ test("H12: the proxy runs as a non-root user with no effective capability and on
     assert.equal((await root("stat -c '%u' /mnt/data/caddy/data /var/log/onebox/shop/caddy")).trim(), "10080\n10080");
 });
 
-test("bootstrap.sh --check: every H3-H7 line passes, and every other module's check", async () => {
+test("bootstrap.sh --check: every H3-H7 and H13 line passes, and every other module's check", async () => {
     const r = await tryRoot(`${BOOTSTRAP} --check`);
     assert.equal(r.code, 0, r.stdout);
     const lines = r.stdout.split("\n").filter((l) => /^(PASS|FAIL) /.test(l));
     assert.deepEqual(lines.filter((l) => l.startsWith("FAIL")), []);
-    // H3-H7 (SECURITY.md), and the modules without a property id: host, data volume, kernel
+    // H3-H7 and H13 (SECURITY.md), and the modules without a property id: host, data volume, kernel
     // settings, packages (swap reports INFO only: the test server has none, swapMb 0).
-    assert.deepEqual([...new Set(lines.map((l) => l.split(" ")[1]))].sort(), ["DATA", "H3", "H4", "H5", "H6", "H7", "HOST", "PKG", "SYSCTL"]);
+    assert.deepEqual([...new Set(lines.map((l) => l.split(" ")[1]))].sort(), ["DATA", "H13", "H3", "H4", "H5", "H6", "H7", "HOST", "PKG", "SYSCTL"]);
     assert.match(r.stdout, /check: \d+ PASS, 0 FAIL/);
 });
 
@@ -1115,6 +1160,7 @@ test("R5 (e): after a reboot everything comes back: data volume, firewall, all r
     assert.equal(await apiVersion(), "2");
     assert.equal((await tryRoot(`${BOOTSTRAP} --check`)).code, 0, "the hardening holds after the reboot");
     assert.match(await root("iptables -S DOCKER-USER"), /-j onebox-docker-deny/);
+    assert.match(await root("iptables -S ufw-before-input"), /^-A ufw-before-input -i obi-\+ -j onebox-internal-input$/m, "H13 host rule loaded at boot");
     const started = Date.parse((await root(`docker inspect -f '{{.State.StartedAt}}' ${API}`)).trim());
     assert.ok(started >= rebootAt - 1000, "the api container was started again after the reboot");
 });

@@ -2,14 +2,21 @@
  * Renders the stack's `compose.yaml` (pure; deterministic key order).
  *
  * Network design (H8, H13): every network but `edge` and `egress` is `internal: true` (no route out).
+ * Each internal network's bridge is named `obi-<hash of project and network>` (INTERNAL_BRIDGE_PREFIX):
+ * Docker's internal flag stops forwarding only, not packets to the host's own addresses, so the
+ * bootstrap's firewall drops every new connection from an `obi-` bridge to the host (sshd, or any
+ * host service the firewall admits from a range that covers Docker's subnets).
  * - `database`: PostgreSQL and the services with `database: true`, nothing else.
  * - `redis`: Redis and the services with `redis: true`.
  * - `internal`: every app service, so they can call each other (never the database or Redis).
  * - `web`: the proxy and the routed services: the proxy reaches nothing else.
  * - `edge`: the proxy alone; it publishes 80/443 and reaches ACME (ports of a container only on
  *   internal networks are not published).
- * - `egress`: services with `egress: true` (the default), for outbound mail, APIs, S3. Traffic between
- *   containers is off on it (`enable_icc: false`), so it is a way out and nothing else.
+ * - `egress`: services with `egress: true` (the default), for outbound mail, APIs, S3. An ordinary
+ *   bridge: its members share `internal` anyway, and with traffic between containers off on it
+ *   (`enable_icc: false`) Docker's DNS may answer a peer's name with its `egress` address, which
+ *   then cannot be reached (the resolver picks one shared network's answer), so app services
+ *   could not call each other.
  * - `proxy` (traefik-external only): the existing Traefik's external network, joined by routed services.
  * - `db-published` (only with `database.allowedCidrs`): Docker does not publish ports of a
  *   container attached only to internal networks, so PostgreSQL joins this plain bridge to
@@ -28,6 +35,7 @@
  * Secrets (H11): an app service gets each of its secrets as a file under /run/secrets,
  * named by `<NAME>_FILE`; only the names in `secretsAsEnv` reach its environment.
  */
+import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import { databaseEnvOf, type DatabaseEnv, type ProvisioningConfig, type ServiceConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
@@ -345,6 +353,20 @@ export function serviceEnvironment(config: ProvisioningConfig, project: string, 
     return sortKeys(env);
 }
 
+/**
+ * Prefix of the bridge interface of every internal network: the host firewall (bootstrap's
+ * after.rules block) drops new connections from these bridges to the host itself (H13).
+ */
+export const INTERNAL_BRIDGE_PREFIX = "obi-";
+
+/**
+ * The bridge interface name of an internal network: unique per project and network on one host,
+ * within Linux's 15 characters.
+ */
+export function internalBridgeName(project: string, network: string): string {
+    return INTERNAL_BRIDGE_PREFIX + createHash("sha256").update(`${project}\0${network}`).digest("hex").slice(0, 11);
+}
+
 /** Network names of the compose file (see the module comment). */
 export const NETWORKS = { database: "database", redis: "redis", internal: "internal", web: "web", edge: "edge", egress: "egress" } as const;
 
@@ -617,17 +639,16 @@ export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): R
         }
         services[name] = appService(config, ctx, name, upload);
     }
-    const internal = { internal: true };
-    const networks: Record<string, unknown> = { [NETWORKS.internal]: internal };
-    if (config.database.enabled) networks[NETWORKS.database] = internal;
-    if (config.redis.enabled) networks[NETWORKS.redis] = internal;
+    const internal = (name: string) => ({ internal: true, driver_opts: { "com.docker.network.bridge.name": internalBridgeName(ctx.project, name) } });
+    const networks: Record<string, unknown> = { [NETWORKS.internal]: internal(NETWORKS.internal) };
+    if (config.database.enabled) networks[NETWORKS.database] = internal(NETWORKS.database);
+    if (config.redis.enabled) networks[NETWORKS.redis] = internal(NETWORKS.redis);
     if (config.proxy.kind === "caddy") {
         networks[NETWORKS.edge] = {};
-        networks[NETWORKS.web] = internal;
+        networks[NETWORKS.web] = internal(NETWORKS.web);
     }
     if (Object.values(config.services).some((s) => s.egress)) {
-        // A way out only: containers on it cannot talk to each other.
-        networks[NETWORKS.egress] = { driver_opts: { "com.docker.network.bridge.enable_icc": "false" } };
+        networks[NETWORKS.egress] = {};
     }
     if (planOf(config).databasePublished) {
         networks["db-published"] = {};

@@ -437,6 +437,8 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
                 port: 3000,
                 health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 },
                 memoryMb: 96,
+                // A static frontend: no outbound internet, only its internal networks (H13).
+                egress: false,
                 ...(opts.webEnv ? { env: opts.webEnv } : {}),
             },
         },

@@ -16,6 +16,7 @@ import { BAD_CONFIGS } from "../../helpers/bad-configs";
 import { digitalOceanRaw } from "../../helpers/fixtures";
 import { BOOTSTRAP_SOURCE_DIR as DIR, shippedBootstrap } from "../../helpers/bootstrap-script";
 import { ConfigError, validateConfig } from "../../../components/config/load";
+import { INTERNAL_BRIDGE_PREFIX } from "../../../components/provisioning/render/compose";
 
 const shippedDir = shippedBootstrap();
 after(() => rmSync(shippedDir.dir, { recursive: true, force: true }));
@@ -230,15 +231,23 @@ void describe("H4 ufw and the DOCKER-USER chain", () => {
             "*filter",
             ":DOCKER-USER - [0:0]",
             ":onebox-docker-deny - [0:0]",
+            ":onebox-internal-input - [0:0]",
             "-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
             "-A DOCKER-USER -i docker0 -j RETURN",
             "-A DOCKER-USER -i br-+ -j RETURN",
+            "-A DOCKER-USER -i obi-+ -j RETURN",
             "@ONEBOX_ALLOW_RULES@",
             "-A DOCKER-USER -o docker0 -j onebox-docker-deny",
             "-A DOCKER-USER -o br-+ -j onebox-docker-deny",
+            "-A DOCKER-USER -o obi-+ -j onebox-docker-deny",
             "-A DOCKER-USER -j RETURN",
             '-A onebox-docker-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[ONEBOX DOCKER BLOCK] "',
             "-A onebox-docker-deny -j DROP",
+            // H13: new connections from an internal network's bridge to the host itself are dropped.
+            "-I @ONEBOX_UFW_BEFORE_INPUT@ 1 -i obi-+ -j onebox-internal-input",
+            "-A onebox-internal-input -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+            '-A onebox-internal-input -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[ONEBOX INTERNAL BLOCK] "',
+            "-A onebox-internal-input -j DROP",
             "COMMIT",
         ]);
         const text = shipped("after.rules.snippet");
@@ -289,6 +298,18 @@ void describe("H4 ufw and the DOCKER-USER chain", () => {
                 "ufw allow from 2400:cb00::/32 to any port 443 proto tcp comment 'onebox restricted'",
             ],
         );
+    });
+
+    void it("H13 the internal bridges' host rule goes into ufw's before-input chain of each family", () => {
+        const hook = (text: string) => directives(text).filter((l) => l.startsWith("-I "));
+        assert.deepEqual(hook(render("after.rules", BASE)), ["-I ufw-before-input 1 -i obi-+ -j onebox-internal-input"]);
+        assert.deepEqual(hook(render("after6.rules", BASE)), ["-I ufw6-before-input 1 -i obi-+ -j onebox-internal-input"]);
+    });
+
+    void it("H13 the bridge prefix the firewall drops is the one compose names internal networks with", () => {
+        const rules = directives(shipped("after.rules.snippet"));
+        assert.ok(rules.includes(`-I @ONEBOX_UFW_BEFORE_INPUT@ 1 -i ${INTERNAL_BRIDGE_PREFIX}+ -j onebox-internal-input`));
+        assert.ok(rules.includes(`-A DOCKER-USER -i ${INTERNAL_BRIDGE_PREFIX}+ -j RETURN`));
     });
 
     void it("H8 with no public or restricted port every published port is dropped", () => {

@@ -14,6 +14,8 @@ import {
     composeModel,
     httpProbe,
     postgresUid,
+    INTERNAL_BRIDGE_PREFIX,
+    internalBridgeName,
     projectName,
     renderCompose,
     traefikLabels,
@@ -75,8 +77,20 @@ describe("H8: published ports and networks", () => {
         test(`${name}: H13: PostgreSQL and Redis sit on their own networks with no route out, joined only by the services that use them`, () => {
             const config = configOf(name);
             const { services, networks } = composeOf(config);
+            const bridges = new Set<string>();
             for (const n of ["internal", "database", "redis", "web"]) {
-                if (networks[n]) assert.deepEqual(networks[n], { internal: true }, n);
+                if (!networks[n]) continue;
+                // Internal, on a bridge named for the host firewall's rule against reaching the host.
+                const bridge = internalBridgeName(projectName(config), n);
+                assert.deepEqual(networks[n], { internal: true, driver_opts: { "com.docker.network.bridge.name": bridge } }, n);
+                assert.match(bridge, /^obi-[0-9a-f]{11}$/, "a Linux interface name (15 characters at most)");
+                bridges.add(bridge);
+            }
+            assert.equal(bridges.size, ["internal", "database", "redis", "web"].filter((n) => networks[n]).length, "one bridge per network");
+            // Only internal networks carry the prefix the firewall drops to the host.
+            for (const [n, def] of Object.entries(networks)) {
+                const bridge = (def.driver_opts as Record<string, string> | undefined)?.["com.docker.network.bridge.name"];
+                if (bridge?.startsWith(INTERNAL_BRIDGE_PREFIX)) assert.equal(def.internal, true, n);
             }
             if (config.database.allowedCidrs.length === 0) {
                 assert.deepEqual(services.postgres.networks, ["database"]);
@@ -109,13 +123,21 @@ describe("H8: published ports and networks", () => {
         const { services, networks } = composeOf(configOf("finances"));
         assert.deepEqual(services.proxy.networks, ["edge", "web"]);
         assert.deepEqual(networks.edge, {});
-        assert.deepEqual(networks.web, { internal: true });
+        assert.equal(networks.web.internal, true);
     });
 
-    test("H13: egress is a way out only (no traffic between its containers); egress: false leaves a service without it", () => {
+    test("internal bridge names differ between stacks and networks, and are stable", () => {
+        assert.notEqual(internalBridgeName("shop-prod", "internal"), internalBridgeName("shop-staging", "internal"));
+        assert.notEqual(internalBridgeName("shop-prod", "internal"), internalBridgeName("shop-prod", "database"));
+        assert.equal(internalBridgeName("shop-prod", "internal"), internalBridgeName("shop-prod", "internal"));
+        assert.ok(internalBridgeName("a".repeat(60), "database").length <= 15);
+    });
+
+    test("H13: egress is an ordinary bridge (peers resolved on it must connect); egress: false leaves a service without it", () => {
         const config = configOf("social", (r) => ((r.services as Record<string, Record<string, unknown>>).web.egress = false));
         const { services, networks } = composeOf(config);
-        assert.deepEqual(networks.egress, { driver_opts: { "com.docker.network.bridge.enable_icc": "false" } });
+        // Traffic between containers stays on: Docker's DNS may answer a peer's name with its egress address.
+        assert.deepEqual(networks.egress, {});
         assert.deepEqual(services.web.networks, ["internal", "web"]);
         assert.deepEqual(services.api.networks, ["database", "egress", "internal", "web"]);
         const none = configOf("social", (r) => {

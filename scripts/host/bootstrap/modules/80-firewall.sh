@@ -87,6 +87,8 @@ firewall_apply() {
   systemctl is-enabled --quiet ufw.service 2>/dev/null || { systemctl enable ufw.service >/dev/null 2>&1; changed "enabled ufw.service"; }
   has_line "$(iptables -S DOCKER-USER 2>/dev/null || true)" -- '-j onebox-docker-deny' \
     || die "the DOCKER-USER rules are not loaded (iptables -S DOCKER-USER); check ufw status and ${UFW_AFTER_RULES}"
+  has_line "$(iptables -S ufw-before-input 2>/dev/null || true)" -- '-A ufw-before-input -i obi-+ -j onebox-internal-input' \
+    || die "the internal networks' host rule is not loaded (iptables -S ufw-before-input); check ufw status and ${UFW_AFTER_RULES}"
   local blocked
   blocked="$(blocked_published_ports)"
   if [[ -n "${blocked}" ]]; then
@@ -127,6 +129,8 @@ firewall_check() {
   done
   has_line "$(iptables -S DOCKER-USER 2>/dev/null || true)" -- '-o docker0 -j onebox-docker-deny' && rc=0 || rc=1
   result H4 "${rc}" "DOCKER-USER drops unlisted connections to published ports (iptables -S DOCKER-USER)"
+  has_line "$(iptables -S ufw-before-input 2>/dev/null || true)" -- '-A ufw-before-input -i obi-+ -j onebox-internal-input' && rc=0 || rc=1
+  result H13 "${rc}" "containers on internal networks cannot open connections to the host (iptables -S ufw-before-input)"
   local blocked line
   blocked="$(blocked_published_ports)"
   while IFS= read -r line; do
@@ -154,7 +158,9 @@ render_docker_user_block() {
   ((${#rules[@]} > 0)) || rules=("# (no port is open to the outside: every published port is dropped)")
   local joined
   joined="$(printf '%s\n' "${rules[@]}")"
-  render_template after.rules.snippet "ONEBOX_ALLOW_RULES=${joined}"
+  local before_input=ufw-before-input
+  [[ "${family}" == 6 ]] && before_input=ufw6-before-input
+  render_template after.rules.snippet "ONEBOX_ALLOW_RULES=${joined}" "ONEBOX_UFW_BEFORE_INPUT=${before_input}"
 }
 
 # The ufw rules onebox manages, one per line, exactly as `ufw show added` prints them.
