@@ -126,7 +126,7 @@ main() {
   run bash tests/host/fixture/base-image.sh
   run env ONEBOX_BASE_SUITE=bookworm bash tests/host/fixture/base-image.sh
   run bash tests/host/fixture/stack-images.sh
-  # A current Caddy (built from the Go module proxy, cached by its sources) for the proxy tests.
+  # The stack's own Caddy build (proxy/caddy) for the proxy tests; the binary is cached by source hash.
   run bash tests/host/fixture/caddy-image.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh

@@ -656,15 +656,64 @@ const serviceSchema = z.strictObject({
     }
 });
 
+/** A path prefix such as /api ("/" matches every path). */
+const pathPrefix = z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, "must be a path prefix such as /api");
+
+/** Longest rate-limit window: buckets of idle clients are kept this long at most. */
+export const RATE_WINDOW_MAX_SECONDS = 24 * 3600;
+const WINDOW_UNIT_SECONDS = { s: 1, m: 60, h: 3600 } as const;
+
+/** Seconds of a window such as "1m", "90s" or "1h". */
+export function windowSeconds(window: string): number {
+    const m = /^([1-9][0-9]*)([smh])$/.exec(window);
+    if (!m) throw new Error(`not a window: ${window}`);
+    return Number(m[1]) * WINDOW_UNIT_SECONDS[m[2] as keyof typeof WINDOW_UNIT_SECONDS];
+}
+
+const rateWindow = z
+    .string()
+    .regex(/^[1-9][0-9]{0,5}[smh]$/, 'use a number of seconds, minutes or hours such as "30s", "1m" or "1h"')
+    // Zod runs this even after the pattern failed: judge only well-formed windows.
+    .refine((w) => !/^[1-9][0-9]*[smh]$/.test(w) || windowSeconds(w) <= RATE_WINDOW_MAX_SECONDS, { message: "use a window of at most 24h" });
+
+/**
+ * One request limit per client on a route (needs the onebox Caddy build as proxy.image).
+ * Each client may send `burst` requests at once, then `requests` per `window`
+ * (a token bucket refilled at requests/window); beyond that it gets 429 with Retry-After.
+ */
+const rateLimitSchema = z.strictObject({
+    /** Path prefix within the route that this limit counts (e.g. /login). @default the route's own path */
+    path: pathPrefix.optional(),
+    /** Requests per window and client. @example 5 */
+    requests: z.number().int("must be a whole number of requests").min(1, "allow at least 1 request per window").max(100000),
+    /** The window of `requests`: a number of seconds, minutes or hours, at most 24h. @example "1m" */
+    window: rateWindow,
+    /** Requests a client may send at once before the refill rate applies. @default requests */
+    burst: z.number().int("must be a whole number of requests").min(1, "burst must be at least 1").max(100000).optional(),
+    /** Client networks (CIDRs) this limit never applies to, e.g. an office or a monitor. @default [] */
+    exempt: z.array(cidr).default([]),
+});
+
 const routeSchema = z.strictObject({
     /** Hostname. */
     host: hostname,
     /** Path prefix; "/" matches everything not matched by a longer prefix. @default "/" */
-    path: z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, "must be a path prefix such as /api").default("/"),
+    path: pathPrefix.default("/"),
     /** Target service name (a key of `services`). */
     service: slug,
     /** Security headers of this route where they differ from `proxy`'s (proxy.kind caddy). */
     headers: routeHeadersSchema.optional(),
+    /**
+     * Request limits per client on this route, each on the whole route or on a path prefix
+     * within it (needs the onebox Caddy build as proxy.image). @default []
+     * @example [{ path: "/login", requests: 5, window: "1m" }]
+     */
+    rateLimits: z.array(rateLimitSchema).min(1, "list at least one limit, or remove rateLimits").optional(),
+    /**
+     * Only these client networks (CIDRs) may use the route; others get 403 (e.g. an admin
+     * route). Needs the onebox Caddy build as proxy.image. @default every client
+     */
+    allowFrom: z.array(cidr).min(1, "list at least one network, or remove allowFrom").optional(),
 });
 
 /** A rotation interval in whole days; 0 turns rotation off. */
@@ -1127,6 +1176,8 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     if (!server && c.host.originLockdown && !("behindCloudflare" in c.host && c.host.behindCloudflare)) {
         issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs host.behindCloudflare: true");
     }
+    rateLimitChecks(c, issue);
+
     if (c.host.originLockdown && c.tls.mode === "acme") {
         issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");
     }
@@ -1209,3 +1260,51 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     }
 }
 
+
+/**
+ * Whether an image is a stock Caddy image (Docker Hub's official `caddy`), which
+ * lacks the rate limiter; onebox's build (scripts/build-proxy-image.sh) has it.
+ */
+export function isStockCaddyImage(image: string): boolean {
+    const name = image.split("@")[0].replace(/:[^/]*$/, "");
+    return ["caddy", "library/caddy", "docker.io/caddy", "docker.io/library/caddy", "index.docker.io/library/caddy"].includes(name);
+}
+
+/** Rate limits and allow-lists: rendered by the stack's own Caddy build, each limit inside its route. */
+function rateLimitChecks(c: CheckedConfig, issue: (path: (string | number)[], message: string) => void): void {
+    const limited = c.routes.flatMap((r, i) => [
+        ...(r.rateLimits ? [["routes", i, "rateLimits"]] : []),
+        ...(r.allowFrom ? [["routes", i, "allowFrom"]] : []),
+    ]);
+    if (limited.length === 0) return;
+    if (c.proxy.kind === "traefik-external") {
+        for (const path of limited) {
+            issue(path, "with proxy.kind traefik-external requests never pass the stack's Caddy, so it cannot limit or filter them; configure Traefik's rateLimit and ipAllowList middlewares there, or use proxy.kind caddy");
+        }
+        return;
+    }
+    if (isStockCaddyImage(c.proxy.image)) {
+        issue(
+            ["proxy", "image"],
+            `${c.proxy.image} has no rate limiter, which routes.${String(limited[0][1])}.${String(limited[0][2])} needs: build the onebox Caddy image with scripts/build-proxy-image.sh and set proxy.image to its tag (e.g. onebox-caddy:2.11.9; push it to your registry unless deploy.imageSource is upload)`,
+        );
+    }
+    const prefix = (p: string) => p.replace(/\/+$/, "");
+    const covers = (outer: string, inner: string) => outer === "" || inner === outer || inner.startsWith(`${outer}/`);
+    c.routes.forEach((r, i) => {
+        const own = prefix(r.path);
+        r.rateLimits?.forEach((l, j) => {
+            if (l.path === undefined) return;
+            const p = prefix(l.path);
+            if (!covers(own, p)) {
+                issue(["routes", i, "rateLimits", j, "path"], `${l.path} is outside this route's path ${r.path}; use a prefix under it, or put the limit on the route that serves ${l.path}`);
+                return;
+            }
+            // A longer route of the same host takes these requests: the limit would never count them.
+            const taken = c.routes.find((o) => o !== r && o.host === r.host && prefix(o.path).length > own.length && covers(prefix(o.path), p));
+            if (taken) {
+                issue(["routes", i, "rateLimits", j, "path"], `requests to ${l.path} go to the route ${taken.host}${taken.path}; put this limit on that route`);
+            }
+        });
+    });
+}

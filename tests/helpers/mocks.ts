@@ -75,7 +75,7 @@ function fakeOutputs(type: string, name: string, inputs: Record<string, unknown>
         case "aws:lightsail/staticIp:StaticIp":
             return { ipAddress: "198.51.100.20", arn: `arn:aws:lightsail:::StaticIp/${args.name}` };
         case "aws:lightsail/instance:Instance":
-            return { publicIpAddress: "198.51.100.10", ipv6Addresses: ["2001:db8::20"], username: "ubuntu" };
+            return { publicIpAddress: "198.51.100.10", ipv6Addresses: ["2001:db8::20"], username: "ubuntu", arn: `arn:aws:lightsail:eu-central-1:123456789012:Instance/${args.name}-0b6c2d4e` };
         case "aws:s3/bucket:Bucket":
         case "aws:s3/bucketV2:BucketV2":
             return { arn: `arn:aws:s3:::${(typeof args.inputs.bucket === "string" ? args.inputs.bucket : args.name)}`, bucket: args.inputs.bucket ?? args.name };

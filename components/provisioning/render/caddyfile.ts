@@ -21,6 +21,13 @@
  * `X-Real-IP`, and the headers a client could use to claim another address
  * around the proxy (`CF-Connecting-IP`, `True-Client-IP`, `Forwarded`) never
  * reach it.
+ *
+ * Rate limits and allow-lists (`routes[].rateLimits`, `allowFrom`) are the
+ * `onebox_rate_limit` handler of the stack's own Caddy build (proxy/caddy),
+ * keyed on that same client address: inside each route's block, before the
+ * upstream, each limit on the route or on a path prefix within it. A refused
+ * request gets 429 with Retry-After (or 403 outside `allowFrom`) and never
+ * reaches the app.
  */
 import type { RouteConfig, ProvisioningConfig } from "../../config/schema";
 import type { IpRanges } from "../../hosts/firewall-rules";
@@ -100,6 +107,8 @@ interface SiteRoute {
     port: number;
     /** The route's own security headers, when it sets any. */
     headers?: RouteConfig["headers"];
+    rateLimits?: RouteConfig["rateLimits"];
+    allowFrom?: string[];
 }
 
 /** Routes of each hostname, hosts sorted, paths longest first with the catch-all last. */
@@ -111,7 +120,14 @@ export function routesByHost(config: ProvisioningConfig): Map<string, SiteRoute[
             throw new Error(`routes: service "${r.service}" has no port to route to`);
         }
         const list = byHost.get(r.host) ?? [];
-        list.push({ prefix: normalizePrefix(r.path), service: r.service, port, ...(r.headers ? { headers: r.headers } : {}) });
+        list.push({
+            prefix: normalizePrefix(r.path),
+            service: r.service,
+            port,
+            ...(r.headers ? { headers: r.headers } : {}),
+            ...(r.rateLimits ? { rateLimits: r.rateLimits } : {}),
+            ...(r.allowFrom ? { allowFrom: r.allowFrom } : {}),
+        });
         byHost.set(r.host, list);
     }
     const sorted = new Map<string, SiteRoute[]>();
@@ -148,6 +164,38 @@ function reverseProxy(route: SiteRoute, trusted: boolean): string[] {
         `\tlb_try_interval ${LB_TRY_INTERVAL}`,
         "}",
     ];
+}
+
+/**
+ * The rate limits and allow-list of one route (`route` names its matchers). Every
+ * limit repeats the allow-list, so a client outside it gets 403 whichever handler
+ * Caddy runs first, and never spends a token.
+ */
+export function accessLines(host: string, route: SiteRoute, name: string): string[] {
+    const out: string[] = [];
+    const allow = route.allowFrom ? [`\tallow_from ${route.allowFrom.join(" ")}`] : [];
+    if (route.allowFrom) {
+        out.push("onebox_rate_limit {", ...allow, "}");
+    }
+    (route.rateLimits ?? []).forEach((l, i) => {
+        const prefix = l.path === undefined ? route.prefix : normalizePrefix(l.path);
+        let matcher = "";
+        if (prefix !== route.prefix) {
+            matcher = ` @${name}_limit${i + 1}`;
+            out.push(`@${name}_limit${i + 1} path ${prefix} ${prefix}/*`);
+        }
+        out.push(
+            `onebox_rate_limit${matcher} {`,
+            // Buckets are kept per zone across reloads while the zone's settings stay the same.
+            `\tzone ${host}${prefix || "/"}#${i + 1}`,
+            `\trate ${l.requests} ${l.window}`,
+            `\tburst ${l.burst ?? l.requests}`,
+            ...(l.exempt.length > 0 ? [`\texempt ${l.exempt.join(" ")}`] : []),
+            ...allow,
+            "}",
+        );
+    });
+    return out;
 }
 
 function tlsLine(config: ProvisioningConfig): string[] {
@@ -273,10 +321,23 @@ function siteBlock(config: ProvisioningConfig, host: string, routes: SiteRoute[]
     for (const route of routes) {
         if (route.prefix === "") {
             catchAll = true;
-            body.push("handle {", `\timport ${snippetOf(route)}`, ...indent(reverseProxy(route, trusted), 1), "}");
+            body.push(
+                "handle {",
+                `\timport ${snippetOf(route)}`,
+                ...indent(accessLines(host, route, "all"), 1),
+                ...indent(reverseProxy(route, trusted), 1),
+                "}",
+            );
         } else {
             n += 1;
-            body.push(`@route${n} path ${route.prefix} ${route.prefix}/*`, `handle @route${n} {`, `\timport ${snippetOf(route)}`, ...indent(reverseProxy(route, trusted), 1), "}");
+            body.push(
+                `@route${n} path ${route.prefix} ${route.prefix}/*`,
+                `handle @route${n} {`,
+                `\timport ${snippetOf(route)}`,
+                ...indent(accessLines(host, route, `route${n}`), 1),
+                ...indent(reverseProxy(route, trusted), 1),
+                "}",
+            );
         }
     }
     if (!catchAll) {

@@ -367,3 +367,97 @@ test("B3: status server behind Traefik: plain HTTP on 8080, the same status hand
 `),
     );
 });
+
+describe("Caddyfile: rate limits and allow-lists (onebox_rate_limit of the onebox Caddy build)", () => {
+    /** Intentional social's auth limits (login 5/min, registration 3/hour) and an admin route for the office only. */
+    const limited = configOf("social", (r) => {
+        r.proxy = { image: "ghcr.io/social/onebox-caddy:2.11.9" };
+        r.routes = [
+            {
+                host: "social.example",
+                path: "/api",
+                service: "api",
+                rateLimits: [
+                    { path: "/api/auth/login", requests: 5, window: "1m" },
+                    { path: "/api/auth/register", requests: 3, window: "1h", exempt: ["198.51.100.0/24"] },
+                    { requests: 600, window: "1m", burst: 100 },
+                ],
+            },
+            { host: "social.example", path: "/health", service: "api" },
+            { host: "social.example", path: "/admin", service: "web", allowFrom: ["203.0.113.0/24", "2001:db8::/32"], rateLimits: [{ requests: 30, window: "1m" }] },
+            { host: "social.example", path: "/", service: "web" },
+        ];
+    });
+    const text = renderCaddyfile(limited, "social-prod");
+
+    test("exact route blocks: each limit inside its route before the upstream, path limits behind their own matcher", () => {
+        const routes = tabs(`    @route1 path /health /health/*
+    handle @route1 {
+        import security_headers
+${indentBlock(PROXY("api:8000"), 2)}
+    }
+    @route2 path /admin /admin/*
+    handle @route2 {
+        import security_headers
+        onebox_rate_limit {
+            allow_from 203.0.113.0/24 2001:db8::/32
+        }
+        onebox_rate_limit {
+            zone social.example/admin#1
+            rate 30 1m
+            burst 30
+            allow_from 203.0.113.0/24 2001:db8::/32
+        }
+${indentBlock(PROXY("web:8080"), 2)}
+    }
+    @route3 path /api /api/*
+    handle @route3 {
+        import security_headers
+        @route3_limit1 path /api/auth/login /api/auth/login/*
+        onebox_rate_limit @route3_limit1 {
+            zone social.example/api/auth/login#1
+            rate 5 1m
+            burst 5
+        }
+        @route3_limit2 path /api/auth/register /api/auth/register/*
+        onebox_rate_limit @route3_limit2 {
+            zone social.example/api/auth/register#2
+            rate 3 1h
+            burst 3
+            exempt 198.51.100.0/24
+        }
+        onebox_rate_limit {
+            zone social.example/api#3
+            rate 600 1m
+            burst 100
+        }
+${indentBlock(PROXY("api:8000"), 2)}
+    }
+    handle {
+        import security_headers
+${indentBlock(PROXY("web:8080"), 2)}
+    }
+}
+`);
+        assert.ok(text.endsWith(routes), text);
+    });
+
+    test("a limit on the catch-all route gets a matcher name of its own", () => {
+        const config = configOf("social", (r) => {
+            r.proxy = { image: "ghcr.io/social/onebox-caddy:2.11.9" };
+            r.routes = [{ host: "social.example", service: "web", rateLimits: [{ path: "/login/", requests: 5, window: "1m" }] }];
+        });
+        assert.ok(
+            renderCaddyfile(config, "social-prod").includes(
+                tabs(`        @all_limit1 path /login /login/*
+        onebox_rate_limit @all_limit1 {
+            zone social.example/login#1
+`),
+            ),
+        );
+    });
+
+    test("a stack without limits renders no onebox_rate_limit (it loads in stock Caddy)", () => {
+        assert.doesNotMatch(renderCaddyfile(configOf("social"), "social-prod"), /onebox_rate_limit/);
+    });
+});
