@@ -545,13 +545,19 @@ stale_networks() {
     FAILURE="compose config --format json failed: $(tail -n 5 "${WORK}/config.log")"
     return 1
   fi
+  # jq comes with the bootstrap; without it this check would pass unseen.
+  if ! jq -r '(.networks // {})[] | select(.external != true)
+    | [.name, ((.driver_opts // {})["com.docker.network.bridge.name"] // "")] | @tsv' \
+    "${WORK}/config.json" >"${WORK}/networks.tsv" 2>"${WORK}/config.log"; then
+    FAILURE="could not read the networks of compose.yaml (is jq installed?): $(tail -n 3 "${WORK}/config.log")"
+    return 1
+  fi
   while IFS=$'\t' read -r name want; do
     [[ -n "${name}" && -n "${want}" ]] || continue
     # Absent networks are created by compose, with the name.
     have="$(docker network inspect --format '{{index .Options "com.docker.network.bridge.name"}}' "${name}" 2>/dev/null)" || continue
     [[ "${have}" == "${want}" ]] || printf '%s\n' "${name}"
-  done < <(jq -r '(.networks // {})[] | select(.external != true)
-    | [.name, ((.driver_opts // {})["com.docker.network.bridge.name"] // "")] | @tsv' "${WORK}/config.json")
+  done <"${WORK}/networks.tsv"
 }
 
 # Recreates the stale networks (above) just before `compose up`: the containers
