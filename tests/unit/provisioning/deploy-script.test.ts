@@ -260,6 +260,16 @@ describe("deploy.sh", () => {
         assert.equal(current(s), "releases/aaaaaaaaaaa1");
     });
 
+    test("H13: networks that cannot be read fail the deploy before the switch instead of passing unchecked", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        fs.writeFileSync(path.join(dir, "config.json"), "networks: not json");
+        const r = deploy(s, dir, { FAKE_NETWORKS: "social-prod_internal=" });
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /could not read the networks of compose\.yaml \(is jq installed\?\)/);
+        assert.ok(!r.calls.some((c) => c.endsWith("up --detach --wait --wait-timeout 0 --remove-orphans")), r.calls.join("\n"));
+    });
+
     test("a running proxy validates the new Caddyfile before it becomes live", () => {
         const s = site();
         const r = deploy(s, release(s, "aaaaaaaaaaa1"), { FAKE_PROXY_RUNNING: "1" });
