@@ -20,7 +20,11 @@
 #      is first started once more beside it (`compose run`, which gives it no
 #      service alias, so the proxy never routes to it) and must become healthy;
 #      otherwise the running release is left untouched and serving;
-#   6. `docker compose up --wait --remove-orphans`, then reload the proxy;
+#   6. `docker compose up --wait --remove-orphans`, then reload the proxy. A
+#      network that exists without the bridge name the file gives it (a stack
+#      deployed before the names) is recreated first: compose would keep it as it
+#      is, outside the firewall rule for internal bridges (H13). The containers on
+#      it stop and are removed for that one deploy (see recreate_stale_networks);
 #   7. request every route through the proxy (`curl --resolve host:443:127.0.0.1`).
 # Success: `current` points at the release and old releases are pruned.
 # Failure: which service failed and why (state, health probe output, last log
@@ -530,6 +534,61 @@ check_routes() {
   done
 }
 
+# Networks of the compose file that exist with another bridge name than the file
+# gives them, one per line. The firewall drops connections to the host from the
+# internal networks by their bridge names (obi-*, H13), and compose leaves an
+# existing network as it is when its options change (2.26.1 without a word): a
+# stack deployed before the names were set would keep its br-<id> bridges.
+stale_networks() {
+  local name want have
+  if ! compose config --format json >"${WORK}/config.json" 2>"${WORK}/config.log"; then
+    FAILURE="compose config --format json failed: $(tail -n 5 "${WORK}/config.log")"
+    return 1
+  fi
+  # jq comes with the bootstrap; without it this check would pass unseen.
+  if ! jq -r '(.networks // {})[] | select(.external != true)
+    | [.name, ((.driver_opts // {})["com.docker.network.bridge.name"] // "")] | @tsv' \
+    "${WORK}/config.json" >"${WORK}/networks.tsv" 2>"${WORK}/config.log"; then
+    FAILURE="could not read the networks of compose.yaml (is jq installed?): $(tail -n 3 "${WORK}/config.log")"
+    return 1
+  fi
+  while IFS=$'\t' read -r name want; do
+    [[ -n "${name}" && -n "${want}" ]] || continue
+    # Absent networks are created by compose, with the name.
+    have="$(docker network inspect --format '{{index .Options "com.docker.network.bridge.name"}}' "${name}" 2>/dev/null)" || continue
+    [[ "${have}" == "${want}" ]] || printf '%s\n' "${name}"
+  done <"${WORK}/networks.tsv"
+}
+
+# Recreates the stale networks (above) just before `compose up`: the containers
+# attached to them stop (each with its own stop timeout) and are removed, the
+# networks are removed, and `compose up` creates both again. The stack is down
+# from here until it is healthy again; this happens once per stack, on the first
+# deploy that names the bridges. Volumes and data directories are kept.
+recreate_stale_networks() {
+  local networks=() ids=() name
+  stale_networks >"${WORK}/stale-networks" || return 1
+  mapfile -t networks <"${WORK}/stale-networks"
+  ((${#networks[@]} > 0)) || return 0
+  log "networks without their bridge names (H13), recreated now: ${networks[*]}; the containers on them stop until the release is up"
+  for name in "${networks[@]}"; do
+    docker ps --all --quiet --filter "network=${name}" >>"${WORK}/stale-containers" 2>/dev/null || true
+  done
+  mapfile -t ids < <(sort -u -- "${WORK}/stale-containers" 2>/dev/null || true)
+  if ((${#ids[@]} > 0)); then
+    if ! docker stop -- "${ids[@]}" >/dev/null 2>"${WORK}/network.log" || ! docker rm -- "${ids[@]}" >/dev/null 2>>"${WORK}/network.log"; then
+      FAILURE="could not stop and remove the containers on ${networks[*]} to recreate these networks: $(tail -n 3 "${WORK}/network.log")"
+      return 1
+    fi
+  fi
+  for name in "${networks[@]}"; do
+    if ! docker network rm -- "${name}" >/dev/null 2>"${WORK}/network.log"; then
+      FAILURE="could not remove the network ${name} to recreate it with its bridge name: $(tail -n 3 "${WORK}/network.log"). Stop what is still attached (docker network inspect ${name}), run docker network rm ${name}, then deploy again"
+      return 1
+    fi
+  done
+}
+
 # activate DIR [rollback]: brings the release in DIR up; 0 when it serves.
 # Every command is checked explicitly: errexit does not apply inside `if activate`.
 activate() {
@@ -558,6 +617,7 @@ activate() {
   if [[ "${mode}" == "deploy" && "${HAS_PREVIOUS}" == 1 ]]; then
     canary_replaced_services || return 1
   fi
+  recreate_stale_networks || return 1
   if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" --remove-orphans; then
     FAILURE="not every service became healthy within ${HEALTH_TIMEOUT} s"
     return 1

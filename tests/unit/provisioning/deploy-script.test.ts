@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { renderRelease } from "../../../components/provisioning/steps";
 import { STACK_LOCK_DIR, stackLockFile } from "../../../components/provisioning/paths";
+import { parse as parseYaml } from "yaml";
 import { configOf } from "./fixtures";
 
 const DEPLOY_SH = path.resolve(__dirname, "../../../scripts/host/deploy/deploy.sh");
@@ -46,7 +47,10 @@ if [[ "$1" == compose ]]; then
       elif [[ -e "\${dir}/FAIL_RESTORE" && "\${input}" == *"cluster dump complete"* ]]; then
         echo "ERROR:  relation already exists" >&2; exit 3
       fi ;;
-    config) [[ " $* " == *" --services "* ]] && printf 'api\\nweb\\npostgres\\nproxy\\n' ;;
+    config)
+      [[ " $* " == *" --services "* ]] && printf 'api\\nweb\\npostgres\\nproxy\\n'
+      # The release's config.json, when a test wrote one, stands for compose's own rendering.
+      if [[ " $* " == *" --format json "* && -e "\${dir}/config.json" ]]; then cat "\${dir}/config.json"; fi ;;
     ps)
       if [[ " $* " == *" --format "* ]]; then
         if [[ -e "\${dir}/FAIL_UP" ]]; then printf 'api running unhealthy\\npostgres running healthy\\n'; else printf 'api running healthy\\n'; fi
@@ -59,6 +63,18 @@ if [[ "$1" == compose ]]; then
   exit 0
 fi
 [[ "$1" == inspect ]] && echo "  probe exit 1: connection refused"
+# Networks: FAKE_NETWORKS lists "name=bridge" of those that exist (bridge may be empty).
+if [[ "$1 $2" == "network inspect" ]]; then
+  for n in \${FAKE_NETWORKS:-}; do [[ "\${n%%=*}" == "\${*: -1}" ]] && { printf '%s\\n' "\${n#*=}"; exit 0; }; done
+  echo "Error response from daemon: network \${*: -1} not found" >&2; exit 1
+fi
+if [[ "$1 $2" == "network rm" && " \${FAKE_NETWORK_RM_FAIL:-} " == *" \${*: -1} "* ]]; then
+  echo "Error response from daemon: error while removing network: network \${*: -1} has active endpoints" >&2; exit 1
+fi
+# Every container of a network filter: one of its own and one the proxy shares.
+if [[ "$1" == ps && " $* " == *" --filter network="* ]]; then
+  net="\${*: -1}"; printf 'c-%s\\nc-shared\\n' "\${net#network=}"
+fi
 exit 0
 `;
 
@@ -158,6 +174,8 @@ describe("deploy.sh", () => {
             `${compose} ps --status running --quiet proxy`,
             `${compose} up --detach --wait --wait-timeout 0 postgres`,
             `${compose} exec -T postgres psql -v ON_ERROR_STOP=1 -q -X -U app -d postgres -v role=app`,
+            // The networks the file names bridges for (none in this fake's config) are compared first (H13).
+            `${compose} config --format json`,
             `${compose} up --detach --wait --wait-timeout 0 --remove-orphans`,
             `${compose} exec -T proxy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile`,
             "curl --silent --show-error --insecure --output /dev/null --write-out %{http_code} --max-time 10 --resolve social.example:443:127.0.0.1 https://social.example/api",
@@ -172,6 +190,84 @@ describe("deploy.sh", () => {
             "SET log_min_error_statement = panic;\nSET log_statement = none;\n\\set pw `cat /run/secrets/postgres-password.scram`\nALTER ROLE :\"role\" PASSWORD :'pw';\n",
         );
         assert.match(r.stdout, /release aaaaaaaaaaa1 is live/);
+    });
+
+    /**
+     * What `compose config --format json` says of the release's networks (names and driver
+     * options as rendered), written as the release's config.json for the fake.
+     */
+    function networksJson(dir: string): { bridges: Record<string, string> } {
+        const model = parseYaml(fs.readFileSync(path.join(dir, "compose.yaml"), "utf8")) as { networks: Record<string, { driver_opts?: Record<string, string> }> };
+        const networks: Record<string, unknown> = {};
+        const bridges: Record<string, string> = {};
+        for (const [key, n] of Object.entries(model.networks)) {
+            networks[key] = { ...n, name: `social-prod_${key}` };
+            const bridge = n.driver_opts?.["com.docker.network.bridge.name"];
+            if (bridge) bridges[key] = bridge;
+        }
+        fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ name: "social-prod", networks }));
+        return { bridges };
+    }
+
+    test("H13: a network deployed before its bridge name is recreated just before the switch; one that has it, and networks without one, are left alone", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        const { bridges } = networksJson(dir);
+        // The renderer names the internal networks' bridges (obi-*), not the egress/edge ones.
+        assert.match(bridges.internal ?? "", /^obi-[0-9a-f]{11}$/);
+        assert.match(bridges.database ?? "", /^obi-[0-9a-f]{11}$/);
+        const r = deploy(s, dir, {
+            // internal: as compose 2.26.1 left it (no bridge name); database: already named; the rest absent.
+            FAKE_NETWORKS: `social-prod_internal= social-prod_database=${bridges.database} social-prod_egress=`,
+        });
+        assert.equal(r.status, 0, r.stderr);
+        const netCalls = r.calls.filter((c) => /^docker (network|stop|rm|ps --all --quiet --filter network)/.test(c));
+        assert.deepEqual(netCalls.filter((c) => !c.startsWith("docker network inspect")), [
+            "docker ps --all --quiet --filter network=social-prod_internal",
+            "docker stop -- c-shared c-social-prod_internal",
+            "docker rm -- c-shared c-social-prod_internal",
+            "docker network rm -- social-prod_internal",
+        ]);
+        // Only networks given a bridge name are compared; egress is not.
+        assert.ok(!r.calls.some((c) => c.includes("network inspect") && c.endsWith("social-prod_egress")), r.calls.join("\n"));
+        const rmAt = r.calls.indexOf("docker network rm -- social-prod_internal");
+        const upAt = r.calls.findIndex((c) => c.endsWith("up --detach --wait --wait-timeout 0 --remove-orphans"));
+        assert.ok(rmAt > 0 && upAt > rmAt, r.calls.join("\n"));
+        assert.match(r.stdout, /networks without their bridge names \(H13\), recreated now: social-prod_internal;/);
+
+        // Once compose has created it with its name, the next deploy recreates nothing.
+        const next = release(s, "bbbbbbbbbbb2", { webImage: "ghcr.io/social/web:0.9.1" });
+        networksJson(next);
+        const again = deploy(s, next, {
+            FAKE_NETWORKS: Object.entries(bridges).map(([k, b]) => `social-prod_${k}=${b}`).join(" "),
+        });
+        assert.equal(again.status, 0, again.stderr);
+        assert.ok(!again.calls.some((c) => /^docker (stop|rm|network rm) /.test(c)), again.calls.join("\n"));
+    });
+
+    test("H13: a stale network that cannot be removed fails the deploy with the command to run, and the previous release serves again", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const dir = release(s, "bbbbbbbbbbb2", { webImage: "ghcr.io/social/web:0.9.1" });
+        networksJson(dir);
+        const r = deploy(s, dir, {
+            FAKE_NETWORKS: "social-prod_internal=br-7ce389c9ca98",
+            FAKE_NETWORK_RM_FAIL: "social-prod_internal",
+        });
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /could not remove the network social-prod_internal .*has active endpoints.*run docker network rm social-prod_internal, then deploy again/);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+    });
+
+    test("H13: networks that cannot be read fail the deploy before the switch instead of passing unchecked", () => {
+        const s = site();
+        const dir = release(s, "aaaaaaaaaaa1");
+        fs.writeFileSync(path.join(dir, "config.json"), "networks: not json");
+        const r = deploy(s, dir, { FAKE_NETWORKS: "social-prod_internal=" });
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /could not read the networks of compose\.yaml \(is jq installed\?\)/);
+        assert.ok(!r.calls.some((c) => c.endsWith("up --detach --wait --wait-timeout 0 --remove-orphans")), r.calls.join("\n"));
     });
 
     test("a running proxy validates the new Caddyfile before it becomes live", () => {
