@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# pitr.sh - point-in-time recovery with pgBackRest (backups.pointInTime).
+#
+# usage: pitr.sh stanza | push | backup [full|diff] | info
+#        pitr.sh recover-dump --to-time TIME --out FILE   (used by restore.sh)
+#
+# PostgreSQL's archive_command copies every finished WAL segment into the spool
+# (PITR_SPOOL_DIR, on the data volume). The database container has no route out
+# (H13), so pgBackRest runs here, in short-lived containers of the database's own
+# image (DRILL_IMAGE, which must contain pgbackrest) on the host's network, as
+# the image's postgres user (PITR_UID), with a read-only root filesystem, no
+# capability and its settings mounted read-only from PITR_CONF (0400: the
+# bucket credentials never appear in a command line or an environment, R3/H11).
+#
+#   stanza   create (or check) the repository stanza; idempotent
+#   push     hand every spooled segment, oldest first, to `pgbackrest
+#            archive-push`, removing each once it is in the bucket (run by the
+#            onebox-pitr-push path unit as soon as a segment appears, and
+#            every minute by its timer to retry a failed push)
+#   backup   base backup: full on BACKUP_WEEKLY_DAY (or when none exists),
+#            differential otherwise; pgBackRest then expires what is beyond
+#            repo1-retention-full, with the WAL only those backups needed
+#   info     pgBackRest's view of the repository
+#   recover-dump --to-time TIME --out FILE
+#            restore the newest base backup before TIME into a scratch data
+#            directory, replay the archived WAL up to TIME in a throwaway
+#            container (no listening port), and write a pg_dump -Fc of
+#            BACKUP_DB_NAME to FILE. The caller holds the backup lock.
+#
+# Settings: the env file described in backup.sh, plus PITR_* (rendered by the
+# program): PITR_CONF, PITR_CA_FILE, PITR_DATA_DIR, PITR_DATA_TARGET,
+# PITR_SPOOL_DIR, PITR_SOCKET_DIR, PITR_SCRATCH_DIR, PITR_UID.
+set -euo pipefail
+shopt -s inherit_errexit
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${SCRIPT_DIR}/lib.sh"
+
+ONEBOX_LOG_TAG="onebox-pitr"
+readonly STANZA="onebox"
+readonly PITR_LABEL="onebox.role=pitr"
+# Bounds: segments handed over in one push run; seconds a recovery may take.
+readonly PUSH_MAX_SEGMENTS=10000
+PITR_RECOVERY_TIMEOUT_SECONDS="${PITR_RECOVERY_TIMEOUT_SECONDS:-3600}"
+
+PITR_CONTAINER=""
+PITR_SCRATCH=""
+
+load_pitr_env() {
+  load_env
+  PITR_ENABLED="${PITR_ENABLED:-false}"
+  PITR_CONF="${PITR_CONF:-/etc/onebox/pgbackrest.conf}"
+  PITR_CA_FILE="${PITR_CA_FILE:-}"
+  PITR_DATA_DIR="${PITR_DATA_DIR:-}"
+  PITR_DATA_TARGET="${PITR_DATA_TARGET:-/var/lib/postgresql/data}"
+  PITR_SPOOL_DIR="${PITR_SPOOL_DIR:-}"
+  PITR_SOCKET_DIR="${PITR_SOCKET_DIR:-}"
+  PITR_SCRATCH_DIR="${PITR_SCRATCH_DIR:-}"
+  PITR_UID="${PITR_UID:-999:999}"
+  [[ "${PITR_ENABLED}" == "true" ]] || die "point-in-time recovery is off (backups.pointInTime)"
+  [[ -n "${BACKUP_DB_CONTAINER}" ]] || die "no database is configured (BACKUP_DB_CONTAINER is empty)"
+  local v
+  for v in PITR_DATA_DIR PITR_SPOOL_DIR PITR_SOCKET_DIR PITR_SCRATCH_DIR; do
+    [[ "${!v}" == /* ]] || die "settings (${ONEBOX_BACKUP_ENV_FILE}): ${v} must be an absolute path"
+  done
+  [[ "${PITR_UID}" =~ ^[0-9]+:[0-9]+$ ]] || die "settings: PITR_UID must be uid:gid"
+  [[ -f "${PITR_CONF}" ]] || die "${PITR_CONF} does not exist (written by the backup step)"
+  PITR_IMAGE="${DRILL_IMAGE:-}"
+  if [[ -z "${PITR_IMAGE}" ]]; then
+    PITR_IMAGE="$(docker inspect --format '{{.Config.Image}}' "${BACKUP_DB_CONTAINER}")"
+  fi
+}
+
+# usage: pgbr [docker run options ...] -- PGBACKREST_ARGS ...
+# Runs pgbackrest in a throwaway container of the database image.
+pgbr() {
+  local -a opts=()
+  while (($# > 0)) && [[ "$1" != "--" ]]; do
+    opts+=("$1"); shift
+  done
+  shift
+  opts+=(-v "${PITR_CONF}:/etc/pgbackrest/pgbackrest.conf:ro")
+  [[ -z "${PITR_CA_FILE}" ]] || opts+=(-v "${PITR_CA_FILE}:/etc/pgbackrest/ca.pem:ro")
+  docker run --rm --network host --user "${PITR_UID}" --read-only --tmpfs /tmp:mode=1777 \
+    --cap-drop ALL --security-opt no-new-privileges:true --label "${PITR_LABEL}" \
+    --entrypoint pgbackrest "${opts[@]}" "${PITR_IMAGE}" --stanza="${STANZA}" "$@"
+}
+
+# The live cluster's data directory (read-only) and socket, as pgBackRest sees them.
+live_mounts() {
+  printf '%s\n' -v "${PITR_DATA_DIR}:${PITR_DATA_TARGET}:ro" -v "${PITR_SOCKET_DIR}:/var/run/postgresql"
+}
+
+cmd_stanza() {
+  local -a m
+  mapfile -t m < <(live_mounts)
+  pgbr "${m[@]}" -- stanza-create
+  log "stanza ${STANZA} is ready"
+}
+
+cmd_push() {
+  local lockfile="${PITR_SPOOL_DIR}/.push.lock" fd seg n=0 failed=0
+  [[ -d "${PITR_SPOOL_DIR}" ]] || die "the WAL spool ${PITR_SPOOL_DIR} does not exist"
+  # One pusher at a time; the next trigger finds what this one left.
+  exec {fd}>>"${lockfile}"
+  flock -n "${fd}" || { log "another push is running"; return 0; }
+  local -a m segments=()
+  mapfile -t m < <(live_mounts)
+  shopt -s nullglob
+  # WAL segments, history and backup-label files; never the .part files being written.
+  for seg in "${PITR_SPOOL_DIR}"/[0-9A-F]*; do
+    segments+=("$(basename "${seg}")")
+  done
+  shopt -u nullglob
+  ((${#segments[@]} > 0)) || return 0
+  # One container for the whole batch, oldest first (names sort in WAL order).
+  local list
+  list="$(printf '%s\n' "${segments[@]}" | sort | head -n "${PUSH_MAX_SEGMENTS}")"
+  while IFS= read -r seg; do
+    [[ "${seg}" =~ ^[0-9A-F]{8}[0-9A-F.a-z]*$ ]] || continue
+    if pgbr "${m[@]}" -v "${PITR_SPOOL_DIR}:/var/spool/pgbackrest" -- archive-push "/var/spool/pgbackrest/${seg}" >/dev/null; then
+      rm -f -- "${PITR_SPOOL_DIR:?}/${seg}"
+      n=$((n + 1))
+    else
+      err "archive-push of ${seg} failed; it stays in the spool for the next run"
+      failed=1
+      break
+    fi
+  done <<<"${list}"
+  log "pushed ${n} WAL file(s)"
+  return "${failed}"
+}
+
+cmd_backup() {
+  local type="${1:-}"
+  if [[ -z "${type}" ]]; then
+    if [[ "$(backup_clock %u)" == "${BACKUP_WEEKLY_DAY}" ]]; then type="full"; else type="diff"; fi
+  fi
+  [[ "${type}" == full || "${type}" == diff ]] || die "backup type must be full or diff"
+  ensure_state_dir
+  acquire_lock
+  local -a m
+  mapfile -t m < <(live_mounts)
+  pgbr "${m[@]}" -- stanza-create >/dev/null
+  # pgBackRest makes a differential a full one when no full backup exists yet.
+  log "pgBackRest ${type} backup"
+  pgbr "${m[@]}" -- backup --type="${type}"
+  log "base backup done; repository: $(pgbr -- info --output=text | grep -c 'backup:' || true) backup(s)"
+}
+
+cleanup_recovery() {
+  if [[ -n "${PITR_CONTAINER}" ]]; then
+    docker rm -f "${PITR_CONTAINER}" >/dev/null 2>&1 || warn "could not remove ${PITR_CONTAINER}"
+    PITR_CONTAINER=""
+  fi
+  if [[ -n "${PITR_SCRATCH}" && -d "${PITR_SCRATCH}" ]]; then
+    rm -rf -- "${PITR_SCRATCH}"
+    PITR_SCRATCH=""
+  fi
+}
+
+# "2026-11-29T14:05:03.123Z" and the like -> "2026-11-29 14:05:03.123000+00".
+normalise_time() {
+  local t="$1" out
+  [[ "${t}" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}[T\ ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$ ]] \
+    || die "--to-time ${t}: give an ISO-8601 time with its zone, e.g. 2026-11-29T14:05:03Z"
+  out="$(date -u -d "${t}" '+%Y-%m-%d %H:%M:%S.%6N+00' 2>/dev/null)" || die "--to-time ${t} is not a valid time"
+  printf '%s' "${out}"
+}
+
+cmd_recover_dump() {
+  local to_time="" out=""
+  while (($# > 0)); do
+    case "$1" in
+      --to-time) (($# >= 2)) || die "--to-time needs a value"; to_time="$2"; shift 2 ;;
+      --out) (($# >= 2)) || die "--out needs a path"; out="$2"; shift 2 ;;
+      *) die "recover-dump: unknown argument $1" ;;
+    esac
+  done
+  [[ -n "${to_time}" && "${out}" == /* ]] || die "usage: pitr.sh recover-dump --to-time TIME --out /path"
+  local target
+  target="$(normalise_time "${to_time}")"
+  trap cleanup_recovery EXIT
+  PITR_SCRATCH="${PITR_SCRATCH_DIR}/$(backup_clock %Y%m%dT%H%M%SZ)-${RANDOM}"
+  mkdir -p "${PITR_SCRATCH}"
+  chown "${PITR_UID}" "${PITR_SCRATCH}"
+  chmod 0700 "${PITR_SCRATCH}"
+
+  log "restoring the base backup before ${target} into ${PITR_SCRATCH}"
+  pgbr -v "${PITR_SCRATCH}:${PITR_DATA_TARGET}" -- restore --type=time --target="${target}" \
+    --target-action=promote
+
+  PITR_CONTAINER="onebox-pitr-$(backup_clock %Y%m%d%H%M%S)-${RANDOM}"
+  # Host network for archive-get from the bucket; no TCP listener at all (socket only).
+  local -a conf_mounts=(-v "${PITR_CONF}:/etc/pgbackrest/pgbackrest.conf:ro")
+  [[ -z "${PITR_CA_FILE}" ]] || conf_mounts+=(-v "${PITR_CA_FILE}:/etc/pgbackrest/ca.pem:ro")
+  docker run -d --name "${PITR_CONTAINER}" --network host --user "${PITR_UID}" --label "${PITR_LABEL}" \
+    --cap-drop ALL --security-opt no-new-privileges:true --tmpfs /tmp:mode=1777 --tmpfs /var/run/postgresql:mode=1777 \
+    -v "${PITR_SCRATCH}:${PITR_DATA_TARGET}" "${conf_mounts[@]}" "${PITR_IMAGE}" \
+    postgres -c listen_addresses= -c archive_mode=off >/dev/null
+  local deadline state=""
+  deadline=$(($(now_epoch) + PITR_RECOVERY_TIMEOUT_SECONDS))
+  while (($(now_epoch) < deadline)); do
+    if [[ "$(docker inspect -f '{{.State.Running}}' "${PITR_CONTAINER}" 2>/dev/null)" != "true" ]]; then
+      docker logs --tail 30 "${PITR_CONTAINER}" >&2 || true
+      die "the recovering server stopped (a target outside the archive's reach?)"
+    fi
+    state="$(docker exec "${PITR_CONTAINER}" psql -X -w -U "${BACKUP_DB_USER}" -d postgres -tA \
+      -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true)"
+    [[ "${state}" == "f" ]] && break
+    sleep 2
+  done
+  [[ "${state}" == "f" ]] || die "recovery to ${target} did not finish within ${PITR_RECOVERY_TIMEOUT_SECONDS}s"
+  log "recovered to ${target}"
+
+  (umask 077 && docker exec "${PITR_CONTAINER}" pg_dump -Fc -w -U "${BACKUP_DB_USER}" "${BACKUP_DB_NAME}" >"${out}")
+  log "dumped ${BACKUP_DB_NAME} as of ${target} ($(file_size "${out}") bytes)"
+  cleanup_recovery
+  trap - EXIT
+}
+
+main() {
+  local cmd="${1:-}"
+  (($# > 0)) && shift
+  case "${cmd}" in
+    stanza | push | backup | info | recover-dump) ;;
+    *) sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+  load_pitr_env
+  require_cmds docker flock
+  case "${cmd}" in
+    stanza) cmd_stanza ;;
+    push) cmd_push ;;
+    backup) cmd_backup "$@" ;;
+    info) pgbr -- info ;;
+    recover-dump) cmd_recover_dump "$@" ;;
+  esac
+}
+
+main "$@"
