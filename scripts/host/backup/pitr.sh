@@ -114,7 +114,7 @@ cmd_push() {
   done
   shopt -u nullglob
   ((${#segments[@]} > 0)) || return 0
-  # One container for the whole batch, oldest first (names sort in WAL order).
+  # Oldest first (names sort in WAL order); a failure stops the batch so the order holds.
   local list
   list="$(printf '%s\n' "${segments[@]}" | sort | head -n "${PUSH_MAX_SEGMENTS}")"
   while IFS= read -r seg; do
