@@ -12,14 +12,15 @@ import { composeModel, pitrArchiveCommand, projectName, renderCompose } from "..
 import { buildSteps, pitrFullBackupsKept, renderPgbackrestConf, type Step } from "../../../components/provisioning/steps";
 import { renderBackupUnits } from "../../../components/provisioning/render/systemd";
 import type { StackConfig } from "../../../components/config/schema";
-import { configOf, contextFor, FAKE_SCRIPTS, type RawConfig } from "./fixtures";
+import type { RawConfig } from "../../../components/config/load";
+import { configOf, contextFor, FAKE_SCRIPTS } from "./fixtures";
 
 const SCRIPTS = { ...FAKE_SCRIPTS, backup: { ...FAKE_SCRIPTS.backup, "pitr.sh": "#!/usr/bin/env bash\necho pitr\n" } };
 const IMAGE = "registry.example.com/fingerflow/postgres-pgbackrest:17";
 
 function pitrOn(raw: RawConfig): void {
     (raw.backups as Record<string, unknown>).pointInTime = true;
-    raw.database = { ...((raw.database as Record<string, unknown> | undefined) ?? {}), version: 17, image: IMAGE };
+    raw.database = { ...((raw.database) ?? {}), version: 17, image: IMAGE };
 }
 
 function fingerflow(change?: (raw: RawConfig) => void): StackConfig {
