@@ -140,6 +140,16 @@ test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, 
     assert.equal((await root("ls -A /mnt/data/postgres-pitr-restore 2>/dev/null | wc -l; docker ps -aq --filter label=onebox.role=pitr | wc -l")).trim(), "0\n0");
     assert.equal((await root("find /mnt/data/postgres-wal-spool -name '0*' | wc -l")).trim(), "0", "the spool is empty once pushed");
 
+    // The weekly drill's check: a marker just before a noted time is recovered, one just after is not.
+    const t2 = Date.now();
+    const drill = (await root("/usr/local/lib/onebox/backup/pitr.sh drill", 900_000)).trim().split("\n").pop() ?? "";
+    t.diagnostic(`point-in-time drill: ${((Date.now() - t2) / 1000).toFixed(1)} s`);
+    const result = JSON.parse(drill) as { ok: boolean; target: string; error: unknown };
+    assert.equal(result.ok, true, drill);
+    assert.equal(result.error, null);
+    assert.match(result.target, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00$/);
+    assert.equal(await psql("SELECT count(*) FROM marker;", "onebox_pitr_drill"), "2", "both markers in the live cluster, in the drill's own database");
+
     // A time before the first base backup cannot be reached: the restore fails, nothing changes.
     const early = await server!.script("/usr/local/lib/onebox/backup/restore.sh --to-time 2000-01-01T00:00:00Z --into-scratch pitr_too_early", 600_000);
     assert.notEqual(early.code, 0, "a time before every base backup is refused");

@@ -3,6 +3,7 @@
 #
 # usage: pitr.sh stanza | push | backup [full|diff] | info
 #        pitr.sh recover-dump --to-time TIME --out FILE   (used by restore.sh)
+#        pitr.sh drill                                    (used by restore-drill.sh)
 #
 # PostgreSQL's archive_command copies every finished WAL segment into the spool
 # (PITR_SPOOL_DIR, on the data volume). The database container has no route out
@@ -26,6 +27,9 @@
 #            directory, replay the archived WAL up to TIME in a throwaway
 #            container (no listening port), and write a pg_dump -Fc of
 #            BACKUP_DB_NAME to FILE. The caller holds the backup lock.
+#   drill    the weekly drill's check: a marker row, the time, a second marker,
+#            recovery to that time, exactly the first marker must be there
+#            (database onebox_pitr_drill; JSON result on stdout)
 #
 # Settings: the env file described in backup.sh, plus PITR_* (rendered by the
 # program): PITR_CONF, PITR_CA_FILE, PITR_DATA_DIR, PITR_DATA_TARGET,
@@ -169,19 +173,12 @@ normalise_time() {
   printf '%s' "${out}"
 }
 
-cmd_recover_dump() {
-  local to_time="" out=""
-  while (($# > 0)); do
-    case "$1" in
-      --to-time) (($# >= 2)) || die "--to-time needs a value"; to_time="$2"; shift 2 ;;
-      --out) (($# >= 2)) || die "--out needs a path"; out="$2"; shift 2 ;;
-      *) die "recover-dump: unknown argument $1" ;;
-    esac
-  done
-  [[ -n "${to_time}" && "${out}" == /* ]] || die "usage: pitr.sh recover-dump --to-time TIME --out /path"
-  local target
-  target="$(normalise_time "${to_time}")"
-  trap cleanup_recovery EXIT
+# usage: recover_to TARGET   (normalised time)
+# Restores the newest base backup before TARGET into a fresh scratch directory and
+# replays the archived WAL up to TARGET in a throwaway server (PITR_CONTAINER), which
+# is left running, promoted, for the caller to read; cleanup_recovery removes both.
+recover_to() {
+  local target="$1"
   PITR_SCRATCH="${PITR_SCRATCH_DIR}/$(backup_clock %Y%m%dT%H%M%SZ)-${RANDOM}"
   mkdir -p "${PITR_SCRATCH}"
   chown "${PITR_UID}" "${PITR_SCRATCH}"
@@ -189,7 +186,7 @@ cmd_recover_dump() {
 
   log "restoring the base backup before ${target} into ${PITR_SCRATCH}"
   pgbr -v "${PITR_SCRATCH}:${PITR_DATA_TARGET}" -- restore --type=time --target="${target}" \
-    --target-action=promote
+    --target-action=promote >&2
 
   PITR_CONTAINER="onebox-pitr-$(backup_clock %Y%m%d%H%M%S)-${RANDOM}"
   # Host network for archive-get from the bucket; no TCP listener at all (socket only).
@@ -204,28 +201,106 @@ cmd_recover_dump() {
   while (($(now_epoch) < deadline)); do
     if [[ "$(docker inspect -f '{{.State.Running}}' "${PITR_CONTAINER}" 2>/dev/null)" != "true" ]]; then
       docker logs --tail 30 "${PITR_CONTAINER}" >&2 || true
-      die "the recovering server stopped (a target outside the archive's reach?)"
+      err "the recovering server stopped (a target outside the archive's reach?)"
+      return 1
     fi
-    state="$(docker exec "${PITR_CONTAINER}" psql -X -w -U "${BACKUP_DB_USER}" -d postgres -tA \
-      -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true)"
+    state="$(recovered_query postgres 'SELECT pg_is_in_recovery()' 2>/dev/null || true)"
     [[ "${state}" == "f" ]] && break
     sleep 2
   done
-  [[ "${state}" == "f" ]] || die "recovery to ${target} did not finish within ${PITR_RECOVERY_TIMEOUT_SECONDS}s"
+  [[ "${state}" == "f" ]] || { err "recovery to ${target} did not finish within ${PITR_RECOVERY_TIMEOUT_SECONDS}s"; return 1; }
   log "recovered to ${target}"
+}
 
+# usage: recovered_query DB SQL   (tuples only, in the recovered server)
+recovered_query() {
+  docker exec "${PITR_CONTAINER}" psql -X -w -U "${BACKUP_DB_USER}" -d "$1" -v ON_ERROR_STOP=1 -tA -c "$2"
+}
+
+# psql in the live database container.
+live_query() {
+  docker exec "${BACKUP_DB_CONTAINER}" psql -X -w -U "${BACKUP_DB_USER}" -d "$1" -v ON_ERROR_STOP=1 -tA -c "$2"
+}
+
+cmd_recover_dump() {
+  local to_time="" out=""
+  while (($# > 0)); do
+    case "$1" in
+      --to-time) (($# >= 2)) || die "--to-time needs a value"; to_time="$2"; shift 2 ;;
+      --out) (($# >= 2)) || die "--out needs a path"; out="$2"; shift 2 ;;
+      *) die "recover-dump: unknown argument $1" ;;
+    esac
+  done
+  [[ -n "${to_time}" && "${out}" == /* ]] || die "usage: pitr.sh recover-dump --to-time TIME --out /path"
+  local target
+  target="$(normalise_time "${to_time}")"
+  trap cleanup_recovery EXIT
+  recover_to "${target}"
   (umask 077 && docker exec "${PITR_CONTAINER}" pg_dump -Fc -w -U "${BACKUP_DB_USER}" "${BACKUP_DB_NAME}" >"${out}")
   log "dumped ${BACKUP_DB_NAME} as of ${target} ($(file_size "${out}") bytes)"
   cleanup_recovery
   trap - EXIT
 }
 
+# The drill's own database in the live cluster: markers never touch the app's schema.
+readonly DRILL_MARKER_DB="onebox_pitr_drill"
+
+# usage: pitr.sh drill   (the caller, restore-drill.sh, holds the backup lock)
+# Writes a marker row, notes the time, writes a second marker, waits until the WAL
+# holding both is in the bucket, recovers to the noted time in a throwaway server and
+# checks that exactly the first marker is there. Prints one JSON object on stdout:
+#   {"ok":true|false,"target":"...","durationSeconds":N,"error":null|"..."}
+cmd_drill() {
+  local started before after target segment found error="" deadline
+  started="$(now_epoch)"
+  trap cleanup_recovery EXIT
+  before="before-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  after="after-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  if [[ "$(live_query postgres "SELECT 1 FROM pg_database WHERE datname = '${DRILL_MARKER_DB}'")" != "1" ]]; then
+    docker exec "${BACKUP_DB_CONTAINER}" createdb -w -U "${BACKUP_DB_USER}" "${DRILL_MARKER_DB}"
+  fi
+  live_query "${DRILL_MARKER_DB}" "CREATE TABLE IF NOT EXISTS marker (id bigserial PRIMARY KEY, token text NOT NULL, written timestamptz NOT NULL DEFAULT clock_timestamp())" >/dev/null
+  live_query "${DRILL_MARKER_DB}" "INSERT INTO marker (token) VALUES ('${before}')" >/dev/null
+  target="$(live_query postgres "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")"
+  live_query "${DRILL_MARKER_DB}" "INSERT INTO marker (token) VALUES ('${after}')" >/dev/null
+  # Old markers go (the recovered copy is checked for these two tokens only).
+  live_query "${DRILL_MARKER_DB}" "DELETE FROM marker WHERE written < now() - interval '30 days'" >/dev/null
+  segment="$(live_query postgres 'SELECT pg_walfile_name(pg_switch_wal())')"
+  log "drill: markers written around ${target}; waiting for WAL ${segment} to reach the bucket"
+  deadline=$(($(now_epoch) + 600))
+  until [[ "$(live_query postgres "SELECT coalesce(last_archived_wal >= '${segment}', false) FROM pg_stat_archiver")" == "t" ]] \
+    && ! compgen -G "${PITR_SPOOL_DIR}/[0-9A-F]*" >/dev/null; do
+    "${SCRIPT_DIR}/pitr.sh" push >/dev/null 2>&1 || true
+    (($(now_epoch) < deadline)) || { error="WAL ${segment} did not reach the bucket within 600s"; break; }
+    sleep 2
+  done
+  if [[ -z "${error}" ]]; then
+    if recover_to "${target}"; then
+      found="$(recovered_query "${DRILL_MARKER_DB}" "SELECT string_agg(token, ' ' ORDER BY id) FROM marker WHERE token IN ('${before}', '${after}')" || true)"
+      if [[ "${found}" != "${before}" ]]; then
+        error="the database recovered to ${target} holds markers [${found}], expected only the one written before it"
+      fi
+    else
+      error="recovery to ${target} failed"
+    fi
+  fi
+  cleanup_recovery
+  trap - EXIT
+  if [[ -n "${error}" ]]; then
+    err "point-in-time drill: ${error}"
+    printf '{"ok":false,"target":"%s","durationSeconds":%d,"error":%s}\n' "$(json_escape "${target}")" $(($(now_epoch) - started)) "$(json_str_or_null "${error}")"
+    return 1
+  fi
+  log "point-in-time drill passed: recovered to ${target}, the marker before it is there, the one after it is not"
+  printf '{"ok":true,"target":"%s","durationSeconds":%d,"error":null}\n' "$(json_escape "${target}")" $(($(now_epoch) - started))
+}
+
 main() {
   local cmd="${1:-}"
   (($# > 0)) && shift
   case "${cmd}" in
-    stanza | push | backup | info | recover-dump) ;;
-    *) sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    stanza | push | backup | info | recover-dump | drill) ;;
+    *) sed -n '4,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
   load_pitr_env
   require_cmds docker flock
@@ -235,6 +310,7 @@ main() {
     backup) cmd_backup "$@" ;;
     info) pgbr -- info ;;
     recover-dump) cmd_recover_dump "$@" ;;
+    drill) cmd_drill ;;
   esac
 }
 
