@@ -650,7 +650,8 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
             description: "Backups are off: stop and disable the backup timers if they exist",
             directories: [],
             files: [],
-            run: BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`).join("\n"),
+            // pgBackRest's settings hold the bucket key: they go with the units.
+            run: [...BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`), `rm -f ${PGBACKREST_CONF}`].join("\n"),
             secret: false,
         };
     }
