@@ -99,7 +99,12 @@ live_mounts() {
 cmd_stanza() {
   local -a m
   mapfile -t m < <(live_mounts)
-  pgbr "${m[@]}" -- stanza-create
+  if ! pgbr "${m[@]}" -- stanza-create; then
+    # After a PostgreSQL major upgrade (deploy.sh) the cluster is a new one: the stanza
+    # follows it, keeping the old backups and WAL until retention expires them.
+    warn "stanza-create refused; trying stanza-upgrade (a new PostgreSQL cluster after a major upgrade?)"
+    pgbr "${m[@]}" -- stanza-upgrade
+  fi
   log "stanza ${STANZA} is ready"
 }
 
@@ -146,7 +151,7 @@ cmd_backup() {
   acquire_lock
   local -a m
   mapfile -t m < <(live_mounts)
-  pgbr "${m[@]}" -- stanza-create >/dev/null
+  cmd_stanza >/dev/null
   # pgBackRest makes a differential a full one when no full backup exists yet.
   log "pgBackRest ${type} backup"
   pgbr "${m[@]}" -- backup --type="${type}"
