@@ -829,6 +829,19 @@ const backupsSchema = z.strictObject({
         .optional(),
     /** Five-field cron schedule, UTC. @default "30 3 * * *" */
     schedule: cron.default("30 3 * * *"),
+    /**
+     * Point-in-time recovery: PostgreSQL archives its write-ahead log continuously
+     * (`archive_timeout` 60 s, so at most about a minute of commits is at risk) with
+     * pgBackRest to `<prefix>/pitr/` in the same bucket, a base backup runs on
+     * `schedule` (full on Sundays, differential otherwise), and pgBackRest keeps enough
+     * full backups, with every WAL segment they need, to reach back `retentionDays`.
+     * `restore.sh --to-time` restores to any moment in that window. Needs the database,
+     * a key that may delete under the prefix (`create: false`, `pruneOnHost`), no
+     * `encryptionPublicKey`, and a PostgreSQL image that contains pgbackrest
+     * (`database.image`; README "Point-in-time recovery").
+     * @default false
+     */
+    pointInTime: z.boolean().default(false),
     /** age recipient; dumps are encrypted on the host with it (B2). */
     encryptionPublicKey: checked(ageRecipientProblem).optional(),
     /** Alert when no success for this many hours. @default 26 */
@@ -1243,6 +1256,22 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
         }
         if (b.create && b.pruneOnHost) {
             issue(["backups", "pruneOnHost"], "the bucket the program creates expires old dumps by its lifecycle rules and its key cannot delete (S6); remove backups.pruneOnHost");
+        }
+        if (b.pointInTime) {
+            if (!b.enabled) {
+                issue(["backups", "pointInTime"], "point-in-time recovery archives to the backup bucket and backups.enabled is false; enable backups or remove backups.pointInTime");
+            }
+            if (!c.database.enabled) {
+                issue(["backups", "pointInTime"], "point-in-time recovery archives PostgreSQL's write-ahead log and database.enabled is false; remove backups.pointInTime");
+            } else if (c.database.image === undefined) {
+                issue(["backups", "pointInTime"], `the official postgres:${c.database.version} image has no pgbackrest; set database.image to an image of PostgreSQL ${c.database.version} that contains it (README "Point-in-time recovery")`);
+            }
+            if (!b.pruneOnHost) {
+                issue(["backups", "pointInTime"], "pgBackRest expires old base backups and their WAL itself, so its key must be allowed to delete under the prefix: use an existing bucket (backups.create: false) with backups.pruneOnHost");
+            }
+            if (b.encryptionPublicKey) {
+                issue(["backups", "pointInTime"], "the WAL archive cannot be encrypted to an age public key (pgBackRest encrypts with a passphrase kept on the server); remove backups.encryptionPublicKey or backups.pointInTime");
+            }
         }
         if (b.local && !c.database.enabled) {
             issue(["backups", "local"], "local copies keep database dumps and database.enabled is false; remove backups.local");

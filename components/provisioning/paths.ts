@@ -133,6 +133,31 @@ export function volumePath(dataPath: string, service: string, volume: string): s
     return path.posix.join(dataPath, "volumes", service, volume);
 }
 
+/**
+ * Point-in-time recovery (`backups.pointInTime`): PostgreSQL's archive_command copies each
+ * finished WAL segment into this spool directory on the data volume; the host's
+ * `pitr.sh push` hands it to pgBackRest, which uploads it, and removes it.
+ */
+export function walSpoolDir(dataPath: string): string {
+    return path.posix.join(dataPath, "postgres-wal-spool");
+}
+
+/** Where the spool is mounted in the PostgreSQL container and in pgBackRest's. */
+// pgBackRest refuses to back up unless archive_command names it: the spool sits where its own
+// spool-path defaults to, so the copy command above passes that check honestly.
+export const CONTAINER_WAL_SPOOL_DIR = "/var/spool/pgbackrest";
+
+/**
+ * PostgreSQL's socket directory, shared with pgBackRest's short-lived container (pgBackRest
+ * reaches PostgreSQL through the socket only) when `backups.pointInTime` is on.
+ */
+export function postgresSocketDir(dataPath: string): string {
+    return path.posix.join(dataPath, "postgres-socket");
+}
+
+/** pgBackRest's settings (repository, credentials: secret), mounted read-only into its container. */
+export const PGBACKREST_CONF = `${ETC_DIR}/pgbackrest.conf`;
+
 /** Local copies of the newest dumps (`backups.local`), on the data volume: `<dataPath>/backups`. */
 export function localBackupDir(dataPath: string): string {
     return path.posix.join(dataPath, "backups");

@@ -22,6 +22,7 @@
  * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
 import { createHash } from "node:crypto";
+import * as path from "node:path";
 import { databaseEnvOf, type ProvisioningConfig } from "../config/schema";
 import type { IpRanges } from "../hosts/firewall-rules";
 import { isWorldCidr } from "../config/validators";
@@ -53,6 +54,9 @@ import {
     SYSTEMD_DIR,
     volumePath,
     localBackupDir,
+    PGBACKREST_CONF,
+    postgresSocketDir,
+    walSpoolDir,
 } from "./paths";
 import { resolveS3Target, S3_PRESETS } from "../storage/s3-providers";
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
@@ -70,6 +74,9 @@ import {
     projectName,
     PROXY_USER,
     renderCompose,
+    PITR_STANZA,
+    POSTGRES_SOCKET_DIR,
+    postgresDataTarget,
 } from "./render/compose";
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
 import { renderPgHba } from "./render/pg-hba";
@@ -136,7 +143,16 @@ export interface StepContext {
      */
     dockerAptSource?: "docker" | "distro" | "auto";
     /** Overrides of the backup target when another component decides it (e.g. the created bucket's name). */
-    backup?: { bucket?: string; region?: string; endpoint?: string };
+    backup?: {
+        bucket?: string;
+        region?: string;
+        endpoint?: string;
+        /**
+         * A CA bundle on the host that signs the endpoint's certificate (a MinIO with a
+         * private CA). pgBackRest (point-in-time recovery) verifies TLS against it.
+         */
+        caFile?: string;
+    };
     /**
      * The only networks the host firewall admits to 80/443 when
      * `host.originLockdown` is on: Cloudflare's published ranges. Required
@@ -504,6 +520,12 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
             directories.push(dir(volumePath(ctx.dataPath, name, v.name), "0750", ownerOf(svc.user)));
         }
     }
+    if (config.database.enabled && config.backups?.enabled && config.backups.pointInTime) {
+        // Point-in-time recovery: the WAL spool (written by PostgreSQL's archive_command) and
+        // the socket directory shared with pgBackRest, both owned by the database's uid.
+        const pgOwner = postgresUid(postgresImage(config));
+        directories.push(dir(walSpoolDir(ctx.dataPath), "0700", pgOwner), dir(postgresSocketDir(ctx.dataPath), "0755", pgOwner));
+    }
     // Database and Redis directories are created but never chowned here: their entrypoints own them.
     const dataDirs = [...(config.database.enabled ? [paths.postgresDataDir] : []), ...(config.redis.enabled ? [paths.redisDataDir] : [])];
     const proxyDirs = [paths.caddyDataDir, paths.caddyConfigDir, paths.logDir];
@@ -531,6 +553,22 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
 
 /** ISO day of week (`date +%u`, 7 = Sunday) on which the daily dump is also kept as the weekly one. */
 export const BACKUP_WEEKLY_DAY = "7";
+
+/** The PITR_* settings of backup.env (pitr.sh documents them). */
+function pitrEnv(config: ProvisioningConfig, ctx: StepContext): [string, string][] {
+    const paths = appPaths(config.app.name, ctx.dataPath);
+    return [
+        ["PITR_ENABLED", "true"],
+        ["PITR_CONF", PGBACKREST_CONF],
+        ["PITR_CA_FILE", ctx.backup?.caFile ?? ""],
+        ["PITR_DATA_DIR", paths.postgresDataDir],
+        ["PITR_DATA_TARGET", postgresDataTarget(config.database.version)],
+        ["PITR_SPOOL_DIR", walSpoolDir(ctx.dataPath)],
+        ["PITR_SOCKET_DIR", postgresSocketDir(ctx.dataPath)],
+        ["PITR_SCRATCH_DIR", path.posix.join(ctx.dataPath, "postgres-pitr-restore")],
+        ["PITR_UID", postgresUid(postgresImage(config))],
+    ];
+}
 
 /**
  * /etc/onebox/backup.env: the settings backup.sh documents in its header (the
@@ -586,7 +624,75 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
             ["DRILL_IMAGE", db.enabled ? postgresImage(config) : ""],
             ["DRILL_TABLES", b.drill.tables.join(" ")],
         ]),
+        ...(b.pointInTime ? [plain(pitrEnv(config, ctx))] : []),
     ].join("");
+}
+
+/** Where the CA bundle of `ctx.backup.caFile` is mounted in pgBackRest's container. */
+export const PGBACKREST_CA_TARGET = "/etc/pgbackrest/ca.pem";
+
+/**
+ * Full base backups kept so that the recovery window reaches back `retentionDays`: fulls
+ * come every 7 days, so k of them span at least 7(k - 1) days.
+ */
+export function pitrFullBackupsKept(retentionDays: number): number {
+    return Math.ceil(retentionDays / 7) + 1;
+}
+
+/**
+ * /etc/onebox/pgbackrest.conf (secret): the repository in the backup bucket under
+ * `<prefix>/pitr`, addressed as the provider's preset says, and the stack's cluster
+ * (stanza "onebox"), reached through its socket. Mounted read-only into pgBackRest's
+ * short-lived containers, which run as the image's postgres user.
+ */
+export function renderPgbackrestConf(config: ProvisioningConfig, ctx: StepContext): string {
+    const b = config.backups;
+    if (!b?.pointInTime) {
+        throw new Error("renderPgbackrestConf: backups.pointInTime is off");
+    }
+    const endpointUrl = ctx.backup?.endpoint ?? b.endpoint;
+    const target = ctx.backup?.endpoint && ctx.backup.endpoint !== b.endpoint ? resolveS3Target({ endpoint: ctx.backup.endpoint }) : b;
+    const region = ctx.backup?.region ?? b.region;
+    let host = `s3.${region}.amazonaws.com`;
+    let port: string | undefined;
+    if (endpointUrl) {
+        const url = new URL(endpointUrl);
+        host = url.hostname.replace(/^\[|\]$/g, "");
+        port = url.port || undefined;
+    }
+    const lines = [
+        `# pgBackRest settings of ${projectName(config)}, rendered by onebox; secret (0400, the database's uid).`,
+        "[global]",
+        "repo1-type=s3",
+        `repo1-path=/${planOf(config).backupPrefix}/pitr`,
+        `repo1-s3-bucket=${ctx.backup?.bucket ?? b.bucket}`,
+        `repo1-s3-endpoint=${host}`,
+        ...(port ? [`repo1-storage-port=${port}`] : []),
+        `repo1-s3-region=${region}`,
+        `repo1-s3-uri-style=${S3_PRESETS[target.provider].pathStyle ? "path" : "host"}`,
+        `repo1-s3-key=${secretRef(RESERVED_SECRETS.backupAccessKeyId)}`,
+        `repo1-s3-key-secret=${secretRef(RESERVED_SECRETS.backupSecretAccessKey)}`,
+        ...(ctx.backup?.caFile ? [`repo1-storage-ca-file=${PGBACKREST_CA_TARGET}`] : []),
+        // Retention: pgBackRest expires full backups beyond this count after each backup,
+        // with their differentials and every WAL segment only they needed.
+        "repo1-retention-full-type=count",
+        `repo1-retention-full=${pitrFullBackupsKept(b.retentionDays)}`,
+        // How long a backup waits for its last WAL segment to reach the repository (pushed by the host).
+        "archive-timeout=300",
+        "start-fast=y",
+        "compress-type=gz",
+        "log-level-console=info",
+        "log-level-file=off",
+        "lock-path=/tmp/pgbackrest",
+        "",
+        `[${PITR_STANZA}]`,
+        `pg1-path=${postgresDataTarget(config.database.version)}${config.database.version >= 18 ? `/${config.database.version}/docker` : ""}`,
+        `pg1-socket-path=${POSTGRES_SOCKET_DIR}`,
+        `pg1-user=${config.database.user}`,
+        `pg1-database=${config.database.name}`,
+        "",
+    ];
+    return lines.join("\n");
 }
 
 function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
@@ -598,7 +704,8 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
             description: "Backups are off: stop and disable the backup timers if they exist",
             directories: [],
             files: [],
-            run: BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`).join("\n"),
+            // pgBackRest's settings hold the bucket key: they go with the units.
+            run: [...BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`), `rm -f ${PGBACKREST_CONF}`].join("\n"),
             secret: false,
         };
     }
@@ -608,12 +715,17 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
     if (missing.length > 0) {
         throw new Error(`backups are enabled but scripts/host/backup/ lacks ${missing.join(", ")}`);
     }
+    const pitr = b.pointInTime && config.database.enabled;
+    if (pitr && !(BACKUP_SCRIPTS.pitr in ctx.scripts.backup)) {
+        throw new Error(`backups.pointInTime is on but scripts/host/backup/ lacks ${BACKUP_SCRIPTS.pitr}`);
+    }
     const units = renderBackupUnits({
         project: projectName(config),
         schedule: b.schedule,
         drillSchedule: config.database.enabled ? b.drill.schedule : undefined,
+        pitr: pitr ? { spoolDir: walSpoolDir(ctx.dataPath) } : undefined,
     });
-    const timers = units.filter((u) => u.name.endsWith(".timer")).map((u) => u.name);
+    const timers = units.filter((u) => u.name.endsWith(".timer") || u.name.endsWith(".path")).map((u) => u.name);
     const stale = BACKUP_TIMERS.filter((t) => !timers.includes(t));
     const scripts = Object.keys(ctx.scripts.backup).sort();
     return {
@@ -623,11 +735,14 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
         files: [
             ...scripts.map((n) => file(`${BACKUP_LIB_DIR}/${n}`, ctx.scripts.backup[n], "0755")),
             file(BACKUP_ENV, renderBackupEnv(config, ctx), "0600"),
+            ...(pitr ? [file(PGBACKREST_CONF, renderPgbackrestConf(config, ctx), "0400", postgresUid(postgresImage(config)))] : []),
             ...units.map((u) => file(`${SYSTEMD_DIR}/${u.name}`, u.content, "0644")),
         ],
         run: [
             "systemctl daemon-reload",
             ...stale.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`),
+            // The repository must exist before the first WAL segment can be pushed.
+            ...(pitr ? [shellJoin([`${BACKUP_LIB_DIR}/${BACKUP_SCRIPTS.pitr}`, "stanza"])] : [`rm -f ${PGBACKREST_CONF}`]),
             shellJoin(["systemctl", "enable", "--now", ...timers]),
         ].join("\n"),
         secret: true,

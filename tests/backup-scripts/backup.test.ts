@@ -805,6 +805,33 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.ok(fs.existsSync(c.staleMarker));
     });
 
+    void it("B5: with point-in-time recovery, WAL waiting in the spool longer than PITR_MAX_LAG_SECONDS makes the status failed", async () => {
+        const spool = path.join(root, "cases", "pitr-lag-spool");
+        fs.mkdirSync(spool, { recursive: true });
+        const c = newCase("pitr-lag", { PITR_SPOOL_DIR: spool, PITR_MAX_LAG_SECONDS: "300" });
+        fs.mkdirSync(c.stateDir, { recursive: true });
+        fs.writeFileSync(c.lastSuccess, `${isoSeconds(clockMs() - 3600_000)} ${c.prefix}/daily/app-20240101T000000Z.dump\n`);
+        const status = async () => {
+            expectOk(await script(c, "backup-status.sh"), "backup-status.sh");
+            return readJson(c.statusFile);
+        };
+        const segment = path.join(spool, "000000010000000000000007");
+        const at = (ms: number) => fs.utimesSync(segment, ms / 1000, ms / 1000);
+        assert.equal((await status()).status, "ok", "an empty spool");
+        fs.writeFileSync(segment, "wal");
+        at(clockMs() - 60_000);
+        assert.equal((await status()).status, "ok", "a segment one minute old is on its way");
+        fs.writeFileSync(path.join(spool, ".000000010000000000000008.part"), "half");
+        at(clockMs() - 10 * 60_000);
+        const s = await status();
+        assert.equal(s.status, "failed");
+        assert.match(String(s.reason), /WAL archiving is behind: a segment has waited more than 300 seconds/);
+        assert.ok(fs.existsSync(c.staleMarker), "the proxy answers 503");
+        fs.rmSync(segment);
+        assert.equal((await status()).status, "ok", "pushed: ok again (a file being written does not count)");
+        assert.equal(fs.existsSync(c.staleMarker), false);
+    });
+
     void it("B3: status is never/stale/ok from LAST_SUCCESS; backup.stale exists unless ok; no secret in the public file", async () => {
         const c = newCase("status", { BACKUP_MAX_AGE_HOURS: "26" });
         const status = async () => {

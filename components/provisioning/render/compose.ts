@@ -56,7 +56,13 @@ import {
     STATUS_DIR,
     type AppPaths,
     volumePath,
+    walSpoolDir,
+    CONTAINER_WAL_SPOOL_DIR,
+    postgresSocketDir,
 } from "../paths";
+
+/** The socket directory of PostgreSQL in its image. */
+export const POSTGRES_SOCKET_DIR = "/var/run/postgresql";
 
 /** Daemon-wide defaults are set by the bootstrap too (H7); repeated here so a host without them still rotates. */
 export const CONTAINER_LOGGING = { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } } as const;
@@ -125,7 +131,7 @@ export function postgresUid(image: string): string {
 }
 
 /** The official image moved PGDATA under /var/lib/postgresql/<major>/ in 18 and expects the parent mounted. */
-function postgresDataTarget(version: number): string {
+export function postgresDataTarget(version: number): string {
     return version >= 18 ? "/var/lib/postgresql" : "/var/lib/postgresql/data";
 }
 
@@ -515,9 +521,33 @@ function statusService(config: ProvisioningConfig, ctx: ComposeContext, upload: 
     };
 }
 
+/** pgBackRest's stanza (its name for the one cluster of a stack). */
+export const PITR_STANZA = "onebox";
+
+/** `archive_timeout`: a WAL segment is closed and archived at least this often (the data at risk). */
+export const ARCHIVE_TIMEOUT_SECONDS = 60;
+
+/**
+ * archive_command of point-in-time recovery: copy the segment into the spool (write to a
+ * temporary name, flush it, then rename, so the pusher never sees half a file) and report
+ * success; the host's pusher uploads it with pgBackRest. PostgreSQL keeps a segment whose
+ * copy failed and retries it, so nothing is lost while the disk is full.
+ */
+export function pitrArchiveCommand(): string {
+    const dest = `${CONTAINER_WAL_SPOOL_DIR}/%f`;
+    const tmp = `${CONTAINER_WAL_SPOOL_DIR}/.%f.part`;
+    return `cp %p ${tmp} && sync ${tmp} && mv -f ${tmp} ${dest}`;
+}
+
+/** The PostgreSQL settings point-in-time recovery implies (also listed in the README). */
+export function pitrPostgresSettings(): string[] {
+    return ["wal_level=replica", "archive_mode=on", `archive_timeout=${ARCHIVE_TIMEOUT_SECONDS}`, `archive_command=${pitrArchiveCommand()}`];
+}
+
 function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
     const published = planOf(config).databasePublished;
+    const pitr = config.backups?.enabled === true && config.backups.pointInTime;
     return {
         image: postgresImage(config),
         ...(upload ? { pull_policy: "never" } : {}),
@@ -545,6 +575,7 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
                       "ssl_min_protocol_version=TLSv1.2",
                   ]
                 : []),
+            ...(pitr ? pitrPostgresSettings().flatMap((setting) => ["-c", setting]) : []),
         ],
         environment: {
             POSTGRES_DB: db.name,
@@ -554,6 +585,8 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         volumes: [
             bind(ctx.paths.postgresDataDir, postgresDataTarget(db.version)),
             bind(`${configDirRef(ctx.paths)}/secrets/${POSTGRES_SERVICE}`, CONTAINER_SECRETS_DIR, true),
+            // Point-in-time recovery: the WAL spool, and the socket pgBackRest connects through.
+            ...(pitr ? [bind(walSpoolDir(ctx.dataPath), CONTAINER_WAL_SPOOL_DIR), bind(postgresSocketDir(ctx.dataPath), POSTGRES_SOCKET_DIR)] : []),
         ],
         ...(published ? { ports: [{ target: 5432, published: String(db.publicPort), protocol: "tcp" }] } : {}),
         networks: published ? [NETWORKS.database, "db-published"] : [NETWORKS.database],
@@ -569,7 +602,7 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         restart: "unless-stopped",
         stop_grace_period: "60s",
         // Writable: PGDATA (the volume), the socket directory and /tmp (memory).
-        ...readOnlyRoot(["/tmp", "/var/run/postgresql"]),
+        ...readOnlyRoot(pitr ? ["/tmp"] : ["/tmp", POSTGRES_SOCKET_DIR]),
         ...HARDENING,
         // The entrypoint starts as root, fixes ownership of PGDATA and drops to the postgres user.
         cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],

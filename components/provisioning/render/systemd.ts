@@ -11,6 +11,7 @@ export const BACKUP_SCRIPTS = {
     backup: "backup.sh",
     drill: "restore-drill.sh",
     status: "backup-status.sh",
+    pitr: "pitr.sh",
 } as const;
 
 export interface UnitFile {
@@ -23,10 +24,14 @@ interface JobSpec {
     unit: string;
     description: string;
     script: string;
+    /** Arguments after the script. */
+    args?: string[];
     timeoutStart: string;
     /** Low CPU and I/O priority for long jobs that compete with the app. */
     background: boolean;
     onCalendar: string;
+    /** Also start the service whenever a file matching this glob exists (a .path unit). */
+    pathGlob?: string;
     randomizedDelay?: string;
     persistent: boolean;
 }
@@ -44,7 +49,7 @@ function serviceUnit(job: JobSpec, project: string): string {
         "Type=oneshot",
         // No EnvironmentFile=: the scripts read the file themselves and hand the bucket
         // credentials to rclone only, not to every process they start.
-        `ExecStart=${BACKUP_LIB_DIR}/${job.script}`,
+        `ExecStart=${[`${BACKUP_LIB_DIR}/${job.script}`, ...(job.args ?? [])].join(" ")}`,
         `TimeoutStartSec=${job.timeoutStart}`,
         "NoNewPrivileges=true",
         "UMask=0077",
@@ -74,10 +79,39 @@ export interface BackupTimersInput {
     schedule: string;
     /** backups.drill.schedule, or undefined when there is no database to drill. */
     drillSchedule?: string;
+    /** backups.pointInTime: the WAL spool the pusher empties. */
+    pitr?: { spoolDir: string };
 }
 
-/** Unit names of the three timers, in a fixed order. */
-export const BACKUP_TIMERS = ["onebox-backup.timer", "onebox-restore-drill.timer", "onebox-backup-status.timer"] as const;
+/** Unit names of the timers (and the WAL pusher's path unit), in a fixed order. */
+export const BACKUP_TIMERS = [
+    "onebox-backup.timer",
+    "onebox-restore-drill.timer",
+    "onebox-backup-status.timer",
+    "onebox-pitr-backup.timer",
+    "onebox-pitr-push.timer",
+    "onebox-pitr-push.path",
+] as const;
+
+/**
+ * A .path unit: starts the service as soon as a finished WAL segment lies in the spool,
+ * and again after each run while one still does (systemd re-checks the glob), so a
+ * segment waits seconds, not a timer period, before it leaves the host.
+ */
+function pathUnit(job: JobSpec, project: string, glob: string): string {
+    return [
+        "[Unit]",
+        `Description=Trigger: ${job.description} (${project})`,
+        "",
+        "[Path]",
+        `PathExistsGlob=${glob}`,
+        `Unit=${job.unit}.service`,
+        "",
+        "[Install]",
+        "WantedBy=paths.target",
+        "",
+    ].join("\n");
+}
 
 /** The backup, drill and status services and timers. */
 export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
@@ -105,6 +139,33 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
             persistent: true,
         });
     }
+    if (input.pitr) {
+        jobs.push(
+            {
+                unit: "onebox-pitr-backup",
+                description: "onebox point-in-time recovery: pgBackRest base backup (full on Sundays)",
+                script: BACKUP_SCRIPTS.pitr,
+                args: ["backup"],
+                timeoutStart: "6h",
+                background: true,
+                onCalendar: cronToOnCalendar(input.schedule),
+                randomizedDelay: "10min",
+                persistent: true,
+            },
+            {
+                unit: "onebox-pitr-push",
+                description: "onebox point-in-time recovery: push archived WAL to object storage",
+                script: BACKUP_SCRIPTS.pitr,
+                args: ["push"],
+                timeoutStart: "1h",
+                background: false,
+                // The path unit is the trigger; the timer retries a push that failed (network).
+                onCalendar: "*:*:00",
+                pathGlob: `${input.pitr.spoolDir}/0*`,
+                persistent: false,
+            },
+        );
+    }
     jobs.push({
         unit: "onebox-backup-status",
         description: "onebox backup status: refresh the status file and stale marker",
@@ -117,5 +178,6 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
     return jobs.flatMap((job) => [
         { name: `${job.unit}.service`, content: serviceUnit(job, input.project) },
         { name: `${job.unit}.timer`, content: timerUnit(job, input.project) },
+        ...(job.pathGlob ? [{ name: `${job.unit}.path`, content: pathUnit(job, input.project, job.pathGlob) }] : []),
     ]);
 }

@@ -734,6 +734,20 @@ write_status() {
     fi
   fi
 
+  # Point-in-time recovery (PITR_SPOOL_DIR set): a WAL segment that has waited in the
+  # spool longer than PITR_MAX_LAG_SECONDS means archiving to the bucket is failing, and
+  # every commit since is at risk (B5).
+  local lag_limit="${PITR_MAX_LAG_SECONDS:-300}" oldest=""
+  [[ "${lag_limit}" =~ ^[0-9]+$ ]] || lag_limit=300
+  if [[ "${status}" == "ok" && -n "${PITR_SPOOL_DIR:-}" && -d "${PITR_SPOOL_DIR:-}" ]]; then
+    oldest="$(find "${PITR_SPOOL_DIR}" -maxdepth 1 -type f -name '[0-9A-F]*' -printf '%T@\n' 2>/dev/null | sort -n | head -n 1)"
+    oldest="${oldest%.*}"
+    if [[ "${oldest}" =~ ^[0-9]+$ ]] && ((now - oldest > lag_limit)); then
+      status="failed"
+      reason="WAL archiving is behind: a segment has waited more than ${lag_limit} seconds to reach the bucket (point-in-time recovery)"
+    fi
+  fi
+
   if [[ -f "${drill_file}" ]]; then
     drill="$(head -c 4096 "${drill_file}")"
     if [[ ! "${drill}" =~ ^\{[^$'\n']*\}$ ]]; then

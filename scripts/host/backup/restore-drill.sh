@@ -11,9 +11,12 @@
 #    the socket only, so this waits for the final server);
 #  - pg_restore --list, then pg_restore --exit-on-error into a fresh database;
 #  - sanity: at least one user table; every DRILL_TABLES table has rows;
+#  - with point-in-time recovery (PITR_ENABLED=true), `pitr.sh drill`: a marker row
+#    written just before a noted time must be in the database recovered to that
+#    time, and one written just after it must not;
 #  - result JSON in BACKUP_STATE_DIR/drill.json:
 #      {"time","key","ok","skipped","userTables","tablesChecked":[{"table","rows"}],
-#       "durationSeconds","error"}
+#       "durationSeconds","error","pointInTime":{"ok","target","durationSeconds","error"}|null}
 #    then the status file is refreshed. Failure: non-zero exit, ok=false, alert.
 #
 # Without a database (BACKUP_DB_CONTAINER empty) the drill records
@@ -42,15 +45,16 @@ DRILL_KEY=""
 DRILL_STARTED=""
 DRILL_USER_TABLES="null"
 DRILL_CHECKED=""
+DRILL_PITR="null"
 DRILL_RECORDED=false
 
 # usage: write_drill_json OK SKIPPED ERROR   (OK: true|false|null)
 write_drill_json() {
   local ok="$1" skipped="$2" error="$3" duration=0
   [[ -z "${DRILL_STARTED}" ]] || duration=$(($(now_epoch) - DRILL_STARTED))
-  printf '{"time":"%s","key":%s,"ok":%s,"skipped":%s,"userTables":%s,"tablesChecked":[%s],"durationSeconds":%d,"error":%s}\n' \
+  printf '{"time":"%s","key":%s,"ok":%s,"skipped":%s,"userTables":%s,"tablesChecked":[%s],"durationSeconds":%d,"error":%s,"pointInTime":%s}\n' \
     "$(now_iso)" "$(json_str_or_null "${DRILL_KEY}")" "${ok}" "$(json_str_or_null "${skipped}")" \
-    "${DRILL_USER_TABLES}" "${DRILL_CHECKED}" "${duration}" "$(json_str_or_null "${error}")" |
+    "${DRILL_USER_TABLES}" "${DRILL_CHECKED}" "${duration}" "$(json_str_or_null "${error}")" "${DRILL_PITR}" |
     atomic_write "${BACKUP_STATE_DIR}/drill.json" 0644
   DRILL_RECORDED=true
 }
@@ -230,8 +234,22 @@ main() {
     return 1
   fi
 
-  STEP="record"
   remove_container
+  if [[ "${PITR_ENABLED:-false}" == "true" ]]; then
+    STEP="point-in-time"
+    local pitr_out pitr_rc=0
+    pitr_out="$("${SCRIPT_DIR}/pitr.sh" drill)" || pitr_rc=$?
+    pitr_out="$(tail -n 1 <<<"${pitr_out}")"
+    if [[ "${pitr_out}" =~ ^\{[^$'\n']*\}$ ]]; then
+      DRILL_PITR="${pitr_out}"
+    fi
+    if ((pitr_rc != 0)); then
+      write_drill_json false "" "the point-in-time recovery drill failed"
+      return 1
+    fi
+  fi
+
+  STEP="record"
   write_drill_json true "" ""
   write_status
   log "restore drill passed in $(($(now_epoch) - DRILL_STARTED))s (${DRILL_KEY})"

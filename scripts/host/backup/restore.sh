@@ -2,13 +2,18 @@
 # restore.sh - download a database dump from the backup bucket, verify it and
 # restore it into a scratch database or into the live database.
 #
-# usage: restore.sh [--key OBJECT_KEY|latest | --file PATH] [--into-scratch DBNAME | --into-live] [--yes]
+# usage: restore.sh [--key OBJECT_KEY|latest | --file PATH | --to-time TIME] [--into-scratch DBNAME | --into-live] [--yes]
 #
 #   --key KEY            object to restore: "latest" (default: the newest dump
 #                        under <prefix>/daily/), a key relative to the prefix
 #                        ("weekly/app-20240602T030000Z.dump") or a full key
 #   --file PATH          restore a dump file on this host instead, e.g. a local
 #                        copy in BACKUP_LOCAL_DIR (backups.local); no download
+#   --to-time TIME       point-in-time recovery (backups.pointInTime): the
+#                        database as it was at TIME (ISO 8601 with its zone,
+#                        e.g. 2026-11-29T14:05:03Z), recovered by pitr.sh from
+#                        the base backup before TIME and the archived WAL in a
+#                        throwaway server, then restored as a dump would be
 #   --into-scratch NAME  create database NAME in the running container
 #                        (BACKUP_DB_CONTAINER) and restore into it. NAME may not
 #                        be the live database; an existing NAME is dropped and
@@ -39,7 +44,7 @@ source "${SCRIPT_DIR}/lib.sh"
 ONEBOX_LOG_TAG="onebox-restore"
 
 usage() {
-  sed -n '5,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '5,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 on_exit() {
@@ -82,7 +87,7 @@ decrypt_with_stdin_identity() {
 }
 
 main() {
-  local key="latest" mode="verify" scratch="" yes=false file=""
+  local key="latest" mode="verify" scratch="" yes=false file="" to_time=""
   while (($# > 0)); do
     case "$1" in
       --key)
@@ -91,6 +96,9 @@ main() {
       --file)
         (($# >= 2)) || die "--file needs a path"
         file="$2"; shift 2 ;;
+      --to-time)
+        (($# >= 2)) || die "--to-time needs a time (e.g. 2026-11-29T14:05:03Z)"
+        to_time="$2"; shift 2 ;;
       --into-scratch)
         (($# >= 2)) || die "--into-scratch needs a database name"
         [[ "${mode}" == "verify" ]] || die "choose one of --into-scratch and --into-live"
@@ -128,7 +136,13 @@ main() {
 
   local started resolved name downloaded dump target tables
   started="$(now_epoch)"
-  if [[ -n "${file}" ]]; then
+  if [[ -n "${to_time}" ]]; then
+    [[ -z "${file}" && "${key}" == "latest" ]] || die "choose one of --key, --file and --to-time"
+    mkdir -p "${ONEBOX_TMP}/recovered"
+    resolved="${ONEBOX_TMP}/recovered/${BACKUP_DB_NAME}-pitr.dump"
+    log "recovering ${BACKUP_DB_NAME} as of ${to_time} (point in time)"
+    "${SCRIPT_DIR}/pitr.sh" recover-dump --to-time "${to_time}" --out "${resolved}"
+  elif [[ -n "${file}" ]]; then
     [[ "${file}" == /* && -f "${file}" && ! -L "${file}" ]] || die "--file ${file} is not a regular file (give an absolute path)"
     resolved="${file}"
   else
@@ -141,7 +155,9 @@ main() {
     *) die "${resolved} is not a database dump (*.dump or *.dump.age)" ;;
   esac
   downloaded="${ONEBOX_TMP}/${name}"
-  if [[ -n "${file}" ]]; then
+  if [[ -n "${to_time}" ]]; then
+    mv -- "${resolved}" "${downloaded}"
+  elif [[ -n "${file}" ]]; then
     log "reading the local dump ${resolved}"
     cp -- "${resolved}" "${downloaded}"
   else

@@ -157,6 +157,8 @@ export class S3InServer {
         private readonly server: TestServer,
         readonly bucket: string,
         readonly port = 4568,
+        /** Serve HTTPS with this certificate and key (files on this machine): pgBackRest speaks S3 over TLS only. */
+        private readonly tls?: { cert: string; key: string },
     ) {
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-s3-"));
     }
@@ -174,12 +176,13 @@ export class S3InServer {
         this.stop();
         const env = { ...process.env };
         delete env.AWS_CA_BUNDLE;
-        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", S3InServer.binary(), "-d", this.dir, "-a", "127.0.0.1", "-p", String(this.port), "--configure-bucket", this.bucket, "--silent"], {
+        const tlsArgs = this.tls ? ["--cert", this.tls.cert, "--key", this.tls.key] : [];
+        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", S3InServer.binary(), "-d", this.dir, "-a", "127.0.0.1", "-p", String(this.port), ...tlsArgs, "--configure-bucket", this.bucket, "--silent"], {
             stdio: "ignore",
             env,
         });
         for (let i = 0; i < 60; i++) {
-            const r = await this.server.exec(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${this.port}/${this.bucket}`);
+            const r = await this.server.exec(`curl -sk -o /dev/null -w '%{http_code}' ${this.tls ? "https" : "http"}://127.0.0.1:${this.port}/${this.bucket}`);
             if (r.code === 0 && /^[2-4]\d\d$/.test(r.stdout.trim())) {
                 return;
             }
@@ -387,6 +390,8 @@ export interface E2eOptions {
     apiSecretsAsEnv?: string[];
     /** database.version and database.image (default 17, onebox-test/postgres:17). */
     database?: { version: number; image: string };
+    /** backups.pointInTime (needs an image with pgbackrest: onebox-test/postgres-pitr:17). */
+    pointInTime?: boolean;
 }
 
 /**
@@ -460,6 +465,7 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
             // Docker's private bridge, without a certificate: the documented private-relay opt-in.
             ...(opts.alertUrl ? { alertUrl: opts.alertUrl, allowPlainHttpHooks: true } : {}),
             schedule: SUITE_BACKUP_SCHEDULE,
+            ...(opts.pointInTime ? { pointInTime: true } : {}),
             drill: { tables: ["items"], schedule: SUITE_DRILL_SCHEDULE },
         },
         deploy: { imageSource: "upload", keepReleases: 3, healthTimeoutSeconds: 90 },
@@ -478,7 +484,7 @@ export function e2eConfig(raw: Record<string, unknown>): StackConfig {
 }
 
 /** The step list for the test server, backups pointed at s3rver inside it. */
-export function e2eSteps(config: StackConfig, s3Port: number): Step[] {
+export function e2eSteps(config: StackConfig, s3Port: number, backup?: { endpoint: string; caFile?: string }): Step[] {
     return buildSteps(config, {
         dataPath: "/mnt/data",
         dataDevice: "/dev/sdb",
@@ -486,7 +492,7 @@ export function e2eSteps(config: StackConfig, s3Port: number): Step[] {
         sshPort: 22,
         scripts: loadHostScripts(),
         dockerAptSource: "auto",
-        backup: { endpoint: `http://127.0.0.1:${s3Port}` },
+        backup: backup ?? { endpoint: `http://127.0.0.1:${s3Port}` },
     });
 }
 

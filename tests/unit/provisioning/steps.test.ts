@@ -490,7 +490,18 @@ describe("backup", () => {
             ["/etc/systemd/system/onebox-backup-status.service", "0644"],
             ["/etc/systemd/system/onebox-backup-status.timer", "0644"],
         ]);
-        assert.equal(s.run, "systemctl daemon-reload\nsystemctl enable --now onebox-backup.timer onebox-restore-drill.timer onebox-backup-status.timer");
+        assert.equal(
+            s.run,
+            [
+                "systemctl daemon-reload",
+                // Point-in-time recovery is off: its units stop and its settings (with the key) go.
+                "systemctl disable --now onebox-pitr-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-pitr-push.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-pitr-push.path 2>/dev/null || true",
+                "rm -f /etc/onebox/pgbackrest.conf",
+                "systemctl enable --now onebox-backup.timer onebox-restore-drill.timer onebox-backup-status.timer",
+            ].join("\n"),
+        );
     });
 
     test("backups off: the step only stops timers left from before (exact)", () => {
@@ -503,6 +514,10 @@ describe("backup", () => {
                 "systemctl disable --now onebox-backup.timer 2>/dev/null || true",
                 "systemctl disable --now onebox-restore-drill.timer 2>/dev/null || true",
                 "systemctl disable --now onebox-backup-status.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-pitr-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-pitr-push.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-pitr-push.path 2>/dev/null || true",
+                "rm -f /etc/onebox/pgbackrest.conf",
             ].join("\n"),
         );
     });
