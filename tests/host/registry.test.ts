@@ -99,10 +99,11 @@ function steps(registries: { server: string; username: string; passwordSecret: s
         proxy: { image: PROXY_IMAGE },
         services: { web: { image: WEB_IMAGE, port: 3000, health: { path: "/health", intervalSeconds: 2, startPeriodSeconds: 5 }, memoryMb: 96 } },
         routes: [{ host: "app.example.test", service: "web" }],
+        database: { enabled: false },
         deploy: { imageSource: "registry", keepReleases: 2, healthTimeoutSeconds: 90, registries },
         sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nharness\n-----END OPENSSH PRIVATE KEY-----\n",
         // The value here only satisfies validation; the steps get the one passed to runSteps.
-        secrets: { REGISTRY_PASSWORD: "validation-only-placeholder" },
+        secrets: { REGISTRY_PASSWORD: "harness-supplied-pw-5Vt8Kc" },
     });
     return buildSteps(config, { dataPath: "/mnt/data", dataDevice: "/dev/sdb", sshUser: DEPLOY_USER, sshPort: 22, scripts: loadHostScripts(), dockerAptSource: "auto" });
 }
