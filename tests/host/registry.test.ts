@@ -249,6 +249,8 @@ test("with the right password the host pulls the private images and runs the sta
     const digests = await root(`docker image inspect -f '{{join .RepoDigests " "}}' ${WEB_IMAGE} ${PROXY_IMAGE}`);
     assert.match(digests, new RegExp(`${REGISTRY.replace(/\./g, "\\.")}/onebox/web@sha256:[0-9a-f]{64}`));
     assert.match(digests, new RegExp(`${REGISTRY.replace(/\./g, "\\.")}/onebox/caddy@sha256:[0-9a-f]{64}`));
+    // The same filter the wrong-password test found empty now lists both images.
+    assert.equal((await root(`docker image ls -q --filter reference='${REGISTRY}/*/*' | sort -u | wc -l`)).trim(), "2");
     const running = await root("docker ps --filter label=com.docker.compose.project=reg-test --format '{{.Image}}' | sort");
     assert.deepEqual(running.trim().split("\n"), [PROXY_IMAGE, WEB_IMAGE].sort());
     const page = await httpsRequest("app.example.test", PORTS.https, "/");
