@@ -128,6 +128,8 @@ main() {
   run bash tests/host/fixture/stack-images.sh
   # The stack's own Caddy build (proxy/caddy) for the proxy tests; the binary is cached by source hash.
   run bash tests/host/fixture/caddy-image.sh
+  # Debian's registry server (basic auth over TLS) for the private-registry test.
+  run bash tests/host/fixture/registry-image.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh
   # One real-host suite at a time per machine: it uses fixed ports and container names.

@@ -163,6 +163,22 @@ check_env_files() {
   done
 }
 
+# The registries the active release's images come from (Docker Hub for a name without
+# a registry host), space-separated: a refused pull names them, as the engine's own
+# "unauthorized" does not.
+image_registries() {
+  local ref first
+  sed -n "s/^[[:space:]]*image:[[:space:]]*[\"']\{0,1\}\([^\"' ]*\).*\$/\1/p" "${ACTIVE_DIR}/compose.yaml" 2>/dev/null \
+    | while IFS= read -r ref; do
+      first="${ref%%/*}"
+      if [[ "${ref}" == */* && ("${first}" == *.* || "${first}" == *:* || "${first}" == localhost) ]]; then
+        printf '%s\n' "${first}"
+      else
+        printf 'docker.io\n'
+      fi
+    done | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+
 # Pulls with the stack's own registry logins (REGISTRY_CONFIG, a DOCKER_CONFIG directory
 # the secrets step writes, root-only) when it has any; the error names the registry.
 pull_images() {
@@ -185,7 +201,7 @@ pull_images() {
       sleep "${PULL_RETRY_DELAY}"
     fi
   done
-  FAILURE="could not pull the images after ${PULL_ATTEMPTS} attempts: $(tail -n 3 "${WORK}/pull.log")"
+  FAILURE="could not pull the images from $(image_registries) after ${PULL_ATTEMPTS} attempts: $(tail -n 3 "${WORK}/pull.log")"
   return 1
 }
 

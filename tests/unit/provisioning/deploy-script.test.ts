@@ -32,6 +32,7 @@ if [[ "$1" == compose ]]; then
   done
   sub="$1"; shift
   case "\${sub}" in
+    pull) if [[ -e "\${dir}/FAIL_PULL" ]]; then echo "Error response from daemon: unauthorized: authentication required" >&2; exit 1; fi ;;
     up) if [[ -e "\${dir}/FAIL_UP" && " $* " == *" --remove-orphans "* ]]; then echo "container app-api-1 is unhealthy" >&2; exit 1; fi ;;
     exec)
       input="$(cat; printf x)"; input="\${input%x}"
@@ -529,6 +530,22 @@ describe("deploy.sh: private registry logins", () => {
         assert.equal(r.status, 1);
         assert.ok(r.stderr.includes(`registry logins ${registry}/config.json are missing`), r.stderr);
         assert.ok(!r.calls.some((c) => c.includes(" pull ")), "nothing pulled");
+    });
+
+    test("a refused pull names the registries of the release's images (the engine's 'unauthorized' names none)", () => {
+        const s = site();
+        const dir = release(s, "r1", { webImage: "registry.example.com:5000/acme/web:2" });
+        fs.writeFileSync(path.join(dir, "FAIL_PULL"), "");
+        const r = deploy(s, dir);
+        assert.equal(r.status, 1);
+        const m = /could not pull the images from (.+?) after 3 attempts: .*unauthorized/.exec(r.stderr);
+        assert.ok(m, r.stderr);
+        const named = m[1].split(" ");
+        assert.ok(named.includes("registry.example.com:5000"), m[1]);
+        // The social stack's other images name no registry host: Docker Hub.
+        assert.ok(named.includes("docker.io"), m[1]);
+        assert.equal(new Set(named).size, named.length, m[1]);
+        assert.ok(!r.calls.some((c) => / up /.test(c)), "nothing started");
     });
 
     test("without registries nothing sets DOCKER_CONFIG", () => {
