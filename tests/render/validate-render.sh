@@ -3,13 +3,17 @@
 #   - the two renders are byte-identical (deterministic output);
 #   - the compose file passes `docker compose config -q` (compose v2) and the
 #     Caddyfile passes `caddy validate`, inside the Debian 13 tools image
-#     (tests/host/fixture/images/tools; no daemon needed by either validator);
+#     (tests/host/fixture/images/tools; no daemon needed by either validator),
+#     with the stack's own Caddy build (proxy/caddy, from the current-Caddy test
+#     image) in place of Debian's older one: the render uses options (trusted
+#     proxies, rate limits) that only it knows;
 #   - every rendered step script passes ShellCheck.
 # Prints one line per check; exits non-zero on the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TOOLS_IMAGE="${ONEBOX_TOOLS_IMAGE:-onebox-test/tools:latest}"
+CADDY_IMAGE="${ONEBOX_CADDY_IMAGE:-onebox-test/caddy:current}"
 # Stands in for Cloudflare's published ranges (stacks with origin lockdown need them to render).
 CLOUDFLARE_IPS="${ROOT}/tests/fixtures/cloudflare-ips.json"
 WORK=""
@@ -35,16 +39,24 @@ check_stack() {
   shellcheck -s bash "${a}"/*.stdin.sh
   log "ok   ${name}: rendered step scripts pass ShellCheck"
 
-  docker run --rm --network none -v "${a}:/work:ro" -e COMPOSE=/usr/libexec/docker/cli-plugins/docker-compose \
-    "${TOOLS_IMAGE}" bash /work/validate.sh
+  docker run --rm --network none -v "${a}:/work:ro" -v "${work}/caddy:/usr/local/bin/caddy:ro" \
+    -e COMPOSE=/usr/libexec/docker/cli-plugins/docker-compose "${TOOLS_IMAGE}" bash /work/validate.sh
   log "ok   ${name}: compose config and caddy validate accept the output"
 }
 
 main() {
   command -v shellcheck >/dev/null 2>&1 || { log "shellcheck is missing"; exit 1; }
   docker image inspect "${TOOLS_IMAGE}" >/dev/null 2>&1 || { log "${TOOLS_IMAGE} is missing: run tests/host/fixture/stack-images.sh"; exit 1; }
+  docker image inspect "${CADDY_IMAGE}" >/dev/null 2>&1 || { log "${CADDY_IMAGE} is missing: run tests/host/fixture/caddy-image.sh"; exit 1; }
   WORK="$(mktemp -d)"
   trap 'rm -rf -- "${WORK}"' EXIT
+  # The stack's Caddy build (a static binary), first on the tools image's PATH.
+  local cid
+  cid="$(docker create "${CADDY_IMAGE}")"
+  docker cp "${cid}:/usr/bin/caddy" "${WORK}/caddy" >/dev/null
+  docker rm "${cid}" >/dev/null
+  docker run --rm --network none -v "${WORK}/caddy:/usr/local/bin/caddy:ro" --entrypoint caddy "${TOOLS_IMAGE}" list-modules \
+    | grep -qx 'http.handlers.onebox_rate_limit' || { log "${CADDY_IMAGE}'s caddy lacks the onebox rate-limit module"; exit 1; }
   local stack count=0
   for stack in "${ROOT}"/Pulumi.*.yaml; do
     check_stack "$(basename "${stack}")" "${WORK}"
