@@ -88,6 +88,11 @@ async function main(): Promise<void> {
         if (r.code !== 0) throw new Error(`server: ${body.slice(0, 200)} exited ${r.code}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
         return r.stdout;
     };
+    /** Starts a oneshot unit and waits for it; on failure the error carries the unit's journal. */
+    const unit = async (name: string): Promise<void> => {
+        const r = await server.script(`systemctl start ${name}`, LONG);
+        if (r.code !== 0) throw new Error(`${name} failed:\n${(await server.script(`journalctl -u ${name} --no-pager -n 40`)).stdout}`);
+    };
     const psql = async (sql: string, db = "shop", timeoutMs = 600_000): Promise<string> =>
         (await root(`docker exec -i ${PG} psql -X -q -U shop -d ${db} -tA -v ON_ERROR_STOP=1 <<'SQL'\n${sql}\nSQL`, timeoutMs)).trim();
     /** Closes the current WAL segment and waits until it is in the bucket (so is every one before it). */
@@ -100,7 +105,12 @@ async function main(): Promise<void> {
         server.stop();
         server.start("12G");
         await server.firstBoot("/dev/sdb", "/mnt/data");
-        await root(`cat > ${CA_ON_SERVER} <<'PEM'\n${fs.readFileSync(tls.cert, "utf8")}PEM\nchmod 0644 ${CA_ON_SERVER}`);
+        // pgBackRest is given the local S3's CA (PITR_CA_FILE); the nightly upload (rclone)
+        // uses the system's trust store, as it would for a real endpoint's public certificate.
+        await root(
+            `cat > ${CA_ON_SERVER} <<'PEM'\n${fs.readFileSync(tls.cert, "utf8")}PEM\nchmod 0644 ${CA_ON_SERVER}\n` +
+                `mkdir -p /usr/local/share/ca-certificates && cp ${CA_ON_SERVER} /usr/local/share/ca-certificates/onebox-test-s3.crt && update-ca-certificates >/dev/null`,
+        );
         await s3.start();
         const state: TriggerState = {};
         const steps = e2eSteps(e2eConfig(e2eRawConfig(PORTS, keys.hostPub, OPTS)), S3_PORT, { endpoint: `https://127.0.0.1:${S3_PORT}`, caFile: CA_ON_SERVER });
@@ -138,7 +148,7 @@ async function main(): Promise<void> {
         record("  WAL in the bucket", mib(s3.objects(`${PREFIX}/archive/`).reduce((n, o) => n + o.size, 0)));
 
         // The nightly backup and a restore of it.
-        const [, backupMs] = await timed(() => root("systemctl start onebox-backup.service", LONG));
+        const [, backupMs] = await timed(() => unit("onebox-backup.service"));
         const key = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1];
         const dump = s3.objects(key).find((o) => o.key === key);
         if (!dump) throw new Error(`the backup's object ${key} is not in the bucket`);
@@ -151,7 +161,7 @@ async function main(): Promise<void> {
         await root(`docker exec ${PG} dropdb -U shop bench_restore`);
 
         // Point-in-time: a full base backup, rows on both sides of a noted time, recovery to it.
-        const [, baseMs] = await timed(() => root("systemctl start onebox-pitr-backup.service", LONG));
+        const [, baseMs] = await timed(() => unit("onebox-pitr-backup.service"));
         const base = s3.objects(`${PREFIX}/backup/onebox/`).filter((o) => /\/\d{8}-\d{6}F\//.test(o.key));
         if (base.length === 0) throw new Error("no full base backup in the bucket");
         record("base backup, full (pgBackRest, unit)", seconds(baseMs));
