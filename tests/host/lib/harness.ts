@@ -74,11 +74,14 @@ export class TestServer {
         this.deploy = { ...base, user: DEPLOY_USER };
     }
 
-    /** Starts (or restarts) the fixture container; the data disk is a real block device. */
-    start(): void {
+    /**
+     * Starts (or restarts) the fixture container; the data disk is a real block device
+     * (a sparse file: `dataDiskSize` is its ceiling, not space taken up front).
+     */
+    start(dataDiskSize = "2G"): void {
         sh("bash", [path.join(FIXTURE, "start-server.sh"), this.name, String(this.ports.ssh), `${this.keys.deployKey}.pub`, this.keys.hostKey,
             "-p", `127.0.0.1:${this.ports.http}:80`, "-p", `127.0.0.1:${this.ports.https}:443`], {
-            env: { ...process.env, ONEBOX_DATA_DISK: "block", ONEBOX_DATA_DISK_SIZE: "2G", ONEBOX_BOOT_TIMEOUT: "90" },
+            env: { ...process.env, ONEBOX_DATA_DISK: "block", ONEBOX_DATA_DISK_SIZE: dataDiskSize, ONEBOX_BOOT_TIMEOUT: "90" },
         });
     }
 
