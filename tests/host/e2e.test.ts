@@ -625,6 +625,39 @@ test("H11: secretsAsEnv opts one secret into the API's environment (and only the
     }
 });
 
+test("databaseEnv: an async SQLAlchemy app's contract (postgresql+asyncpg URL, password as a variable) connects unchanged; back to the file without it", { timeout: 400_000 }, async () => {
+    // The test API reads DATABASE_HOST/PORT/NAME/USER and, without a password file, DATABASE_PASSWORD:
+    // with this contract it can only write through the password the variable carries.
+    const contract = { scheme: "postgresql+asyncpg", passwordFile: null, password: "DATABASE_PASSWORD" };
+    assert.deepEqual((await up({ ...options, apiDatabaseEnv: contract })).ran, ["secrets", "deploy"]);
+    try {
+        const api = (await inspectStack()).find((c) => c.service === "api");
+        const env = (api?.json.Config as { Env: string[] }).Env;
+        assert.ok(env.includes(`DATABASE_PASSWORD=${secrets.POSTGRES_PASSWORD}`), "the opted-in password variable");
+        assert.ok(!env.some((e) => e.startsWith("DATABASE_PASSWORD_FILE=")), "no password file variable");
+        const url = env.find((e) => e.startsWith("DATABASE_URL="))?.slice("DATABASE_URL=".length) ?? "";
+        assert.match(url, /^postgresql\+asyncpg:\/\/shop@[a-z0-9-]+:5432\/shop$/, "the driver's scheme, no password in the URL");
+        assert.equal((await tryRoot(`docker exec ${API} test -e /run/secrets/database-password`)).code, 1, "no password file mounted");
+        const name = `dbenv-${Date.now()}`;
+        const post = await httpsRequest("api.example.test", PORTS.https, "/api/items", { method: "POST", body: JSON.stringify({ name }) });
+        assert.equal(post.status, 201, post.body);
+        written.push(name);
+        // The URL itself (driver stripped, as SQLAlchemy hands it to its driver) with the variable's password reaches the database.
+        const probe = [
+            "import os, urllib.parse, psycopg2",
+            "u = urllib.parse.urlsplit(os.environ['DATABASE_URL'])",
+            "c = psycopg2.connect(host=u.hostname, port=u.port, dbname=u.path[1:], user=u.username, password=os.environ['DATABASE_PASSWORD'])",
+            "cur = c.cursor(); cur.execute('SELECT current_user, current_database()'); print(*cur.fetchone())",
+        ].join("; ");
+        assert.equal((await root(`docker exec ${API} python3 -c ${JSON.stringify(probe)}`)).trim(), "shop shop");
+    } finally {
+        assert.deepEqual((await up(options)).ran, ["secrets", "deploy"]);
+    }
+    const env = ((await inspectStack()).find((c) => c.service === "api")?.json.Config as { Env: string[] }).Env;
+    assert.ok(!env.some((e) => e.includes(secrets.POSTGRES_PASSWORD)), "the password is a file again");
+    assert.ok(env.some((e) => e.startsWith("DATABASE_PASSWORD_FILE=")));
+});
+
 test("H12: every container has a read-only root filesystem (writes only to its tmpfs and volumes) and a pids limit", { timeout: 180_000 }, async () => {
     const stack = await inspectStack();
     for (const c of stack) {

@@ -391,6 +391,8 @@ export interface E2eOptions {
     webEnv?: Record<string, string>;
     /** services.api.secretsAsEnv: secrets the API opts into as environment variables (H11). */
     apiSecretsAsEnv?: string[];
+    /** services.api.databaseEnv: the database variables as the API's code names them. */
+    apiDatabaseEnv?: Record<string, unknown>;
     /** database.version and database.image (default 17, onebox-test/postgres:17). */
     database?: { version: number; image: string };
     /** backups.pointInTime (needs an image with pgbackrest: onebox-test/postgres-pitr:17). */
@@ -437,6 +439,7 @@ export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOpti
                 database: true,
                 secrets: ["APP_SECRET"],
                 ...(opts.apiSecretsAsEnv ? { secretsAsEnv: opts.apiSecretsAsEnv } : {}),
+                ...(opts.apiDatabaseEnv ? { databaseEnv: opts.apiDatabaseEnv } : {}),
                 volumes: [{ name: "uploads", mountPath: "/data/uploads" }],
                 memoryMb: 128,
             },
