@@ -40,7 +40,9 @@ const host = createHost("server", config, {}, {
 });
 
 const dns =
-    config.dns?.provider === "cloudflare"
+    // No record for a hostname the stack does not serve: a database-only stack without
+    // dns.extraHostnames creates none.
+    config.dns?.provider === "cloudflare" && plan.dnsHostnames.length > 0
         ? new CloudflareDns("dns", {
               zone: config.dns.zone,
               zoneId: config.dns.zoneId,

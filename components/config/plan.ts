@@ -65,6 +65,21 @@ export interface Plan {
     readonly behindCloudflare: boolean;
     /** Every routed hostname plus `dns.extraHostnames`, each once, in first-seen order. */
     readonly dnsHostnames: readonly string[];
+    /**
+     * The stack's own Caddy runs: `proxy.kind` caddy with at least one route. A stack
+     * without routes (a database-only server) runs no proxy container.
+     */
+    readonly proxyRuns: boolean;
+    /**
+     * 80/443 are open in the cloud firewall and ufw: the stack's own Caddy runs, or an
+     * existing Traefik on the host serves the web (`proxy.kind` traefik-external).
+     */
+    readonly webPortsOpen: boolean;
+    /**
+     * `proxy.kind` traefik-external: a small Caddy serves {@link BACKUP_STATUS_PATH}
+     * behind Traefik (backups on, and a route's host to serve it on).
+     */
+    readonly statusServerRuns: boolean;
 }
 
 const plans = new WeakMap<object, Plan>();
@@ -97,6 +112,9 @@ function resolvePlan(config: PlanSource): Plan {
         backupStatusHost: backupStatusHost(config),
         backupPrefix: backupPrefix(config),
         dnsHostnames: dnsHostnames("dns" in config ? config : { routes: config.routes }),
+        proxyRuns: proxyRuns(config),
+        webPortsOpen: webPortsOpen(config),
+        statusServerRuns: config.proxy.kind === "traefik-external" && Boolean(config.backups?.enabled) && backupStatusHost(config) !== undefined,
     };
 }
 
@@ -108,6 +126,16 @@ function resolvePlan(config: PlanSource): Plan {
 /** Whether PostgreSQL is published to listed networks. */
 export function databasePublished(config: { database: { enabled: boolean; allowedCidrs: readonly string[] } }): boolean {
     return config.database.enabled && config.database.allowedCidrs.length > 0;
+}
+
+/** See {@link Plan.proxyRuns}. */
+export function proxyRuns(config: Pick<StackConfig, "proxy" | "routes">): boolean {
+    return config.proxy.kind === "caddy" && config.routes.length > 0;
+}
+
+/** See {@link Plan.webPortsOpen}. */
+export function webPortsOpen(config: Pick<StackConfig, "proxy" | "routes">): boolean {
+    return config.proxy.kind === "traefik-external" || config.routes.length > 0;
 }
 
 /** See {@link Plan.backupStatusHost}. */

@@ -927,7 +927,11 @@ const appSchema = z.strictObject({
 const workloadShape = {
     tls: tlsSchema.prefault({}),
     proxy: proxySchema.prefault({}),
-    services: z.record(slug, serviceSchema).refine((s) => Object.keys(s).length > 0, { message: "define at least one service" }),
+    /**
+     * The app's services by name. May be empty only with `database.enabled`: a
+     * database-only server (no route, so no proxy and no 80/443). @default {}
+     */
+    services: z.record(slug, serviceSchema).default({}),
     routes: z.array(routeSchema).default([]),
     database: databaseSchema.prefault({}),
     redis: redisSchema.prefault({}),
@@ -1139,7 +1143,7 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     }
 
     // TLS and proxy combinations.
-    if (c.tls.mode === "acme" && c.proxy.kind === "caddy" && !c.tls.acmeEmail) {
+    if (c.tls.mode === "acme" && c.proxy.kind === "caddy" && c.routes.length > 0 && !c.tls.acmeEmail) {
         issue(["tls", "acmeEmail"], "ACME needs a contact e-mail for expiry notices; set tls.acmeEmail");
     }
     // How TLS and the origin lockdown relate to DNS is judged where the stack's DNS is known (not
@@ -1190,8 +1194,9 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
         issue(["host", "originLockdown"], "origin lockdown admits only Cloudflare; it needs host.behindCloudflare: true");
     }
     rateLimitChecks(c, issue);
+    databaseOnlyChecks(c, issue);
 
-    if (c.host.originLockdown && c.tls.mode === "acme") {
+    if (c.host.originLockdown && c.tls.mode === "acme" && c.routes.length > 0) {
         issue(["host", "originLockdown"], "ACME HTTP-01 challenges come from outside Cloudflare's ranges; use tls.mode: cloudflare-origin with origin lockdown");
     }
 
@@ -1289,6 +1294,27 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     }
 }
 
+
+/**
+ * A stack without services or routes: something must run, a server without routes
+ * serves nothing over TLS, and its backups' freshness must be seen without the
+ * proxy's /healthz/backup (B3): through the heartbeat.
+ */
+function databaseOnlyChecks(c: CheckedConfig, issue: (path: (string | number)[], message: string) => void): void {
+    if (Object.keys(c.services).length === 0 && !c.database.enabled) {
+        issue(["services"], "define at least one service, or enable the database (database.enabled: true) for a database-only server");
+    }
+    if (c.routes.length > 0) return;
+    if (c.tls.mode === "cloudflare-origin") {
+        issue(["tls", "mode"], "no route is served, so there is nothing to serve an origin certificate for; add routes or remove tls.mode");
+    }
+    if (c.backups?.enabled && !c.backups.heartbeatUrl) {
+        issue(
+            ["backups", "heartbeatUrl"],
+            "with no routes there is no proxy to serve /healthz/backup, so a stale or failing backup would go unseen; set backups.heartbeatUrl to a dead-man's-switch URL (e.g. a healthchecks.io check) that alerts when the pings stop",
+        );
+    }
+}
 
 /**
  * Whether an image is a stock Caddy image (Docker Hub's official `caddy`), which

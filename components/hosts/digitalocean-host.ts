@@ -19,6 +19,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import type { z } from "zod";
 import { digitalOceanHostSchema, type HostConfig, type OperatingSystem, type StackConfig } from "../config/schema";
 import { validateArgs } from "../config/load";
+import { planOf } from "../config/plan";
 import { renderFirstBoot } from "./first-boot";
 import { digitalOceanInboundRules, digitalOceanOutboundRules, inboundRulesOutput, outboundRules } from "./firewall-rules";
 import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostKind, type HostSettings, type SshConnection } from "./host";
@@ -65,6 +66,11 @@ export interface DigitalOceanHostArgs {
     readonly host: HostSettings<z.input<typeof digitalOceanHostSchema>>;
     /** PostgreSQL's published port for the cloud firewall. @default not published */
     readonly database?: DatabasePublication;
+    /**
+     * Open 80/443 in the cloud firewall: something on the server serves the web. False for a
+     * stack with no routes (a database-only server). @default true
+     */
+    readonly web?: boolean;
 }
 
 /** {@link DigitalOceanHostArgs} validated, defaults applied. */
@@ -72,6 +78,7 @@ interface ResolvedArgs {
     readonly app: StackConfig["app"];
     readonly host: DigitalOceanHostConfig;
     readonly database: DatabasePublication;
+    readonly web: boolean;
 }
 
 /**
@@ -101,7 +108,7 @@ export function dropletTags(app: StackConfig["app"], extra: readonly string[]): 
 
 /** How the program creates a DigitalOcean host from a stack configuration. */
 export const DIGITALOCEAN_KIND: HostKind<DigitalOceanHostConfig> = {
-    create: (name, config, opts) => new DigitalOceanHost(name, { app: config.app, host: config.host, database: config.database }, opts),
+    create: (name, config, opts) => new DigitalOceanHost(name, { app: config.app, host: config.host, database: config.database, web: planOf(config).webPortsOpen }, opts),
 };
 
 /** A droplet with everything the provisioning steps need before the first SSH connection. */
@@ -124,6 +131,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
             app: input.app,
             host: validateArgs(digitalOceanHostSchema, { ...input.host, provider: "digitalocean" }, `DigitalOceanHost "${name}"`, "host"),
             database: input.database ?? NO_DATABASE_PUBLICATION,
+            web: input.web ?? true,
         };
         super(DIGITALOCEAN_HOST_TYPE, name, {}, opts);
         const { app, host } = args;
@@ -254,7 +262,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Host {
 
     /** The cloud firewall (F1 inbound, F2 outbound), attached to the droplet. */
     private createFirewall(name: string, label: string, args: ResolvedArgs, dropletId: pulumi.Output<number>): digitalocean.Firewall {
-        const inbound = inboundRulesOutput({ host: args.host, database: args.database }, { parent: this });
+        const inbound = inboundRulesOutput({ host: args.host, database: args.database, web: args.web }, { parent: this });
         return new digitalocean.Firewall(
             `${name}-firewall`,
             {

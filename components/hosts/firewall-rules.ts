@@ -8,7 +8,9 @@
  * - SSH (22/tcp) from `host.sshAllowedCidrs` (the schema refuses 0.0.0.0/0 and
  *   ::/0 there unless `host.allowSshFromAnywhere` is set);
  * - HTTP/HTTPS (80, 443/tcp) from anywhere over IPv4 and IPv6, or only from
- *   Cloudflare's published ranges when `host.originLockdown` is on;
+ *   Cloudflare's published ranges when `host.originLockdown` is on; neither
+ *   when nothing on the server serves the web (`web: false`, a stack with no
+ *   routes: a database-only server);
  * - PostgreSQL's `database.publicPort` from `database.allowedCidrs`, only when
  *   that list is not empty (a database used by an app hosted elsewhere).
  *
@@ -53,6 +55,11 @@ export const HTTPS_PORT = 443;
 export interface FirewallConfig {
     readonly host: Pick<StackConfig["host"], "sshAllowedCidrs" | "originLockdown">;
     readonly database: DatabasePublication;
+    /**
+     * Something on the server answers on 80/443 (the stack's proxy, or an existing
+     * Traefik). False for a stack with no routes: no web port is opened. @default true
+     */
+    readonly web?: boolean;
 }
 
 /** Splits CIDRs by address family, keeping their order. */
@@ -72,22 +79,29 @@ export function splitCidrs(cidrs: readonly string[]): IpRanges {
  */
 export function inboundRules(config: FirewallConfig, cloudflare?: IpRanges): FirewallRule[] {
     const { host, database } = config;
+    const rules: FirewallRule[] = [{ protocol: "tcp", port: SSH_PORT, peers: splitCidrs(host.sshAllowedCidrs), purpose: "SSH from admin networks" }];
+    if (config.web !== false) {
+        rules.push(...webRules(host.originLockdown, cloudflare));
+    }
+    if (databasePublished({ database })) {
+        rules.push({ protocol: "tcp", port: database.publicPort, peers: splitCidrs(database.allowedCidrs), purpose: "PostgreSQL from listed networks" });
+    }
+    return rules;
+}
+
+/** HTTP and HTTPS from anywhere, or from Cloudflare only under origin lockdown. */
+function webRules(originLockdown: boolean, cloudflare: IpRanges | undefined): FirewallRule[] {
     let web: IpRanges = ANYWHERE;
-    if (host.originLockdown) {
+    if (originLockdown) {
         if (!cloudflare || (cloudflare.ipv4.length === 0 && cloudflare.ipv6.length === 0)) {
             throw new Error("host.originLockdown is on but Cloudflare's IP ranges are missing; refusing to open 80/443 to nobody or to everybody");
         }
         web = cloudflare;
     }
-    const rules: FirewallRule[] = [
-        { protocol: "tcp", port: SSH_PORT, peers: splitCidrs(host.sshAllowedCidrs), purpose: "SSH from admin networks" },
-        { protocol: "tcp", port: HTTP_PORT, peers: web, purpose: host.originLockdown ? "HTTP from Cloudflare" : "HTTP" },
-        { protocol: "tcp", port: HTTPS_PORT, peers: web, purpose: host.originLockdown ? "HTTPS from Cloudflare" : "HTTPS" },
+    return [
+        { protocol: "tcp", port: HTTP_PORT, peers: web, purpose: originLockdown ? "HTTP from Cloudflare" : "HTTP" },
+        { protocol: "tcp", port: HTTPS_PORT, peers: web, purpose: originLockdown ? "HTTPS from Cloudflare" : "HTTPS" },
     ];
-    if (databasePublished({ database })) {
-        rules.push({ protocol: "tcp", port: database.publicPort, peers: splitCidrs(database.allowedCidrs), purpose: "PostgreSQL from listed networks" });
-    }
-    return rules;
 }
 
 /**
@@ -163,5 +177,5 @@ export function cloudflareIpRanges(needed: boolean, opts?: pulumi.InvokeOutputOp
 
 /** Inbound rules as an Output, resolving Cloudflare's ranges when origin lockdown needs them. */
 export function inboundRulesOutput(config: FirewallConfig, opts?: pulumi.InvokeOutputOptions): pulumi.Output<FirewallRule[]> {
-    return cloudflareIpRanges(config.host.originLockdown, opts).apply((cf) => inboundRules(config, cf));
+    return cloudflareIpRanges(config.host.originLockdown && config.web !== false, opts).apply((cf) => inboundRules(config, cf));
 }

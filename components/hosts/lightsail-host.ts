@@ -18,6 +18,7 @@ import * as aws from "@pulumi/aws";
 import type { z } from "zod";
 import { lightsailHostSchema, type HostConfig, type OperatingSystem, type StackConfig } from "../config/schema";
 import { validateArgs } from "../config/load";
+import { planOf } from "../config/plan";
 import { renderLightsailLaunchScript } from "./first-boot";
 import { inboundRulesOutput, lightsailPortInfos } from "./firewall-rules";
 import { DATA_MOUNT_PATH, DEPLOY_USER, NO_DATABASE_PUBLICATION, type DatabasePublication, type Host, type HostKind, type HostSettings, type SshConnection } from "./host";
@@ -69,6 +70,11 @@ export interface LightsailHostArgs {
     readonly host: HostSettings<z.input<typeof lightsailHostSchema>>;
     /** PostgreSQL's published port for the instance's firewall. @default not published */
     readonly database?: DatabasePublication;
+    /**
+     * Open 80/443 in the instance's firewall: something on the server serves the web. False for a
+     * stack with no routes (a database-only server). @default true
+     */
+    readonly web?: boolean;
 }
 
 /** {@link LightsailHostArgs} validated, defaults applied. */
@@ -76,6 +82,7 @@ interface ResolvedArgs {
     readonly app: StackConfig["app"];
     readonly host: LightsailHostConfig;
     readonly database: DatabasePublication;
+    readonly web: boolean;
 }
 
 /** Lightsail tags: `onebox`, `app`, `env`. */
@@ -95,7 +102,7 @@ export function lightsailBundleProblem(bundle: string): string | undefined {
 
 /** How the program creates a Lightsail host from a stack configuration. */
 export const LIGHTSAIL_KIND: HostKind<LightsailHostConfig> = {
-    create: (name, config, opts) => new LightsailHost(name, { app: config.app, host: config.host, database: config.database }, opts),
+    create: (name, config, opts) => new LightsailHost(name, { app: config.app, host: config.host, database: config.database, web: planOf(config).webPortsOpen }, opts),
 };
 
 /** A Lightsail instance with everything the provisioning steps need before the first SSH connection. */
@@ -122,6 +129,7 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
             app: input.app,
             host: validateArgs(lightsailHostSchema, { ...input.host, provider: "lightsail" }, `LightsailHost "${name}"`, "host"),
             database: input.database ?? NO_DATABASE_PUBLICATION,
+            web: input.web ?? true,
         };
         super(LIGHTSAIL_HOST_TYPE, name, {}, opts);
         const problem = lightsailBundleProblem(args.host.bundle);
@@ -160,7 +168,7 @@ export class LightsailHost extends pulumi.ComponentResource implements Host {
             `${name}-ports`,
             {
                 instanceName: instance.name,
-                portInfos: inboundRulesOutput({ host, database: args.database }, { parent: this }).apply(lightsailPortInfos),
+                portInfos: inboundRulesOutput({ host, database: args.database, web: args.web }, { parent: this }).apply(lightsailPortInfos),
                 region,
             },
             { parent: this },

@@ -14,6 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { StackConfig } from "../config/schema";
 import { BACKUP_STATUS_PATH, planOf } from "../config/plan";
+import { BACKUP_STATUS_FILE } from "../provisioning/paths";
 import { version as PROGRAM_VERSION } from "../../package.json";
 
 /** Major version of the contract. */
@@ -70,6 +71,16 @@ const backupsSchema = z.object({
     retentionDays: z.number().int().positive(),
     weeklyRetentionWeeks: z.number().int().min(0),
     statusUrl: httpsUrl.nullable().describe("Where backup status is served (fails when the last success is too old), or null without routes."),
+    heartbeat: z
+        .boolean()
+        .optional()
+        .describe(
+            "Whether each successful backup pings backups.heartbeatUrl (a dead-man's switch: its service alerts when the pings stop). A stack without routes (statusUrl null) always has one. Absent from stacks deployed before it was added.",
+        ),
+    statusFile: z
+        .string()
+        .optional()
+        .describe("Path on the server of the status JSON that statusUrl serves (read it over SSH where statusUrl is null). Absent from stacks deployed before it was added."),
 });
 
 const databaseSchema = z
@@ -174,6 +185,8 @@ export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
         retentionDays: b.retentionDays,
         weeklyRetentionWeeks: b.weeklyRetentionWeeks,
         statusUrl: statusHost ? `https://${statusHost}${BACKUP_STATUS_PATH}` : null,
+        heartbeat: b.heartbeatUrl !== undefined,
+        statusFile: BACKUP_STATUS_FILE,
     };
 }
 

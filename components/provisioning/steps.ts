@@ -272,6 +272,11 @@ const WEB_PORTS = [80, 443];
  * as well as in the cloud firewall (an existing server has no cloud firewall).
  */
 function webPorts(config: ProvisioningConfig, sources: IpRanges | undefined): { public: string; restricted: string[] } {
+    if (!planOf(config).webPortsOpen) {
+        // Nothing answers on 80/443 (no route: a database-only server); the bootstrap removes
+        // the rules an earlier configuration added.
+        return { public: "", restricted: [] };
+    }
     if (!config.host.originLockdown) {
         return { public: WEB_PORTS.join(" "), restricted: [] };
     }
@@ -488,9 +493,10 @@ export function renderRelease(config: ProvisioningConfig, dataPath: string, trus
     const project = projectName(config);
     const paths = appPaths(config.app.name, dataPath);
     const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
-    if (config.proxy.kind === "caddy") {
+    // No route, no proxy (a database-only server): no Caddyfile either.
+    if (planOf(config).proxyRuns) {
         files.push({ name: "Caddyfile", content: renderCaddyfile(config, project, { trustedProxies }) });
-    } else if (planOf(config).backupsEnabled) {
+    } else if (planOf(config).statusServerRuns) {
         files.push({ name: "Caddyfile", content: renderStatusCaddyfile(project) });
     }
     files.push({ name: "release.manifest", content: renderManifest(config, { project, paths }) });

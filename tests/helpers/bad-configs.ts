@@ -130,6 +130,20 @@ export const BAD_CONFIGS: Case[] = [
     ],
     ["a volume listed twice in one service", (r) => withValue(r, "services.api.volumes", [{ name: "uploads", mountPath: "/a" }, { name: "uploads", mountPath: "/b" }]), "services.api.volumes[1].name", /listed twice/],
     ["two volumes on one mount path", (r) => withValue(r, "services.api.volumes", [{ name: "a", mountPath: "/data" }, { name: "b", mountPath: "/data" }]), "services.api.volumes[1].mountPath", /mounted twice/],
+    // --- database-only servers (no service, no route) ---
+    ["no service and no database", (r) => withValue(withValue(withValue(withValue(r, "services", {}), "routes", []), "database.enabled", false), "backups", undefined), "services", /define at least one service, or enable the database/],
+    [
+        "database-only stack with backups but no heartbeat (nothing would serve /healthz/backup)",
+        (r) => withValue(withValue(r, "services", {}), "routes", []),
+        "backups.heartbeatUrl",
+        /no proxy to serve \/healthz\/backup.*set backups\.heartbeatUrl/,
+    ],
+    [
+        "origin certificate for a stack with no route",
+        (r) => withValue(withValue(withValue(withValue(withValue(r, "services", {}), "routes", []), "backups.heartbeatUrl", "https://hc.example.com/ping/abc"), "tls", { mode: "cloudflare-origin" }), "dns.proxied", true),
+        "tls.mode",
+        /no route is served/,
+    ],
     // --- checks a renderer or host script made after resources existed ---
     ["CSP with a line break", (r) => withValue(r, "proxy", { contentSecurityPolicy: "default-src 'self';\nscript-src 'self'" }), "proxy.contentSecurityPolicy", /one line/],
     ["alert URL with a single quote", (r) => withValue(r, "backups.alertUrl", "https://alerts.example.com/x'y"), "backups.alertUrl", /single quote/],

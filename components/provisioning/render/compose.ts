@@ -636,7 +636,7 @@ function redisService(config: ProvisioningConfig, ctx: ComposeContext, upload: b
 /** Images of every service in the compose file, in service order (for uploads). */
 export function composeImages(config: ProvisioningConfig): string[] {
     const images: string[] = [];
-    if (config.proxy.kind === "caddy" || planOf(config).backupsEnabled) {
+    if (planOf(config).proxyRuns || planOf(config).statusServerRuns) {
         images.push(config.proxy.image);
     }
     if (config.database.enabled) {
@@ -655,9 +655,10 @@ export function composeImages(config: ProvisioningConfig): string[] {
 export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): Record<string, unknown> {
     const upload = config.deploy.imageSource === "upload";
     const services: Record<string, unknown> = {};
-    if (config.proxy.kind === "caddy") {
+    // No route, no proxy: a database-only server runs PostgreSQL (and its backups) alone.
+    if (planOf(config).proxyRuns) {
         services[PROXY_SERVICE] = proxyService(config, ctx, upload);
-    } else if (planOf(config).backupsEnabled) {
+    } else if (planOf(config).statusServerRuns) {
         services[STATUS_SERVICE] = statusService(config, ctx, upload);
     }
     if (config.database.enabled) {
@@ -676,7 +677,7 @@ export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): R
     const networks: Record<string, unknown> = { [NETWORKS.internal]: internal(NETWORKS.internal) };
     if (config.database.enabled) networks[NETWORKS.database] = internal(NETWORKS.database);
     if (config.redis.enabled) networks[NETWORKS.redis] = internal(NETWORKS.redis);
-    if (config.proxy.kind === "caddy") {
+    if (planOf(config).proxyRuns) {
         networks[NETWORKS.edge] = {};
         networks[NETWORKS.web] = internal(NETWORKS.web);
     }

@@ -72,8 +72,9 @@ export interface ManifestContext {
 
 /** The manifest deploy.sh reads (KEY=value lines, never sourced). */
 export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext): string {
-    const caddy = config.proxy.kind === "caddy";
-    const proxyService = caddy ? PROXY_SERVICE : planOf(config).backupsEnabled ? STATUS_SERVICE : "";
+    const plan = planOf(config);
+    const caddy = plan.proxyRuns;
+    const proxyService = caddy ? PROXY_SERVICE : plan.statusServerRuns ? STATUS_SERVICE : "";
     const lines = [
         `# Release manifest of ${ctx.project}, rendered by onebox; read (never sourced) by deploy.sh.`,
         `PROJECT=${ctx.project}`,

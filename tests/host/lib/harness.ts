@@ -332,6 +332,8 @@ export class HookSink {
     constructor(
         private readonly server: TestServer,
         readonly port = 4599,
+        /** Record GET requests too (a heartbeat is a GET; the readiness probe below is one as well, to "/"). */
+        readonly recordGets = false,
     ) {
         this.file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "onebox-hook-")), "requests.jsonl");
     }
@@ -345,12 +347,12 @@ export class HookSink {
         fs.writeFileSync(this.file, "");
         const code = [
             'const fs = require("fs");',
-            "const [port, file] = process.argv.slice(1);",
+            "const [port, file, gets] = process.argv.slice(1);",
             'require("http").createServer((req, res) => { let body = ""; req.on("data", (d) => (body += d)); req.on("end", () => {',
-            "  if (req.method !== \"GET\") fs.appendFileSync(file, JSON.stringify({ method: req.method, url: req.url, body }) + \"\\n\");",
+            "  if (req.method !== \"GET\" || (gets === \"1\" && req.url !== \"/\")) fs.appendFileSync(file, JSON.stringify({ method: req.method, url: req.url, body }) + \"\\n\");",
             '  res.end("ok"); }); }).listen(Number(port), "127.0.0.1");',
         ].join("\n");
-        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", process.execPath, "-e", code, String(this.port), this.file], { stdio: "ignore" });
+        this.proc = spawn("nsenter", ["-t", this.server.pid(), "-n", process.execPath, "-e", code, String(this.port), this.file, this.recordGets ? "1" : "0"], { stdio: "ignore" });
         await waitFor("the hook receiver inside the server", async () => {
             const r = await this.server.exec(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${this.port}/`);
             return r.stdout.trim() === "200";

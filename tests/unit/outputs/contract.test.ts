@@ -133,6 +133,8 @@ void describe("buildOutputs", () => {
             retentionDays: 7,
             weeklyRetentionWeeks: 4,
             statusUrl: "https://fingerflow.example.net/healthz/backup",
+            heartbeat: false,
+            statusFile: "/var/lib/onebox/status/backup.json",
         });
     });
 
@@ -186,13 +188,16 @@ void describe("backup status URL", () => {
             withValue(withValue(digitalOceanRaw(), "services.api.database", false), "database.enabled", false),
             "app.example.com",
         ],
-        ["none without routes", withValue(digitalOceanRaw(), "routes", []), undefined],
+        // Without routes nothing serves it: the heartbeat is required instead (a database-only server).
+        ["none without routes", withValue(withValue(digitalOceanRaw(), "routes", []), "backups.heartbeatUrl", "https://hc.example.com/ping/abc"), undefined],
     ];
     for (const [what, raw, expected] of cases) {
         void it(what, () => {
             const config = configOf(withValue(raw, "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]));
             assert.equal(backupStatusHost(config), expected);
             assert.equal(backupsOutputs(config)?.statusUrl, expected ? `https://${expected}${BACKUP_STATUS_PATH}` : null);
+            assert.equal(backupsOutputs(config)?.heartbeat, expected === undefined, "the heartbeat is how a stack without routes reports");
+            assert.equal(backupsOutputs(config)?.statusFile, "/var/lib/onebox/status/backup.json");
         });
     }
 

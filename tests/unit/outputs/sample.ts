@@ -34,6 +34,8 @@ export function sampleOutputs(): StackOutputs {
             retentionDays: 7,
             weeklyRetentionWeeks: 4,
             statusUrl: "https://api.example.com/healthz/backup",
+            heartbeat: false,
+            statusFile: "/var/lib/onebox/status/backup.json",
         },
         database: null,
         versions: { program: version, postgres: 16, images: { web: "ghcr.io/example/web:1.0.0", api: "ghcr.io/example/api:1.0.0" } },

@@ -116,8 +116,13 @@ function site(): Site {
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
-function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number } = {}): string {
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean } = {}): string {
     const config = configOf("social", (r) => {
+        if (opts.databaseOnly) {
+            r.services = {};
+            delete r.routes;
+            r.backups = { ...(r.backups as Record<string, unknown>), heartbeatUrl: "https://hc.example.com/ping/social" };
+        }
         if (opts.pgVersion) {
             r.database = { ...(r.database as Record<string, unknown> | undefined), version: opts.pgVersion };
         }
@@ -191,6 +196,20 @@ describe("deploy.sh", () => {
             "SET log_min_error_statement = panic;\nSET log_statement = none;\n\\set pw `cat /run/secrets/postgres-password.scram`\nALTER ROLE :\"role\" PASSWORD :'pw';\n",
         );
         assert.match(r.stdout, /release aaaaaaaaaaa1 is live/);
+    });
+
+    test("a database-only release (no route) goes live with no proxy: no Caddyfile installed, no reload, no route check", () => {
+        const s = site();
+        const dir = release(s, "dbdbdbdbdb01", { databaseOnly: true });
+        assert.equal(fs.existsSync(path.join(dir, "Caddyfile")), false);
+        const r = deploy(s, dir);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(current(s), "releases/dbdbdbdbdb01");
+        assert.deepEqual(r.calls.filter((c) => /proxy|caddy|^curl /.test(c)), [], "nothing touches a proxy or requests a route");
+        assert.ok(r.calls.some((c) => c.endsWith("up --detach --wait --wait-timeout 0 postgres")), "PostgreSQL is brought up first");
+        assert.ok(r.calls.some((c) => c.endsWith("up --detach --wait --wait-timeout 0 --remove-orphans")));
+        assert.equal(fs.existsSync(path.join(s.appDir, "proxy", "Caddyfile")), false);
+        assert.match(r.stdout, /release dbdbdbdbdb01 is live/);
     });
 
     /**

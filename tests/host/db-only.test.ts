@@ -1,0 +1,182 @@
+/**
+ * A database-only server (plan 001, Chronos: the frontend is hosted elsewhere) on a real
+ * (container) server: no service, no route, PostgreSQL published to one listed address.
+ * The program's own steps must deploy it with no proxy container, ufw must open neither
+ * 80 nor 443 (H4, H8, F1), PostgreSQL must answer over TLS from the listed address and
+ * not from another one, and a backup must run and report its freshness without a proxy:
+ * the heartbeat is pinged and the status file the outputs name says "ok" (B3).
+ *
+ *   flock -w 3600 /tmp/onebox-host-suite.lock node --import tsx --test --test-concurrency=1 tests/host/db-only.test.ts
+ *
+ * Needs what e2e.test.ts needs (onebox-test/fresh-server, onebox-test/postgres:17,
+ * onebox-test/python, s3rver, psql and openssl on this machine); skips without the
+ * images unless ONEBOX_REQUIRE_TOOLS=1.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { backupsOutputs } from "../../components/outputs/contract";
+import type { StackConfig } from "../../components/config/schema";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, HookSink, makeKeys, ROOT, runSteps, S3InServer, sh, TestServer, type Keys, type StepRun, type TriggerState } from "./lib/harness";
+import { tcpConnect, ufwRuleLines } from "./lib/checks";
+
+const NAME = "onebox-dbonly-r5t2";
+const PORTS = { ssh: 2341, http: 18341, https: 18441 };
+const PROJECT = "shop-e2e";
+const HOOK_PORT = 4601;
+
+const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
+const missing = ["onebox-test/fresh-server", "onebox-test/postgres:17", "onebox-test/python"].filter((t) => !haveImage(t));
+if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
+    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
+}
+const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+
+let keysDir = "";
+let certDir = "";
+let keys: Keys;
+let server: TestServer | undefined;
+let s3: S3InServer | undefined;
+let hook: HookSink | undefined;
+let secrets: Record<string, string> = {};
+let config: StackConfig;
+let runs: StepRun[] = [];
+let serverIp = "";
+let gateway = "";
+const state: TriggerState = {};
+
+process.on("exit", () => {
+    hook?.stop();
+    s3?.stop();
+    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
+});
+
+async function root(body: string, timeoutMs = 300_000): Promise<string> {
+    const r = await server!.script(body, timeoutMs);
+    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+    return r.stdout;
+}
+
+/** The database-only stack: the suite's stack without services or routes, PostgreSQL published to `allowed`. */
+function databaseOnlyConfig(allowed: string): StackConfig {
+    const raw = e2eRawConfig(PORTS, keys.hostPub, { databaseAllowedCidrs: [allowed] });
+    raw.services = {};
+    delete raw.routes;
+    raw.generatedSecrets = [];
+    raw.backups = {
+        ...(raw.backups as Record<string, unknown>),
+        // The heartbeat receiver listens inside the server (loopback, no certificate): the private-relay opt-in.
+        heartbeatUrl: `http://127.0.0.1:${HOOK_PORT}/ping/db-only`,
+        allowPlainHttpHooks: true,
+        drill: { schedule: (raw.backups as { drill: { schedule: string } }).drill.schedule },
+    };
+    return e2eConfig(raw);
+}
+
+/** A CA and a server certificate for `ip`, made with openssl as DatabaseTls makes them in Pulumi. */
+function databaseCertificates(dir: string, ip: string): { cert: string; key: string; ca: string } {
+    const ext = path.join(dir, "server.ext");
+    fs.writeFileSync(ext, `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    sh("openssl", ["req", "-x509", ...ec, "-keyout", `${dir}/ca.key`, "-out", `${dir}/ca.pem`, "-days", "2", "-subj", "/CN=db-only CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    sh("openssl", ["req", ...ec, "-keyout", `${dir}/server.key`, "-out", `${dir}/server.csr`, "-subj", "/CN=db-only database"]);
+    sh("openssl", ["x509", "-req", "-in", `${dir}/server.csr`, "-CA", `${dir}/ca.pem`, "-CAkey", `${dir}/ca.key`, "-CAcreateserial", "-out", `${dir}/server.pem`, "-days", "2", "-extfile", ext]);
+    return { cert: fs.readFileSync(`${dir}/server.pem`, "utf8"), key: fs.readFileSync(`${dir}/server.key`, "utf8"), ca: `${dir}/ca.pem` };
+}
+
+before(
+    async () => {
+        if (SKIP) return;
+        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-dbonly-keys-"));
+        certDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-dbonly-tls-"));
+        keys = makeKeys(keysDir, PORTS.ssh);
+        server = new TestServer(NAME, PORTS, keys);
+        server.stop();
+        server.start();
+        await server.firstBoot("/dev/sdb", "/mnt/data");
+        serverIp = server.ip();
+        // This machine reaches the server from its bridge's gateway: the one listed address.
+        gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
+        s3 = new S3InServer(server, "onebox-e2e");
+        await s3.start();
+        hook = new HookSink(server, HOOK_PORT, true);
+        await hook.start();
+        const tls = databaseCertificates(certDir, serverIp);
+        secrets = { ...e2eSecrets(), POSTGRES_TLS_CERT: tls.cert, POSTGRES_TLS_KEY: tls.key };
+        config = databaseOnlyConfig(`${gateway}/32`);
+        runs = await runSteps(server, e2eSteps(config, s3.port), secrets, state);
+    },
+    { timeout: 900_000 },
+);
+
+after(() => {
+    hook?.dispose();
+    s3?.dispose();
+    server?.stop();
+    for (const d of [keysDir, certDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+});
+
+test("deploys with no proxy: PostgreSQL is the stack's only container and nothing publishes 80/443 (H8)", { skip: SKIP, timeout: 120_000 }, async () => {
+    assert.deepEqual(runs.map((r) => r.name), ["wait-ready", "bootstrap", "secrets", "deploy", "backup"]);
+    assert.match(runs.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
+    const containers = (await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --format '{{.Label "com.docker.compose.service"}}'`)).trim().split("\n");
+    assert.deepEqual(containers, ["postgres"]);
+    const ports = await root("docker ps --format '{{.Names}} {{.Ports}}'");
+    assert.doesNotMatch(ports, /:(80|443)->/, `no container publishes 80 or 443:\n${ports}`);
+    assert.match(ports, /0\.0\.0\.0:5432->5432\/tcp/);
+    const release = (await root("readlink -f /srv/onebox/shop/current")).trim();
+    assert.match(release, /^\/srv\/onebox\/shop\/releases\/[0-9a-f]{12}$/);
+    assert.deepEqual((await root(`ls ${release}`)).trim().split("\n").sort(), ["compose.yaml", "release.manifest"], "the release has no Caddyfile");
+});
+
+test("H4/F1: ufw allows SSH from the admin range and PostgreSQL from the listed address, nothing on 80/443", { skip: SKIP, timeout: 120_000 }, async () => {
+    const status = await root("ufw status verbose");
+    assert.match(status, /^Status: active$/m);
+    assert.deepEqual(ufwRuleLines(status), ["22/tcp ALLOW IN 172.16.0.0/12", `5432/tcp ALLOW IN ${gateway}`]);
+    // From this machine (the listed address) to the server's address: 443 and 80 are not served.
+    for (const port of [80, 443]) {
+        assert.notEqual(await tcpConnect(serverIp, port, 4000), "connected", `port ${port}`);
+    }
+});
+
+test("PostgreSQL answers over TLS from the listed address and is dropped for any other", { skip: SKIP, timeout: 180_000 }, () => {
+    const psql = spawnSync("psql", ["-X", "-tA", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", `host=${serverIp} port=5432 dbname=shop user=shop connect_timeout=5 sslmode=verify-full sslrootcert=${certDir}/ca.pem`], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, PGPASSWORD: secrets.POSTGRES_PASSWORD },
+        timeout: 30_000,
+    });
+    assert.equal(psql.status, 0, psql.stderr);
+    assert.equal(psql.stdout.trim(), "t", "the session is encrypted");
+    // Another container on this machine's Docker bridge has another address: DOCKER-USER drops it.
+    const probe = spawnSync(
+        "docker",
+        ["run", "--rm", "--network", "bridge", "onebox-test/python:latest", "python3", "-c",
+            `import socket\ntry:\n    socket.create_connection(("${serverIp}", 5432), 4)\n    print("connected")\nexcept OSError as e:\n    print(type(e).__name__)`],
+        { encoding: "utf8", timeout: 90_000 },
+    );
+    assert.equal(probe.status, 0, probe.stderr);
+    assert.notEqual(probe.stdout.trim(), "connected", "an address outside database.allowedCidrs cannot reach PostgreSQL");
+    assert.match(probe.stdout.trim(), /^(TimeoutError|timeout|ConnectionRefusedError)$/);
+});
+
+test("B3 without a proxy: a backup runs, pings the heartbeat, and the status file the outputs name says ok", { skip: SKIP, timeout: 240_000 }, async () => {
+    const outputs = backupsOutputs(config);
+    assert.ok(outputs);
+    assert.equal(outputs.statusUrl, null, "no route serves /healthz/backup");
+    assert.equal(outputs.heartbeat, true);
+    assert.ok(outputs.statusFile);
+    assert.deepEqual(hook!.requests(), [], "no heartbeat before the first backup");
+    await root("systemctl start onebox-backup.service", 230_000);
+    const last = (await root("cat /var/lib/onebox/backup/LAST_SUCCESS")).trim();
+    const key = last.split(" ")[1];
+    assert.match(key, /^shop\/e2e\/daily\/shop-\d{8}T\d{6}Z\.dump$/);
+    assert.deepEqual(s3!.objects("shop/e2e/daily/").map((o) => o.key), [key]);
+    const status = JSON.parse(await root(`cat ${outputs.statusFile}`)) as { status: string; lastKey: string };
+    assert.equal(status.status, "ok");
+    assert.equal(status.lastKey, key);
+    const pings = hook!.requests();
+    assert.deepEqual(pings.map((r) => `${r.method} ${r.url}`), ["GET /ping/db-only"], "one heartbeat per successful backup");
+});
