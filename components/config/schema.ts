@@ -31,6 +31,7 @@ import {
     sshPublicKeyProblem,
 } from "./validators";
 import { resolveS3Target, S3_PROVIDERS, s3TargetProblems } from "../storage/s3-providers";
+import { postgresSettingsChecks, postgresSettingsSchema } from "./postgres-settings";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -760,6 +761,14 @@ const databaseSchema = z.strictObject({
      * @default 0
      */
     passwordRotationDays: rotationDays,
+    /**
+     * PostgreSQL parameters from a known list (components/config/postgres-settings.ts), each
+     * typed and with its unit: sizes as "64MB", durations as "500ms". Settings the stack relies
+     * on (listen_addresses, ssl*, archiving) are refused. A change restarts PostgreSQL at the
+     * next deploy. @default {} (shared_buffers a quarter of memoryMb, max_connections 50)
+     * @example { work_mem: "8MB", log_min_duration_statement: "500ms" }
+     */
+    settings: postgresSettingsSchema.default({}),
 });
 
 const redisSchema = z.strictObject({
@@ -1219,6 +1228,11 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
 
     // Memory limits against the server's memory, where the size is known.
     const memory = server ? providerFactsOf(server).memory : undefined;
+    if (c.database.enabled) {
+        postgresSettingsChecks(c.database, memory, issue);
+    } else if (Object.keys(c.database.settings).length > 0) {
+        issue(["database", "settings"], "database.enabled is false; remove settings");
+    }
     if (memory !== undefined) {
         const { mb: serverMb, setting: size } = memory;
         const limits: [(string | number)[], number][] = [

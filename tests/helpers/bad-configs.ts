@@ -190,6 +190,14 @@ export const BAD_CONFIGS: Case[] = [
     ["unknown rate limit setting", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", service: "web", rateLimits: [{ requests: 3, window: "1h", perIp: true }] }]), "routes[0].rateLimits[0]", /perIp/],
     ["rate limit path outside its route", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", path: "/api", service: "api", rateLimits: [{ path: "/login", requests: 5, window: "1m" }] }]), "routes[0].rateLimits[0].path", /outside this route's path \/api/],
     ["rate limit path served by a longer route", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", service: "web", rateLimits: [{ path: "/api/login", requests: 5, window: "1m" }] }, { host: "app.example.com", path: "/api", service: "api" }]), "routes[0].rateLimits[0].path", /go to the route app\.example\.com\/api/],
+    // --- PostgreSQL settings (database.settings) ---
+    ["unknown PostgreSQL setting", (r) => withValue(r, "database.settings", { work_memory: "8MB" }), "database.settings.work_memory", /not a PostgreSQL setting onebox knows/],
+    ["PostgreSQL memory setting without a unit", (r) => withValue(r, "database.settings", { work_mem: 8192 }), "database.settings.work_mem", /size with a unit/],
+    ["PostgreSQL setting the stack relies on (TLS)", () => withValue(lightsailRaw(), "database.settings", { ssl: false }), "database.settings.ssl", /cannot be set: TLS/],
+    ["PostgreSQL archiving overridden", (r) => withValue(r, "database.settings", { archive_mode: "off" }), "database.settings.archive_mode", /point-in-time recovery/],
+    ["shared_buffers not below the database's memory", (r) => withValue(r, "database.settings", { shared_buffers: "1GB" }), "database.settings.shared_buffers", /database\.memoryMb: 256 MiB/],
+    ["max_connections × work_mem beyond the database's memory", (r) => withValue(r, "database.settings", { max_connections: 200 }), "database.settings.max_connections", /max_connections \(200\) × work_mem/],
+    ["effective_cache_size beyond the droplet's memory", (r) => withValue(r, "database.settings", { effective_cache_size: "4GB" }), "database.settings.effective_cache_size", /s-1vcpu-1gb: 1024 MiB/],
     // --- capabilities (H12) ---
     ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
     ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],

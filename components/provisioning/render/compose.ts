@@ -40,6 +40,7 @@ import { stringify } from "yaml";
 import { databaseEnvOf, type DatabaseEnv, type ProvisioningConfig, type ServiceConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
 import { planOf } from "../../config/plan";
+import { maxConnectionsOf, postgresSettingArgs } from "../../config/postgres-settings";
 import {
     CONFIG_DIR_VARIABLE,
     CONTAINER_CADDY_DIR,
@@ -80,7 +81,7 @@ const PROXY_CPUS = 0.5;
 const STATUS_MEMORY_MB = 48;
 const POSTGRES_CPUS = 1;
 const REDIS_CPUS = 0.5;
-/** Most processes of the built-in containers (H12); PostgreSQL forks one per connection (max_connections 50). */
+/** Most processes of the built-in containers (H12); PostgreSQL forks one per connection (see postgresPids). */
 const PROXY_PIDS = 256;
 const STATUS_PIDS = 64;
 const POSTGRES_PIDS = 256;
@@ -544,6 +545,11 @@ export function pitrPostgresSettings(): string[] {
     return ["wal_level=replica", "archive_mode=on", `archive_timeout=${ARCHIVE_TIMEOUT_SECONDS}`, `archive_command=${pitrArchiveCommand()}`];
 }
 
+/** PostgreSQL's pids limit: one process per connection plus its own workers, at least POSTGRES_PIDS. */
+export function postgresPids(maxConnections: number): number {
+    return Math.max(POSTGRES_PIDS, maxConnections + 100);
+}
+
 function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
     const published = planOf(config).databasePublished;
@@ -552,15 +558,14 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         image: postgresImage(config),
         ...(upload ? { pull_policy: "never" } : {}),
         container_name: postgresContainerName(ctx.project),
-        // Small-host tuning: a quarter of the memory limit for shared buffers, few connections.
+        // Small-host tuning by default (a quarter of the memory limit for shared buffers, 50
+        // connections), then database.settings; a changed setting recreates the container.
         // Published: TLS with the program's certificate and its pg_hba.conf (unencrypted
-        // connections from the listed networks are refused).
+        // connections from the listed networks are refused). The schema refuses settings
+        // that would override these or the archiving of point-in-time recovery.
         command: [
             "postgres",
-            "-c",
-            `shared_buffers=${Math.floor(db.memoryMb / 4)}MB`,
-            "-c",
-            "max_connections=50",
+            ...postgresSettingArgs(db).flatMap((setting) => ["-c", setting]),
             ...(published
                 ? [
                       "-c",
@@ -606,7 +611,7 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         ...HARDENING,
         // The entrypoint starts as root, fixes ownership of PGDATA and drops to the postgres user.
         cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
-        ...limits(db.memoryMb, POSTGRES_CPUS, POSTGRES_PIDS),
+        ...limits(db.memoryMb, POSTGRES_CPUS, postgresPids(maxConnectionsOf(db))),
         logging: CONTAINER_LOGGING,
     };
 }
