@@ -32,6 +32,7 @@ import {
 } from "./validators";
 import { resolveS3Target, S3_PROVIDERS, s3TargetProblems } from "../storage/s3-providers";
 import { postgresSettingsChecks, postgresSettingsSchema } from "./postgres-settings";
+import { poolerChecks, poolerSchema } from "./pooler-schema";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -521,6 +522,13 @@ const databaseEnvSchema = z.strictObject({
      * `secretsAsEnv`. @default null
      */
     password: envName.nullable().default(null),
+    /**
+     * Point the URL, host and port at PgBouncer (`database.pooler`, transaction pooling)
+     * instead of PostgreSQL. Off for anything that needs a session: migrations, advisory
+     * locks held across transactions, LISTEN/NOTIFY, SET, unnamed prepared statements.
+     * @default false
+     */
+    pooler: z.boolean().default(false),
 });
 
 export type DatabaseEnv = z.output<typeof databaseEnvSchema>;
@@ -769,6 +777,12 @@ const databaseSchema = z.strictObject({
      * @example { work_mem: "8MB", log_min_duration_statement: "500ms" }
      */
     settings: postgresSettingsSchema.default({}),
+    /**
+     * PgBouncer in transaction mode in front of PostgreSQL, on the database network only;
+     * services opt in with `databaseEnv.pooler` (components/config/pooler-schema.ts).
+     * @default { enabled: false }
+     */
+    pooler: poolerSchema(imageRef).prefault({}),
 });
 
 const redisSchema = z.strictObject({
@@ -1233,6 +1247,7 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     } else if (Object.keys(c.database.settings).length > 0) {
         issue(["database", "settings"], "database.enabled is false; remove settings");
     }
+    poolerChecks(c, memory, issue);
     if (memory !== undefined) {
         const { mb: serverMb, setting: size } = memory;
         const limits: [(string | number)[], number][] = [

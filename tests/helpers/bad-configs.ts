@@ -198,6 +198,10 @@ export const BAD_CONFIGS: Case[] = [
     ["shared_buffers not below the database's memory", (r) => withValue(r, "database.settings", { shared_buffers: "1GB" }), "database.settings.shared_buffers", /database\.memoryMb: 256 MiB/],
     ["max_connections × work_mem beyond the database's memory", (r) => withValue(r, "database.settings", { max_connections: 200 }), "database.settings.max_connections", /max_connections \(200\) × work_mem/],
     ["effective_cache_size beyond the droplet's memory", (r) => withValue(r, "database.settings", { effective_cache_size: "4GB" }), "database.settings.effective_cache_size", /s-1vcpu-1gb: 1024 MiB/],
+    // --- PgBouncer (database.pooler) ---
+    ["a service through a pooler that is off", (r) => withValue(r, "services.api.databaseEnv", { pooler: true }), "services.api.databaseEnv.pooler", /database\.pooler\.enabled is false/],
+    ["a pooler no service connects through", (r) => withValue(r, "database.pooler", { enabled: true }), "database.pooler.enabled", /no service connects through the pooler/],
+    ["a pool leaving no room for direct connections", (r) => withValue(withValue(r, "database.pooler", { enabled: true, poolSize: 48 }), "services.api.databaseEnv", { pooler: true }), "database.pooler.poolSize", /max_connections \(50\)/],
     // --- capabilities (H12) ---
     ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
     ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],
