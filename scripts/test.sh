@@ -130,6 +130,8 @@ main() {
   run bash tests/host/fixture/caddy-image.sh
   # Debian's registry server (basic auth over TLS) for the private-registry test.
   run bash tests/host/fixture/registry-image.sh
+  # Debian's PgBouncer for the pooler test (database.pooler).
+  run bash tests/host/fixture/pgbouncer-image.sh
   run bash tests/render/validate-render.sh
   run bash tests/host/fixture/server-image.sh
   # One real-host suite at a time per machine: it uses fixed ports and container names.

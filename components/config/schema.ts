@@ -31,6 +31,8 @@ import {
     sshPublicKeyProblem,
 } from "./validators";
 import { resolveS3Target, S3_PROVIDERS, s3TargetProblems } from "../storage/s3-providers";
+import { postgresSettingsChecks, postgresSettingsSchema } from "./postgres-settings";
+import { poolerChecks, poolerSchema } from "./pooler-schema";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -520,6 +522,13 @@ const databaseEnvSchema = z.strictObject({
      * `secretsAsEnv`. @default null
      */
     password: envName.nullable().default(null),
+    /**
+     * Point the URL, host and port at PgBouncer (`database.pooler`, transaction pooling)
+     * instead of PostgreSQL. Off for anything that needs a session: migrations, advisory
+     * locks held across transactions, LISTEN/NOTIFY, SET, unnamed prepared statements.
+     * @default false
+     */
+    pooler: z.boolean().default(false),
 });
 
 export type DatabaseEnv = z.output<typeof databaseEnvSchema>;
@@ -760,6 +769,20 @@ const databaseSchema = z.strictObject({
      * @default 0
      */
     passwordRotationDays: rotationDays,
+    /**
+     * PostgreSQL parameters from a known list (components/config/postgres-settings.ts), each
+     * typed and with its unit: sizes as "64MB", durations as "500ms". Settings the stack relies
+     * on (listen_addresses, ssl*, archiving) are refused. A change restarts PostgreSQL at the
+     * next deploy. @default {} (shared_buffers a quarter of memoryMb, max_connections 50)
+     * @example { work_mem: "8MB", log_min_duration_statement: "500ms" }
+     */
+    settings: postgresSettingsSchema.default({}),
+    /**
+     * PgBouncer in transaction mode in front of PostgreSQL, on the database network only;
+     * services opt in with `databaseEnv.pooler` (components/config/pooler-schema.ts).
+     * @default { enabled: false }
+     */
+    pooler: poolerSchema(imageRef).prefault({}),
 });
 
 const redisSchema = z.strictObject({
@@ -1224,6 +1247,12 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
 
     // Memory limits against the server's memory, where the size is known.
     const memory = server ? providerFactsOf(server).memory : undefined;
+    if (c.database.enabled) {
+        postgresSettingsChecks(c.database, memory, issue);
+    } else if (Object.keys(c.database.settings).length > 0) {
+        issue(["database", "settings"], "database.enabled is false; remove settings");
+    }
+    poolerChecks(c, memory, issue);
     if (memory !== undefined) {
         const { mb: serverMb, setting: size } = memory;
         const limits: [(string | number)[], number][] = [

@@ -59,6 +59,8 @@ import {
     walSpoolDir,
 } from "./paths";
 import { resolveS3Target, S3_PRESETS } from "../storage/s3-providers";
+import { POOLER_SERVICE } from "../config/pooler-schema";
+import { POOLER_AUTH_FILE_NAME, POOLER_INI_FILE_NAME, POOLER_USER, renderPgbouncerAuthFile, renderPgbouncerIni } from "./render/pgbouncer";
 import { maskSecrets, RESERVED_SECRETS, referencedSecrets, secretRef, substituteSecrets } from "./placeholders";
 import {
     appServiceNames,
@@ -391,6 +393,11 @@ function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
             );
         }
         secretDirs.push(POSTGRES_SERVICE);
+        if (config.database.pooler.enabled) {
+            files.push(...poolerFiles(config, paths));
+            directories.push(dir(containerSecretsDir(paths, POOLER_SERVICE), "0500", POOLER_USER));
+            secretDirs.push(POOLER_SERVICE);
+        }
     }
     const prune: string[] = [];
     for (const s of services.filter((n) => hasSecretFiles(config.services[n]))) {
@@ -431,6 +438,19 @@ function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
         dependsOn: ["bootstrap"],
         lock: stackLockFile(config.app.name),
     };
+}
+
+/**
+ * PgBouncer's files (database.pooler), owned by its user, 0400: the ini, and the auth file with
+ * the role's SCRAM verifier (never the password, R3), the one deploy.sh sets in PostgreSQL.
+ */
+export function poolerFiles(config: ProvisioningConfig, paths: AppPaths): HostFile[] {
+    const d = containerSecretsDir(paths, POOLER_SERVICE);
+    const project = projectName(config);
+    return [
+        file(`${d}/${POOLER_INI_FILE_NAME}`, renderPgbouncerIni(config, postgresContainerName(project), project), "0400", POOLER_USER),
+        file(`${d}/${POOLER_AUTH_FILE_NAME}`, renderPgbouncerAuthFile(config.database.user, secretRef(RESERVED_SECRETS.postgresPassword, "scram")), "0400", POOLER_USER),
+    ];
 }
 
 /** The key Docker files a registry's credentials under (Docker Hub keeps its historical URL). */

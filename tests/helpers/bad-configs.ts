@@ -204,6 +204,18 @@ export const BAD_CONFIGS: Case[] = [
     ["unknown rate limit setting", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", service: "web", rateLimits: [{ requests: 3, window: "1h", perIp: true }] }]), "routes[0].rateLimits[0]", /perIp/],
     ["rate limit path outside its route", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", path: "/api", service: "api", rateLimits: [{ path: "/login", requests: 5, window: "1m" }] }]), "routes[0].rateLimits[0].path", /outside this route's path \/api/],
     ["rate limit path served by a longer route", (r) => withValue(withValue(r, "proxy.image", "ghcr.io/example/caddy:2.11.9"), "routes", [{ host: "app.example.com", service: "web", rateLimits: [{ path: "/api/login", requests: 5, window: "1m" }] }, { host: "app.example.com", path: "/api", service: "api" }]), "routes[0].rateLimits[0].path", /go to the route app\.example\.com\/api/],
+    // --- PostgreSQL settings (database.settings) ---
+    ["unknown PostgreSQL setting", (r) => withValue(r, "database.settings", { work_memory: "8MB" }), "database.settings.work_memory", /not a PostgreSQL setting onebox knows/],
+    ["PostgreSQL memory setting without a unit", (r) => withValue(r, "database.settings", { work_mem: 8192 }), "database.settings.work_mem", /size with a unit/],
+    ["PostgreSQL setting the stack relies on (TLS)", () => withValue(lightsailRaw(), "database.settings", { ssl: false }), "database.settings.ssl", /cannot be set: TLS/],
+    ["PostgreSQL archiving overridden", (r) => withValue(r, "database.settings", { archive_mode: "off" }), "database.settings.archive_mode", /point-in-time recovery/],
+    ["shared_buffers not below the database's memory", (r) => withValue(r, "database.settings", { shared_buffers: "1GB" }), "database.settings.shared_buffers", /database\.memoryMb: 256 MiB/],
+    ["max_connections × work_mem beyond the database's memory", (r) => withValue(r, "database.settings", { max_connections: 200 }), "database.settings.max_connections", /max_connections \(200\) × work_mem/],
+    ["effective_cache_size beyond the droplet's memory", (r) => withValue(r, "database.settings", { effective_cache_size: "4GB" }), "database.settings.effective_cache_size", /s-1vcpu-1gb: 1024 MiB/],
+    // --- PgBouncer (database.pooler) ---
+    ["a service through a pooler that is off", (r) => withValue(r, "services.api.databaseEnv", { pooler: true }), "services.api.databaseEnv.pooler", /database\.pooler\.enabled is false/],
+    ["a pooler no service connects through", (r) => withValue(r, "database.pooler", { enabled: true }), "database.pooler.enabled", /no service connects through the pooler/],
+    ["a pool leaving no room for direct connections", (r) => withValue(withValue(r, "database.pooler", { enabled: true, poolSize: 48 }), "services.api.databaseEnv", { pooler: true }), "database.pooler.poolSize", /max_connections \(50\)/],
     // --- capabilities (H12) ---
     ["H12: a capability outside the allow-list", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "SYS_ADMIN"]), "services.api.capAdd[1]", /SYS_ADMIN is not allowed.*allowed: CHOWN/],
     ["H12: NET_ADMIN is refused too", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["NET_ADMIN"]), "services.api.capAdd[0]", /NET_ADMIN is not allowed/],

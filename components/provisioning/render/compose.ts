@@ -40,6 +40,9 @@ import { stringify } from "yaml";
 import { databaseEnvOf, type DatabaseEnv, type ProvisioningConfig, type ServiceConfig } from "../../config/schema";
 import { shellJoin } from "../shell";
 import { planOf } from "../../config/plan";
+import { maxConnectionsOf, postgresSettingArgs } from "../../config/postgres-settings";
+import { POOLER_SERVICE } from "../../config/pooler-schema";
+import { CONTAINER_POOLER_INI, POOLER_PORT, POOLER_USER, poolerConfigHash, poolerContainerName, renderPgbouncerIni } from "./pgbouncer";
 import {
     CONFIG_DIR_VARIABLE,
     CONTAINER_CADDY_DIR,
@@ -80,11 +83,14 @@ const PROXY_CPUS = 0.5;
 const STATUS_MEMORY_MB = 48;
 const POSTGRES_CPUS = 1;
 const REDIS_CPUS = 0.5;
-/** Most processes of the built-in containers (H12); PostgreSQL forks one per connection (max_connections 50). */
+/** Most processes of the built-in containers (H12); PostgreSQL forks one per connection (see postgresPids). */
 const PROXY_PIDS = 256;
 const STATUS_PIDS = 64;
 const POSTGRES_PIDS = 256;
 const REDIS_PIDS = 64;
+/** PgBouncer is one event-driven process. */
+const POOLER_CPUS = 0.5;
+const POOLER_PIDS = 32;
 /**
  * The proxy's user (H12): not root. Docker gives a non-root process no effective
  * capabilities and no-new-privileges ignores file capabilities, so binding 80/443 comes
@@ -242,7 +248,13 @@ export function databaseUrl(config: ProvisioningConfig, project: string, passwor
     const db = config.database;
     // SQLAlchemy's asyncpg driver passes the query to asyncpg, which calls the TLS mode `ssl`.
     const tls = env.sslmode ? `?${env.scheme.endsWith("+asyncpg") ? "ssl" : "sslmode"}=${env.sslmode}` : "";
-    return `${env.scheme}://${db.user}${password === undefined ? "" : `:${password}`}@${postgresContainerName(project)}:5432/${db.name}${tls}`;
+    const { host, port } = databaseEndpoint(config, project, env);
+    return `${env.scheme}://${db.user}${password === undefined ? "" : `:${password}`}@${host}:${port}/${db.name}${tls}`;
+}
+
+/** Where a service connects: PgBouncer with `databaseEnv.pooler` (and the pooler on), else PostgreSQL. */
+export function databaseEndpoint(config: ProvisioningConfig, project: string, env: DatabaseEnv): { host: string; port: number } {
+    return env.pooler && config.database.pooler.enabled ? { host: poolerContainerName(project), port: POOLER_PORT } : { host: postgresContainerName(project), port: 5432 };
 }
 
 /** Routes of one service, in config order. */
@@ -337,8 +349,9 @@ export function serviceEnvironment(config: ProvisioningConfig, project: string, 
         const set = (name: string | null, value: string) => {
             if (name !== null) env[name] = value;
         };
-        set(names.host, postgresContainerName(project));
-        set(names.port, "5432");
+        const endpoint = databaseEndpoint(config, project, names);
+        set(names.host, endpoint.host);
+        set(names.port, String(endpoint.port));
         set(names.name, config.database.name);
         set(names.user, config.database.user);
         set(names.passwordFile, CONTAINER_DB_PASSWORD_FILE);
@@ -425,6 +438,9 @@ function appService(config: ProvisioningConfig, ctx: ComposeContext, name: strin
     const dependsOn: Record<string, { condition: string }> = {};
     if (svc.database) {
         dependsOn[POSTGRES_SERVICE] = { condition: "service_healthy" };
+        if (databaseEndpoint(config, ctx.project, databaseEnvOf(svc)).port === POOLER_PORT) {
+            dependsOn[POOLER_SERVICE] = { condition: "service_healthy" };
+        }
     }
     if (svc.redis) {
         dependsOn[REDIS_SERVICE] = { condition: "service_healthy" };
@@ -544,6 +560,11 @@ export function pitrPostgresSettings(): string[] {
     return ["wal_level=replica", "archive_mode=on", `archive_timeout=${ARCHIVE_TIMEOUT_SECONDS}`, `archive_command=${pitrArchiveCommand()}`];
 }
 
+/** PostgreSQL's pids limit: one process per connection plus its own workers, at least POSTGRES_PIDS. */
+export function postgresPids(maxConnections: number): number {
+    return Math.max(POSTGRES_PIDS, maxConnections + 100);
+}
+
 function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
     const db = config.database;
     const published = planOf(config).databasePublished;
@@ -552,15 +573,14 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         image: postgresImage(config),
         ...(upload ? { pull_policy: "never" } : {}),
         container_name: postgresContainerName(ctx.project),
-        // Small-host tuning: a quarter of the memory limit for shared buffers, few connections.
+        // Small-host tuning by default (a quarter of the memory limit for shared buffers, 50
+        // connections), then database.settings; a changed setting recreates the container.
         // Published: TLS with the program's certificate and its pg_hba.conf (unencrypted
-        // connections from the listed networks are refused).
+        // connections from the listed networks are refused). The schema refuses settings
+        // that would override these or the archiving of point-in-time recovery.
         command: [
             "postgres",
-            "-c",
-            `shared_buffers=${Math.floor(db.memoryMb / 4)}MB`,
-            "-c",
-            "max_connections=50",
+            ...postgresSettingArgs(db).flatMap((setting) => ["-c", setting]),
             ...(published
                 ? [
                       "-c",
@@ -606,7 +626,42 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
         ...HARDENING,
         // The entrypoint starts as root, fixes ownership of PGDATA and drops to the postgres user.
         cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
-        ...limits(db.memoryMb, POSTGRES_CPUS, POSTGRES_PIDS),
+        ...limits(db.memoryMb, POSTGRES_CPUS, postgresPids(maxConnectionsOf(db))),
+        logging: CONTAINER_LOGGING,
+    };
+}
+
+/**
+ * PgBouncer (`database.pooler`): on the database network only (H8, H13), as its own non-root
+ * user with nothing but its ini and auth file (the role's SCRAM verifier, R3) mounted
+ * read-only. The label carries the ini's hash, so a changed ini recreates it at deploy.
+ */
+function poolerService(config: ProvisioningConfig, ctx: ComposeContext, upload: boolean): Record<string, unknown> {
+    const p = config.database.pooler;
+    const db = config.database;
+    const ini = renderPgbouncerIni(config, postgresContainerName(ctx.project), ctx.project);
+    // pg_isready where the image has it (a login request counts as ready), else a TCP probe.
+    const probe = [
+        `if command -v pg_isready >/dev/null 2>&1; then exec pg_isready -q -h 127.0.0.1 -p ${POOLER_PORT} -U ${db.user} -d ${db.name}`,
+        `elif command -v nc >/dev/null 2>&1; then exec nc -z 127.0.0.1 ${POOLER_PORT}`,
+        "else echo 'no pg_isready or nc in the pooler image' >&2; exit 1; fi",
+    ].join("; ");
+    return {
+        image: p.image,
+        ...(upload ? { pull_policy: "never" } : {}),
+        container_name: poolerContainerName(ctx.project),
+        user: POOLER_USER,
+        entrypoint: ["pgbouncer"],
+        command: [CONTAINER_POOLER_INI],
+        labels: { "onebox.pooler-config": poolerConfigHash(ini) },
+        volumes: [bind(`${configDirRef(ctx.paths)}/secrets/${POOLER_SERVICE}`, CONTAINER_SECRETS_DIR, true)],
+        networks: [NETWORKS.database],
+        depends_on: { [POSTGRES_SERVICE]: { condition: "service_healthy" } },
+        healthcheck: { test: ["CMD-SHELL", probe], interval: "10s", timeout: "5s", retries: 6, start_period: "10s" },
+        restart: "unless-stopped",
+        ...readOnlyRoot(["/tmp"]),
+        ...HARDENING,
+        ...limits(p.memoryMb, POOLER_CPUS, POOLER_PIDS),
         logging: CONTAINER_LOGGING,
     };
 }
@@ -641,6 +696,7 @@ export function composeImages(config: ProvisioningConfig): string[] {
     }
     if (config.database.enabled) {
         images.push(postgresImage(config));
+        if (config.database.pooler.enabled) images.push(config.database.pooler.image);
     }
     if (config.redis.enabled) {
         images.push(config.redis.image);
@@ -663,6 +719,7 @@ export function composeModel(config: ProvisioningConfig, ctx: ComposeContext): R
     }
     if (config.database.enabled) {
         services[POSTGRES_SERVICE] = postgresService(config, ctx, upload);
+        if (config.database.pooler.enabled) services[POOLER_SERVICE] = poolerService(config, ctx, upload);
     }
     if (config.redis.enabled) {
         services[REDIS_SERVICE] = redisService(config, ctx, upload);

@@ -9,6 +9,7 @@ import { envFilePath, type AppPaths } from "../paths";
 import { planOf } from "../../config/plan";
 import { appServiceNames, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
 import { normalizePrefix } from "./caddyfile";
+import { POOLER_SERVICE } from "../../config/pooler-schema";
 
 export interface ReleaseFile {
     /** File name inside the release directory. */
@@ -90,6 +91,9 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         // deploy.sh compares this with the data directory's PG_VERSION: a major upgrade is a dump and restore.
         `DATABASE_MAJOR=${config.database.enabled ? config.database.version : ""}`,
         `DATABASE_DATA_DIR=${config.database.enabled ? ctx.paths.postgresDataDir : ""}`,
+        // Only with the pooler (manifests of stacks without it stay as they were): deploy.sh makes
+        // it re-read its auth file once PostgreSQL has the role's current password.
+        ...(config.database.enabled && config.database.pooler.enabled ? [`POOLER_SERVICE=${POOLER_SERVICE}`] : []),
         // The stack's own DOCKER_CONFIG with its registry logins (written by the secrets step).
         `REGISTRY_CONFIG=${config.deploy.registries.length > 0 ? ctx.paths.registryDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),

@@ -12,7 +12,8 @@
 #   3. install the Caddyfile as the live proxy config (validated by the running
 #      proxy first), so the proxy container itself is not recreated;
 #   4. start PostgreSQL and set the role's password from the password file
-#      (initdb applies it only once; this makes rotation work). When the data
+#      (initdb applies it only once; this makes rotation work), then make a
+#      running PgBouncer (database.pooler) re-read its auth file. When the data
 #      directory holds an older major version than the release runs, upgrade it
 #      first (see "PostgreSQL major upgrades" below); a newer major on old data
 #      is never started;
@@ -112,6 +113,7 @@ read_manifest() {
   [[ -f "${file}" ]] || die "no release manifest at ${file}"
   PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE=""
   HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER="" DATABASE_MAJOR="" DATABASE_DATA_DIR="" REGISTRY_CONFIG=""
+  POOLER_SERVICE=""
   ENV_FILES=()
   CHECKS=()
   while IFS= read -r line || [[ -n "${line}" ]]; do
@@ -132,6 +134,7 @@ read_manifest() {
       DATABASE_MAJOR) DATABASE_MAJOR="${value}" ;;
       DATABASE_DATA_DIR) DATABASE_DATA_DIR="${value}" ;;
       REGISTRY_CONFIG) REGISTRY_CONFIG="${value}" ;;
+      POOLER_SERVICE) POOLER_SERVICE="${value}" ;;
       ENV_FILE) ENV_FILES+=("${value}") ;;
       CHECK) CHECKS+=("${value}") ;;
       *) die "${file}: unknown key ${key}" ;;
@@ -269,6 +272,22 @@ ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
     FAILURE="could not set the password of role ${DATABASE_USER}: $(tail -n 5 "${WORK}/psql.log")"
     return 1
   fi
+}
+
+# PgBouncer (database.pooler) reads its auth file, the role's SCRAM verifier, at start and
+# on SIGHUP: once PostgreSQL has the current password, a running pooler re-reads it, so a
+# rotated password is accepted through the pooler too. A pooler not running yet (first
+# deploy, or recreated for a changed ini) reads the file when compose starts it.
+reload_pooler() {
+  local id
+  [[ -n "${POOLER_SERVICE}" ]] || return 0
+  id="$(compose ps --quiet --status running "${POOLER_SERVICE}" 2>/dev/null | head -n 1)"
+  [[ -n "${id}" ]] || return 0
+  if ! docker kill --signal HUP "${id}" >/dev/null 2>"${WORK}/pooler.log"; then
+    FAILURE="could not make ${POOLER_SERVICE} re-read its auth file: $(tail -n 3 "${WORK}/pooler.log")"
+    return 1
+  fi
+  log "${POOLER_SERVICE} re-read its auth file"
 }
 
 # --------------------------------------------------------------------------
@@ -629,6 +648,7 @@ activate() {
       return 1
     fi
     sync_database_password || return 1
+    reload_pooler || return 1
   fi
   if [[ "${mode}" == "deploy" && "${HAS_PREVIOUS}" == 1 ]]; then
     canary_replaced_services || return 1
