@@ -785,7 +785,7 @@ run_release_command() {
     return 1
   fi
   if ((rc != 0)); then
-    FAILURE="deploy.release: the release command exited ${rc}: $(tail -n 3 "${WORK}/release.log" | tr '\n' ' ')"
+    FAILURE="deploy.release: the release command exited ${rc}: $(tail -n 3 "${WORK}/release.log" | tr '\n' ' ' | sed 's/ *$//')"
     return 1
   fi
   if ! (umask 077 && mkdir -p -- "${marker_dir}") ||
