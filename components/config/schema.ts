@@ -33,6 +33,7 @@ import {
 import { resolveS3Target, S3_PROVIDERS, s3TargetProblems } from "../storage/s3-providers";
 import { postgresSettingsChecks, postgresSettingsSchema } from "./postgres-settings";
 import { poolerChecks, poolerSchema } from "./pooler-schema";
+import { releaseHookChecks, releaseHooksShape } from "./release-hooks-schema";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -937,6 +938,8 @@ const deploySchema = z.strictObject({
      * @default []
      */
     registries: z.array(registrySchema).default([]),
+    /** Release hooks (release command, preflight, smoke checks, dump before release): release-hooks-schema.ts. */
+    ...releaseHooksShape({ slug, hostname, envName }),
 });
 
 const appSchema = z.strictObject({
@@ -1135,6 +1138,10 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     if (c.deploy.registries.length > 0 && c.deploy.imageSource === "upload") {
         issue(["deploy", "registries"], "deploy.imageSource upload streams the images from this machine, so the host never pulls; remove registries or use imageSource: registry");
     }
+    releaseHookChecks(c, (s) => {
+        const e = databaseEnvOf(s as ServiceConfig);
+        return [e.url, e.host, e.port, e.name, e.user, e.passwordFile, e.password];
+    }, issue);
     const dupSecret = c.generatedSecrets.filter((n) => c.secretNames.includes(n));
     for (const n of dupSecret) {
         issue(["generatedSecrets"], `"${n}" is both generated and user-supplied; remove one`);

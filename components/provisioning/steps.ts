@@ -82,7 +82,7 @@ import {
 } from "./render/compose";
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
 import { renderPgHba } from "./render/pg-hba";
-import { releaseId, renderManifest, type ReleaseFile } from "./render/release";
+import { DUMP_VERIFY_LIB, releaseId, renderManifest, type ReleaseFile } from "./render/release";
 import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
 import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
 
@@ -523,6 +523,21 @@ export function renderRelease(config: ProvisioningConfig, dataPath: string, trus
     return { id: releaseId(files), files };
 }
 
+/**
+ * deploy.backupBeforeRelease checks its dump with the backup scripts' own check (lib.sh
+ * verify_dump_archive, B1): the deploy installs that library, which the backup step (after
+ * the deploy, and only with backups) installs alike.
+ */
+function dumpVerifyLib(config: ProvisioningConfig, ctx: StepContext, directories: ReturnType<typeof dir>[]): HostFile[] {
+    if (!config.deploy.backupBeforeRelease || !config.database.enabled) return [];
+    const lib = ctx.scripts.backup["lib.sh"];
+    if (lib === undefined) {
+        throw new Error("deploy.backupBeforeRelease is on but scripts/host/backup/ lacks lib.sh (its dump check)");
+    }
+    directories.push(dir(BACKUP_LIB_DIR, "0755"));
+    return [file(DUMP_VERIFY_LIB, lib, "0755")];
+}
+
 function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths): Step {
     const release = renderRelease(config, ctx.dataPath, ctx.trustedProxies);
     const target = releaseDir(paths, release.id);
@@ -567,7 +582,7 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         name: "deploy",
         description: `Install release ${release.id} and start it behind the health gate (rolls back on failure)`,
         directories,
-        files: [file(DEPLOY_SCRIPT, ctx.scripts.deploy, "0755"), ...release.files.map((f) => file(`${target}/${f.name}`, f.content, "0644"))],
+        files: [file(DEPLOY_SCRIPT, ctx.scripts.deploy, "0755"), ...dumpVerifyLib(config, ctx, directories), ...release.files.map((f) => file(`${target}/${f.name}`, f.content, "0644"))],
         run,
         secret: false,
         dependsOn: [config.deploy.imageSource === "upload" ? "images" : "secrets"],

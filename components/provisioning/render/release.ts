@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ProvisioningConfig } from "../../config/schema";
-import { envFilePath, type AppPaths } from "../paths";
+import { BACKUP_LIB_DIR, envFilePath, type AppPaths } from "../paths";
 import { planOf } from "../../config/plan";
 import { appServiceNames, POSTGRES_SERVICE, PROXY_SERVICE, STATUS_SERVICE } from "./compose";
 import { normalizePrefix } from "./caddyfile";
@@ -98,6 +98,37 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         `REGISTRY_CONFIG=${config.deploy.registries.length > 0 ? ctx.paths.registryDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
         ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
+        ...releaseHookLines(config, ctx),
     ];
     return `${lines.join("\n")}\n`;
+}
+
+/** The backup library whose dump check (pg_restore --list, B1) the dump before a release reuses. */
+export const DUMP_VERIFY_LIB = `${BACKUP_LIB_DIR}/lib.sh`;
+
+/**
+ * The release hooks' manifest lines (README "Release hooks"); none when no hook is set, so a
+ * stack without hooks keeps its release ids. One value per line, never sourced: the command is
+ * a JSON array (deploy.sh reads it with jq), a smoke pattern is the rest of its line.
+ */
+export function releaseHookLines(config: ProvisioningConfig, ctx: ManifestContext): string[] {
+    const d = config.deploy;
+    const lines: string[] = [];
+    for (const [service, keys] of Object.entries(d.preflight?.requiredEnv ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+        lines.push(...keys.map((k) => `PREFLIGHT=${service} ${k}`));
+    }
+    if (lines.length > 0) {
+        lines.push(`SECRETS_DIR=${ctx.paths.secretsDir}`);
+    }
+    if (d.release) {
+        lines.push(`RELEASE_SERVICE=${d.release.service}`, `RELEASE_COMMAND=${JSON.stringify(d.release.command)}`, `RELEASE_TIMEOUT=${d.release.timeoutSeconds}`);
+    }
+    if (d.backupBeforeRelease && config.database.enabled) {
+        lines.push(`DATABASE_NAME=${config.database.name}`, `DUMP_VERIFY_LIB=${DUMP_VERIFY_LIB}`);
+    }
+    for (const s of d.smoke) {
+        const body = s.bodyContains !== undefined ? `contains ${s.bodyContains}` : s.bodyMatches !== undefined ? `matches ${s.bodyMatches}` : "any";
+        lines.push(`SMOKE=${s.host} ${s.path} ${s.status} ${s.attempts} ${body}`);
+    }
+    return lines;
 }

@@ -8,6 +8,9 @@
 #
 # Activating a release:
 #   1. check the env files exist and `docker compose config` accepts the file;
+#      deploy.preflight: every required env key of every service is set (a secret
+#      file's key by a non-empty file); a missing key fails here, before anything
+#      changes, naming the key and its service;
 #   2. pull the images (registry mode, bounded retries);
 #   3. install the Caddyfile as the live proxy config (validated by the running
 #      proxy first), so the proxy container itself is not recreated;
@@ -17,6 +20,9 @@
 #      directory holds an older major version than the release runs, upgrade it
 #      first (see "PostgreSQL major upgrades" below); a newer major on old data
 #      is never started;
+#   4b. deploy.release, once per release (see "Release hooks" below): with
+#      deploy.backupBeforeRelease a pg_dump verified by pg_restore --list first, then
+#      the release command in a one-off container of the new image;
 #   5. canary: every app service whose running container compose would replace
 #      is first started once more beside it (`compose run`, which gives it no
 #      service alias, so the proxy never routes to it) and must become healthy;
@@ -26,7 +32,8 @@
 #      deployed before the names) is recreated first: compose would keep it as it
 #      is, outside the firewall rule for internal bridges (H13). The containers on
 #      it stop and are removed for that one deploy (see recreate_stale_networks);
-#   7. request every route through the proxy (`curl --resolve host:443:127.0.0.1`).
+#   7. request every route through the proxy (`curl --resolve host:443:127.0.0.1`),
+#      then the deploy.smoke checks (status, body), each a bounded number of times.
 # Success: `current` points at the release and old releases are pruned.
 # Failure: which service failed and why (state, health probe output, last log
 # lines), then the previous release is activated again and the exit status is 1.
@@ -47,6 +54,16 @@
 # previous release up on it: the old major, on the data it left. The safety dump
 # and the old directory stay until an operator removes them. Downgrades and
 # upgrades without a running previous release are refused (restore a dump instead).
+#
+# Release hooks (deploy.* in the stack configuration; each failure names its hook):
+#   deploy.release runs once per release: the release id is a hash of the release's
+#   files, and a marker <app dir>/release-hooks/<id>.done is written when its command
+#   succeeds. Activating that release again (a re-run of the step, a rollback to it,
+#   this script run by hand) skips the command; a failed or timed-out command writes
+#   no marker and runs again on the next attempt. A rollback never runs a release
+#   command. The command sees ONEBOX_RELEASE (the id). Dumps of backupBeforeRelease
+#   go to <database data dir>-release-dumps/ (0600 in 0700; the newest KEEP_RELEASES
+#   are kept); nothing restores them by itself (the old release may have written since).
 #
 # Manual rollback: run it with an earlier release directory (`ls -t releases/`);
 # the next `pulumi up` that changes the configuration deploys the configured one.
@@ -106,6 +123,22 @@ CANARY=""
 RUN_ID=""
 # 1 when a release is serving already (there is something for the canaries to protect).
 HAS_PREVIOUS=0
+# Release hooks (manifest): preflight keys ("service KEY"), the release command, the
+# dump before it, smoke checks ("host path status attempts any|contains|matches [pattern]").
+PREFLIGHTS=()
+SECRETS_DIR=""
+RELEASE_SERVICE=""
+RELEASE_COMMAND=""
+RELEASE_TIMEOUT=""
+DATABASE_NAME=""
+DUMP_VERIFY_LIB=""
+SMOKES=()
+# The release this run deploys, the app directory, and the release container while one runs.
+RELEASE_ID=""
+APP_DIR=""
+RELEASE_CONTAINER=""
+# 1 when the failure came before this run changed anything (no rollback needed).
+UNCHANGED_FAILURE=0
 
 # read_manifest FILE: KEY=value lines; never sourced, unknown keys refused.
 read_manifest() {
@@ -116,6 +149,8 @@ read_manifest() {
   POOLER_SERVICE=""
   ENV_FILES=()
   CHECKS=()
+  PREFLIGHTS=() SECRETS_DIR="" RELEASE_SERVICE="" RELEASE_COMMAND="" RELEASE_TIMEOUT="" DATABASE_NAME="" DUMP_VERIFY_LIB=""
+  SMOKES=()
   while IFS= read -r line || [[ -n "${line}" ]]; do
     [[ -z "${line}" || "${line}" == \#* ]] && continue
     key="${line%%=*}"
@@ -137,6 +172,14 @@ read_manifest() {
       POOLER_SERVICE) POOLER_SERVICE="${value}" ;;
       ENV_FILE) ENV_FILES+=("${value}") ;;
       CHECK) CHECKS+=("${value}") ;;
+      PREFLIGHT) PREFLIGHTS+=("${value}") ;;
+      SECRETS_DIR) SECRETS_DIR="${value}" ;;
+      RELEASE_SERVICE) RELEASE_SERVICE="${value}" ;;
+      RELEASE_COMMAND) RELEASE_COMMAND="${value}" ;;
+      RELEASE_TIMEOUT) RELEASE_TIMEOUT="${value}" ;;
+      DATABASE_NAME) DATABASE_NAME="${value}" ;;
+      DUMP_VERIFY_LIB) DUMP_VERIFY_LIB="${value}" ;;
+      SMOKE) SMOKES+=("${value}") ;;
       *) die "${file}: unknown key ${key}" ;;
     esac
   done <"${file}"
@@ -148,6 +191,13 @@ read_manifest() {
     [[ "${DATABASE_DATA_DIR}" == /* && "${DATABASE_DATA_DIR}" != */ ]] || die "${file}: DATABASE_DATA_DIR must be an absolute path"
   fi
   [[ -z "${REGISTRY_CONFIG}" || "${REGISTRY_CONFIG}" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "${file}: REGISTRY_CONFIG must be an absolute path"
+  if [[ -n "${RELEASE_SERVICE}" ]]; then
+    [[ "${RELEASE_SERVICE}" =~ ^[a-z][a-z0-9-]*$ ]] || die "${file}: RELEASE_SERVICE is invalid"
+    [[ "${RELEASE_TIMEOUT}" =~ ^[1-9][0-9]*$ ]] || die "${file}: RELEASE_TIMEOUT must be a number of seconds"
+    [[ "${RELEASE_COMMAND}" == \[* ]] || die "${file}: RELEASE_COMMAND must be a JSON array"
+  fi
+  ((${#PREFLIGHTS[@]} == 0)) || [[ "${SECRETS_DIR}" == /* ]] || die "${file}: SECRETS_DIR must be an absolute path"
+  [[ -z "${DUMP_VERIFY_LIB}" || ("${DUMP_VERIFY_LIB}" == /* && -n "${DATABASE_NAME}") ]] || die "${file}: DUMP_VERIFY_LIB needs an absolute path and DATABASE_NAME"
 }
 
 # Plain output (no colours or terminal control codes): it ends up in Pulumi's log.
@@ -624,6 +674,186 @@ recreate_stale_networks() {
   done
 }
 
+# --------------------------------------------------------------------------
+# Release hooks (see the header)
+# --------------------------------------------------------------------------
+# env_value SERVICE KEY: the value the service's container gets for KEY, from its env
+# file (secretsAsEnv) or from compose's own view of the service; nothing when unset.
+env_value() {
+  local service="$1" key="$2" f line value=""
+  for f in "${ENV_FILES[@]}"; do
+    [[ "$(basename -- "${f}" .env)" == "${service}" && -f "${f}" ]] || continue
+    while IFS= read -r line || [[ -n "${line}" ]]; do
+      [[ "${line}" == "${key}="* ]] && value="${line#*=}"
+    done <"${f}"
+  done
+  # Env files quote values in single quotes; '' is an empty value.
+  value="${value#\'}"
+  value="${value%\'}"
+  if [[ -z "${value}" ]]; then
+    value="$(jq -r --arg s "${service}" --arg k "${key}" '(.services[$s].environment // {})[$k] // empty' "${WORK}/preflight.json")"
+  fi
+  printf '%s' "${value}"
+}
+
+# preflight_problem SERVICE KEY: why KEY is missing for SERVICE, or nothing when it is set.
+# A file under /run/secrets (KEY itself, or KEY_FILE) must be a non-empty file on the host.
+preflight_problem() {
+  local service="$1" key="$2" value via="${2}"
+  value="$(env_value "${service}" "${key}")"
+  if [[ -z "${value}" ]]; then
+    via="${key}_FILE"
+    value="$(env_value "${service}" "${via}")"
+    if [[ -z "${value}" ]]; then
+      printf 'not set'
+      return 0
+    fi
+  fi
+  if [[ "${value}" =~ ^/run/secrets/([A-Za-z0-9._-]+)$ ]]; then
+    local host_file="${SECRETS_DIR}/${service}/${BASH_REMATCH[1]}"
+    [[ -s "${host_file}" ]] || printf '%s names a secret file, and %s is missing or empty' "${via}" "${host_file}"
+  fi
+}
+
+# deploy.preflight: every required key of every service, all reported at once.
+preflight() {
+  ((${#PREFLIGHTS[@]} > 0)) || return 0
+  local entry service key problem missing=()
+  if ! compose config --format json >"${WORK}/preflight.json" 2>"${WORK}/config.log"; then
+    FAILURE="deploy.preflight: compose config --format json failed: $(tail -n 3 "${WORK}/config.log")"
+    return 1
+  fi
+  if ! jq -e '.services' "${WORK}/preflight.json" >/dev/null 2>&1; then
+    FAILURE="deploy.preflight: could not read the services of compose.yaml (is jq installed?)"
+    return 1
+  fi
+  for entry in "${PREFLIGHTS[@]}"; do
+    read -r service key <<<"${entry}"
+    problem="$(preflight_problem "${service}" "${key}")"
+    [[ -z "${problem}" ]] || missing+=("service ${service}: ${key} (${problem})")
+  done
+  if ((${#missing[@]} > 0)); then
+    FAILURE="deploy.preflight: missing environment keys: $(printf '%s; ' "${missing[@]}" | sed 's/; $//')"
+    return 1
+  fi
+  log "deploy.preflight: ${#PREFLIGHTS[@]} required key(s) set"
+}
+
+remove_release_container() {
+  [[ -n "${RELEASE_CONTAINER}" ]] || return 0
+  docker rm --force "${RELEASE_CONTAINER}" >/dev/null 2>&1 || true
+  RELEASE_CONTAINER=""
+}
+
+# deploy.backupBeforeRelease: pg_dump -Fc as the nightly backup takes it, checked with the
+# backup scripts' own check (lib.sh verify_dump_archive: pg_restore --list, B1).
+backup_before_release() {
+  [[ -n "${DUMP_VERIFY_LIB}" ]] || return 0
+  local dir="${DATABASE_DATA_DIR}-release-dumps" dump container old
+  if [[ ! -r "${DUMP_VERIFY_LIB}" ]]; then
+    FAILURE="deploy.backupBeforeRelease: the dump check ${DUMP_VERIFY_LIB} is missing (the deploy step installs it)"
+    return 1
+  fi
+  if ! (umask 077 && mkdir -p -- "${dir}") || ! chmod 0700 -- "${dir}"; then
+    FAILURE="deploy.backupBeforeRelease: cannot create ${dir}"
+    return 1
+  fi
+  dump="${dir}/${DATABASE_NAME}-${RELEASE_ID}-$(date -u +%Y%m%dT%H%M%SZ)-$$.dump"
+  container="$(compose ps --quiet "${DATABASE_SERVICE}" 2>/dev/null | head -n 1)"
+  if ! (umask 077 && compose exec -T "${DATABASE_SERVICE}" pg_dump -Fc -w -U "${DATABASE_USER}" "${DATABASE_NAME}" >"${dump}" 2>"${WORK}/dump.log"); then
+    FAILURE="deploy.backupBeforeRelease: pg_dump of ${DATABASE_NAME} failed: $(tail -n 3 "${WORK}/dump.log")"
+    rm -f -- "${dump}"
+    return 1
+  fi
+  # shellcheck disable=SC1090 # the backup library, installed beside the backup scripts
+  if ! (source "${DUMP_VERIFY_LIB}" && verify_dump_archive "${dump}" "${container}") >"${WORK}/verify.log" 2>&1; then
+    FAILURE="deploy.backupBeforeRelease: the dump ${dump} did not verify: $(tail -n 3 "${WORK}/verify.log")"
+    return 1
+  fi
+  log "deploy.backupBeforeRelease: verified dump $(stat -c %s -- "${dump}") bytes at ${dump} ($(grep -o 'verified.*' "${WORK}/verify.log" | tail -n 1 || true))"
+  while IFS= read -r old; do
+    rm -f -- "${old}" && log "deploy.backupBeforeRelease: removed the older dump ${old}"
+  done < <(find "${dir}" -maxdepth 1 -type f -name '*.dump' -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2- | tail -n +"$((KEEP_RELEASES + 1))")
+}
+
+# deploy.release: the command in a one-off container of the new image of RELEASE_SERVICE
+# (`compose run --no-deps`: its env, secrets, volumes and networks; no service alias, so
+# no request reaches it), bounded by RELEASE_TIMEOUT; once per release id (header).
+run_release_command() {
+  [[ -n "${RELEASE_SERVICE}" ]] || return 0
+  local marker_dir="${APP_DIR}/release-hooks" marker rc=0 cmd=()
+  marker="${marker_dir}/${RELEASE_ID}.done"
+  if [[ -f "${marker}" ]]; then
+    log "deploy.release: already ran for release ${RELEASE_ID} ($(head -n 1 -- "${marker}")); not run again"
+    return 0
+  fi
+  if ! mapfile -d '' -t cmd < <(jq -j '.[] | tostring + "\u0000"' <<<"${RELEASE_COMMAND}") || ((${#cmd[@]} == 0)); then
+    FAILURE="deploy.release: cannot read the command of the manifest (is jq installed?)"
+    return 1
+  fi
+  backup_before_release || return 1
+  RELEASE_CONTAINER="${PROJECT}-release-${RUN_ID}"
+  log "deploy.release: running the release command in a one-off ${RELEASE_SERVICE} container of release ${RELEASE_ID} (at most ${RELEASE_TIMEOUT} s)"
+  timeout --kill-after=15 "${RELEASE_TIMEOUT}" docker compose --ansi never --project-name "${PROJECT}" --project-directory "${ACTIVE_DIR}" \
+    --file "${ACTIVE_DIR}/compose.yaml" run --rm --no-deps -T --name "${RELEASE_CONTAINER}" --label "onebox.release=${PROJECT}" \
+    -e "ONEBOX_RELEASE=${RELEASE_ID}" "${RELEASE_SERVICE}" "${cmd[@]}" >"${WORK}/release.log" 2>&1 </dev/null || rc=$?
+  sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/^/  release: /' "${WORK}/release.log" || true
+  remove_release_container
+  if ((rc == 124 || rc == 137)); then
+    FAILURE="deploy.release: the release command did not finish within ${RELEASE_TIMEOUT} s and was stopped; the previous release keeps serving"
+    return 1
+  fi
+  if ((rc != 0)); then
+    FAILURE="deploy.release: the release command exited ${rc}: $(tail -n 3 "${WORK}/release.log" | tr '\n' ' ' | sed 's/ *$//')"
+    return 1
+  fi
+  if ! (umask 077 && mkdir -p -- "${marker_dir}") ||
+    ! printf 'ran %s by run %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${RUN_ID}" >"${marker}.tmp-${RUN_ID}" ||
+    ! mv -f -T -- "${marker}.tmp-${RUN_ID}" "${marker}"; then
+    FAILURE="deploy.release: the command succeeded but ${marker} could not be written"
+    return 1
+  fi
+  log "deploy.release: the release command succeeded; recorded in ${marker}"
+}
+
+# smoke_problem STATUS KIND PATTERN CURL_STATUS CODE: why one answer fails, or nothing.
+smoke_problem() {
+  local status="$1" kind="$2" pattern="$3" rc="$4" code="$5"
+  if [[ "${rc}" != 0 ]]; then
+    printf 'no answer (curl status %s: %s)' "${rc}" "$(tr '\n' ' ' <"${WORK}/curl.log")"
+  elif [[ "${code}" != "${status}" ]]; then
+    printf 'answered %s, expected %s' "${code}" "${status}"
+  elif [[ "${kind}" == "contains" ]] && ! grep -qF -- "${pattern}" "${WORK}/smoke.body"; then
+    printf 'answered %s without "%s" in the body' "${code}" "${pattern}"
+  elif [[ "${kind}" == "matches" ]] && ! grep -qE -- "${pattern}" "${WORK}/smoke.body"; then
+    printf 'answered %s with a body that does not match /%s/' "${code}" "${pattern}"
+  fi
+}
+
+# deploy.smoke: each check through the proxy on this host, at most ATTEMPTS times.
+smoke_checks() {
+  ((${#SMOKES[@]} > 0)) || return 0
+  local i host path status attempts kind pattern url attempt rc code problem
+  for i in "${!SMOKES[@]}"; do
+    read -r host path status attempts kind pattern <<<"${SMOKES[i]}"
+    url="https://${host}${path}"
+    problem="no attempt"
+    for ((attempt = 1; attempt <= attempts; attempt++)); do
+      rc=0
+      code="$(curl --silent --show-error --insecure --output "${WORK}/smoke.body" --max-filesize 10485760 --write-out '%{http_code}' \
+        --max-time 10 --resolve "${host}:443:127.0.0.1" "${url}" 2>"${WORK}/curl.log")" || rc=$?
+      problem="$(smoke_problem "${status}" "${kind}" "${pattern}" "${rc}" "${code}")"
+      [[ -n "${problem}" ]] || break
+      ((attempt == attempts)) || sleep "${CHECK_INTERVAL}"
+    done
+    if [[ -n "${problem}" ]]; then
+      FAILURE="deploy.smoke[${i}]: ${url} ${problem} (${attempts} attempt(s))"
+      return 1
+    fi
+    log "deploy.smoke[${i}]: ${url} answered ${code}"
+  done
+}
+
 # activate DIR [rollback]: brings the release in DIR up; 0 when it serves.
 # Every command is checked explicitly: errexit does not apply inside `if activate`.
 activate() {
@@ -634,6 +864,10 @@ activate() {
   check_env_files || return 1
   if ! compose config --quiet 2>"${WORK}/config.log"; then
     FAILURE="compose.yaml does not validate: $(tail -n 5 "${WORK}/config.log")"
+    return 1
+  fi
+  if [[ "${mode}" == "deploy" ]] && ! preflight; then
+    UNCHANGED_FAILURE=1
     return 1
   fi
   # A rollback uses the images already on the host; the registry may be the problem.
@@ -650,6 +884,9 @@ activate() {
     sync_database_password || return 1
     reload_pooler || return 1
   fi
+  if [[ "${mode}" == "deploy" ]]; then
+    run_release_command || return 1
+  fi
   if [[ "${mode}" == "deploy" && "${HAS_PREVIOUS}" == 1 ]]; then
     canary_replaced_services || return 1
   fi
@@ -660,6 +897,9 @@ activate() {
   fi
   reload_proxy || return 1
   check_routes || return 1
+  if [[ "${mode}" == "deploy" ]]; then
+    smoke_checks || return 1
+  fi
 }
 
 # Prints the failure, then state, health probe output and last log lines of
@@ -692,6 +932,10 @@ remove_stale_canaries() {
     [[ -n "${id}" ]] || continue
     docker rm --force "${id}" >/dev/null 2>&1 && log "removed a canary left by an interrupted run (${id:0:12})"
   done < <(docker ps --all --quiet --filter "label=onebox.canary=${PROJECT}" 2>/dev/null || true)
+  while read -r id; do
+    [[ -n "${id}" ]] || continue
+    docker rm --force "${id}" >/dev/null 2>&1 && log "removed a release container left by an interrupted run (${id:0:12})"
+  done < <(docker ps --all --quiet --filter "label=onebox.release=${PROJECT}" 2>/dev/null || true)
 }
 
 # lock_stack APP: the stack's host-wide lock (R7) on fd 9 for the rest of the run. A
@@ -759,6 +1003,8 @@ main() {
   id="$(basename -- "${release_dir}")"
   app_dir="$(dirname -- "$(dirname -- "${release_dir}")")"
   RELEASE_ARG="${release_dir}"
+  RELEASE_ID="${id}"
+  APP_DIR="${app_dir}"
   RUN_ID="$(date -u +%Y%m%d%H%M%S)-$$-${RANDOM}"
   lock_stack "$(basename -- "${app_dir}")"
   # Everything below runs under the lock, and reads `current` only now.
@@ -768,7 +1014,7 @@ main() {
   [[ -z "${previous}" ]] || HAS_PREVIOUS=1
   [[ "${previous}" == "${release_dir}" ]] || PREVIOUS_DIR="${previous}"
   WORK="$(mktemp -d)"
-  trap 'remove_canary; rm -rf -- "${WORK}"' EXIT
+  trap 'remove_canary; remove_release_container; rm -rf -- "${WORK}"' EXIT
   # A lost SSH session (SIGHUP) or a stop (SIGTERM) still runs the EXIT trap.
   trap 'exit 129' HUP
   trap 'exit 143' TERM
@@ -789,6 +1035,11 @@ main() {
     return 0
   fi
 
+  if [[ "${UNCHANGED_FAILURE}" == 1 ]]; then
+    printf '%s: error: release %s failed: %s\n' "${LOG_TAG}" "${id}" "${FAILURE}" >&2
+    log "nothing was changed${previous:+; release $(basename -- "${previous}") keeps serving}"
+    return 1
+  fi
   report_failure
   if [[ -n "${previous}" && "${previous}" != "${release_dir}" ]]; then
     if ! revert_database_upgrade; then

@@ -32,6 +32,10 @@ if [[ "$1" == compose ]]; then
   done
   sub="$1"; shift
   case "\${sub}" in
+    run) if [[ " $* " == *" --label onebox.release="* ]]; then
+           printf 'release command ran: %s\\n' "\${*: -1}"
+           [[ -e "\${dir}/FAIL_RELEASE" ]] && { echo "relation users does not exist" >&2; exit 3; }
+         fi ;;
     pull) if [[ -e "\${dir}/FAIL_PULL" ]]; then echo "Error response from daemon: unauthorized: authentication required" >&2; exit 1; fi ;;
     up) if [[ -e "\${dir}/FAIL_UP" && " $* " == *" --remove-orphans "* ]]; then echo "container app-api-1 is unhealthy" >&2; exit 1; fi ;;
     exec)
@@ -81,6 +85,8 @@ exit 0
 
 const FAKE_CURL = `#!/usr/bin/env bash
 printf 'curl %s\\n' "$*" >>"\${FAKE_LOG}"
+# A request whose body is kept (the smoke checks) gets FAKE_CURL_BODY.
+prev=""; for a in "$@"; do [[ "\${prev}" == --output && "\${a}" != /dev/null ]] && printf '%s' "\${FAKE_CURL_BODY:-}" >"\${a}"; prev="\${a}"; done
 if [[ "\${FAKE_CURL_CODE:-200}" == tls ]]; then echo "curl: (35) TLS alert internal error" >&2; printf 000; exit 35; fi
 printf '%s' "\${FAKE_CURL_CODE:-200}"
 `;
@@ -116,8 +122,11 @@ function site(): Site {
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
-function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean } = {}): string {
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean; deploy?: Record<string, unknown> } = {}): string {
     const config = configOf("social", (r) => {
+        if (opts.deploy) {
+            r.deploy = opts.deploy;
+        }
         if (opts.databaseOnly) {
             r.services = {};
             delete r.routes;
@@ -141,6 +150,8 @@ function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep
             content = content
                 .replace(/^PROXY_DIR=.*$/m, `PROXY_DIR=${s.appDir}/proxy`)
                 .replace(/^ENV_FILE=\/etc\/onebox\/social\/env\//gm, `ENV_FILE=${s.dir}/env/`)
+                .replace(/^SECRETS_DIR=.*$/m, `SECRETS_DIR=${s.dir}/secrets`)
+                .replace(/^DUMP_VERIFY_LIB=.*$/m, `DUMP_VERIFY_LIB=${path.resolve(__dirname, "../../../scripts/host/backup/lib.sh")}`)
                 .replace(/^DATABASE_DATA_DIR=.*$/m, `DATABASE_DATA_DIR=${s.dir}/data/postgres`)
                 .replace(/^HEALTH_TIMEOUT=.*$/m, "HEALTH_TIMEOUT=0")
                 .replace(/^KEEP_RELEASES=.*$/m, `KEEP_RELEASES=${opts.keep ?? 5}`);
@@ -175,6 +186,8 @@ describe("deploy.sh", () => {
             "docker compose version",
             // Under the lock, a canary of an interrupted earlier run is stale: removed first.
             "docker ps --all --quiet --filter label=onebox.canary=social-prod",
+            // ...and so is a release command's container.
+            "docker ps --all --quiet --filter label=onebox.release=social-prod",
             `${compose} config --quiet`,
             `${compose} pull --quiet`,
             `${compose} ps --status running --quiet proxy`,
@@ -572,5 +585,102 @@ describe("deploy.sh: private registry logins", () => {
         const r = deploy(s, release(s, "r1"));
         assert.equal(r.status, 0, r.stderr);
         assert.ok(!r.calls.some((c) => c.startsWith("DOCKER_CONFIG=")));
+    });
+});
+
+describe("deploy.sh release hooks", () => {
+    const MIGRATE = { release: { service: "api", command: ["migrate", "--all"] } };
+
+    test("deploy.release runs once per release: before the canary and the switch, not again for the same release", () => {
+        const s = site();
+        const a = release(s, "aaaaaaaaaaa1", { deploy: MIGRATE });
+        const first = deploy(s, a);
+        assert.equal(first.status, 0, first.stderr);
+        const run = first.calls.findIndex((c) => / run --rm --no-deps -T --name social-prod-release-\S+ --label onebox\.release=social-prod -e ONEBOX_RELEASE=aaaaaaaaaaa1 api migrate --all$/.test(c));
+        assert.ok(run > 0, first.calls.join("\n"));
+        assert.ok(run < first.calls.findIndex((c) => c.endsWith("--remove-orphans")), "before compose up");
+        assert.match(first.stdout, /release: release command ran: --all/);
+        assert.match(fs.readFileSync(path.join(s.appDir, "release-hooks", "aaaaaaaaaaa1.done"), "utf8"), /^ran \d{4}-\d\d-\d\dT/);
+        const again = deploy(s, a);
+        assert.equal(again.status, 0, again.stderr);
+        assert.equal(again.calls.filter((c) => / run .*onebox\.release=/.test(c)).length, 0);
+        assert.match(again.stdout, /deploy\.release: already ran for release aaaaaaaaaaa1/);
+    });
+
+    test("a failing release command names the hook, writes no marker and rolls back to the previous release", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const b = release(s, "bbbbbbbbbbb2", { deploy: MIGRATE, webImage: "ghcr.io/social/web:1.0.0" });
+        fs.writeFileSync(path.join(b, "FAIL_RELEASE"), "");
+        const r = deploy(s, b);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /release bbbbbbbbbbb2 failed: deploy\.release: the release command exited 3: .*relation users does not exist$/m);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        assert.equal(fs.existsSync(path.join(s.appDir, "release-hooks", "bbbbbbbbbbb2.done")), false);
+        // Nothing of the new release was brought up beside the database.
+        assert.equal(r.calls.some((c) => c.startsWith(`docker compose --ansi never --project-name social-prod --project-directory ${b}`) && c.endsWith("--remove-orphans")), false);
+    });
+
+    test("deploy.backupBeforeRelease: a dump that does not verify (lib.sh's check) stops the release before its command", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        // The fake pg_dump writes nothing: the backup library's check refuses an empty dump.
+        const b = release(s, "bbbbbbbbbbb2", { deploy: { ...MIGRATE, backupBeforeRelease: true } });
+        const r = deploy(s, b);
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, new RegExp(`deploy\\.backupBeforeRelease: the dump ${s.dir}/data/postgres-release-dumps/app-bbbbbbbbbbb2-\\d{8}T\\d{6}Z-\\d+\\.dump did not verify: .*dump file is empty`));
+        assert.ok(r.calls.some((c) => c.endsWith("exec -T postgres pg_dump -Fc -w -U app app")), r.calls.join("\n"));
+        assert.equal(r.calls.some((c) => / run .*onebox\.release=/.test(c)), false, "the release command did not run");
+        assert.equal(fs.statSync(path.join(s.dir, "data", "postgres-release-dumps")).mode & 0o777, 0o700);
+        assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+    });
+
+    test("deploy.preflight: every missing key named with its service; nothing changes, no rollback", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const b = release(s, "bbbbbbbbbbb2", { deploy: { preflight: { requiredEnv: { api: ["SMTP_PASSWORD", "DATABASE_HOST", "DATABASE_URL"] } } } });
+        // compose's own view of the service: DATABASE_URL set, DATABASE_HOST not, the secret as a file.
+        const view = { services: { api: { environment: { DATABASE_URL: "postgresql://app@db/app", SMTP_PASSWORD_FILE: "/run/secrets/SMTP_PASSWORD" } } } };
+        fs.writeFileSync(path.join(b, "config.json"), JSON.stringify(view));
+        const r = deploy(s, b);
+        assert.equal(r.status, 1);
+        assert.match(
+            r.stderr,
+            new RegExp(
+                `deploy\\.preflight: missing environment keys: service api: SMTP_PASSWORD \\(SMTP_PASSWORD_FILE names a secret file, and ${s.dir}/secrets/api/SMTP_PASSWORD is missing or empty\\); service api: DATABASE_HOST \\(not set\\)$`,
+                "m",
+            ),
+        );
+        assert.doesNotMatch(r.stderr, /DATABASE_URL/);
+        assert.match(r.stdout, /nothing was changed; release aaaaaaaaaaa1 keeps serving/);
+        assert.doesNotMatch(r.stdout, /rolling back/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        assert.equal(r.calls.some((c) => / (pull|up|run|exec) /.test(c)), false, r.calls.join("\n"));
+
+        // The env file (secretsAsEnv) counts as well; with the secret file in place the release goes live.
+        fs.writeFileSync(path.join(s.dir, "env", "api.env"), "DATABASE_HOST='social-prod-postgres'\n");
+        fs.mkdirSync(path.join(s.dir, "secrets", "api"), { recursive: true });
+        fs.writeFileSync(path.join(s.dir, "secrets", "api", "SMTP_PASSWORD"), "x");
+        const ok = deploy(s, b);
+        assert.equal(ok.status, 0, ok.stderr);
+        assert.match(ok.stdout, /deploy\.preflight: 3 required key\(s\) set/);
+    });
+
+    test("deploy.smoke: a body without the expected text rolls back after its attempts; the right one passes", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const smoke = { smoke: [{ host: "social.example", path: "/health?deep=1", bodyContains: '"status": "ok"', attempts: 2 }] };
+        const b = release(s, "bbbbbbbbbbb2", { deploy: smoke });
+        const bad = deploy(s, b, { FAKE_CURL_BODY: '{"status": "degraded"}' });
+        assert.equal(bad.status, 1);
+        assert.match(bad.stderr, /deploy\.smoke\[0\]: https:\/\/social\.example\/health\?deep=1 answered 200 without ""status": "ok"" in the body \(2 attempt\(s\)\)/);
+        assert.equal(bad.calls.filter((c) => c.includes("https://social.example/health?deep=1")).length, 2, "two attempts; the rollback makes no smoke check");
+        assert.match(bad.stdout, /release aaaaaaaaaaa1 is serving again/);
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        const good = deploy(s, b, { FAKE_CURL_BODY: '{"status": "ok"}' });
+        assert.equal(good.status, 0, good.stderr);
+        assert.match(good.stdout, /deploy\.smoke\[0\]: https:\/\/social\.example\/health\?deep=1 answered 200/);
+        assert.equal(current(s), "releases/bbbbbbbbbbb2");
     });
 });
