@@ -158,7 +158,24 @@ describe("examples: the five plans", () => {
             // The program reads onebox: keys and `--path 'secrets.NAME'` addresses the project's namespace.
             assert.deepEqual([project.name, project.runtime.name, project.main], ["onebox", "nodejs", undefined]);
             assert.match(fs.readFileSync(path.join(dir, "index.ts"), "utf8"), /^export \* from "\.\.\/\.\.\/index";$/m);
+            // Pulumi type-checks with the project directory's tsconfig; without the repository's options it fails.
+            assert.match(fs.readFileSync(path.join(dir, "tsconfig.json"), "utf8"), /"extends": "\.\.\/\.\.\/tsconfig\.json"/);
         }
+    });
+
+    it("an example loads as `pulumi up` loads it: Pulumi's ts-node in the example's directory, type checking on", () => {
+        const s = STACKS.find((x) => x.example === "004-fingerflow");
+        assert.ok(s);
+        const r = spawnSync(process.execPath, [path.join(ROOT, "tests/helpers/pulumi-runtime-load.js"), JSON.stringify(exampleConfig(s)), s.dir], {
+            cwd: ROOT,
+            encoding: "utf8",
+            timeout: 300_000,
+            env: { ...process.env, NODE_OPTIONS: "" },
+        });
+        assert.equal(r.status, 0, `loader failed:\n${r.stderr}`);
+        const result = JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as { types: string[]; outputs: string[] };
+        assert.ok(result.types.includes("onebox:hosts:ExistingHost") && result.types.includes("command:remote:Command"), result.types.join(", "));
+        assert.deepEqual(result.outputs.sort(), ["databasePassword", "onebox", "releaseId"]);
     });
 
     it("README.md links every example", () => {
