@@ -5,15 +5,20 @@
 // compiler options merged the same way; then the program runs under mocks.
 // Plain JavaScript on purpose: no tsx in this process.
 //
-// Usage: node tests/helpers/pulumi-runtime-load.js '<pulumi config as JSON>'
+// Usage: node tests/helpers/pulumi-runtime-load.js '<pulumi config as JSON>' [PROJECT_DIR]
+// PROJECT_DIR (default: the repository) is a project whose index.ts is loaded from
+// that directory, with its tsconfig.json if it has one (as Pulumi: none, no project options).
 // Prints one JSON line: { resources: <count>, types: [...], outputs: [...] }.
 "use strict";
 const path = require("path");
 const root = path.resolve(__dirname, "../..");
+const projectDir = process.argv[3] ? path.resolve(process.argv[3]) : root;
+process.chdir(projectDir);
 const tsutils = require("@pulumi/pulumi/tsutils");
 const semver = require("semver");
 
-const tsConfigPath = path.join(root, "tsconfig.json");
+const tsConfigPath = path.join(projectDir, "tsconfig.json");
+const skipProject = !require("fs").existsSync(tsConfigPath);
 const compilerOptions = tsutils.loadTypeScriptCompilerOptions(tsConfigPath);
 const { tsnodeRequire, typescriptRequire } = tsutils.typeScriptRequireStrings();
 const ts = require(typescriptRequire);
@@ -22,7 +27,7 @@ require(tsnodeRequire).register({
     compiler: typescriptRequire,
     transpileOnly: compilerOptions.noCheck,
     project: tsConfigPath,
-    skipProject: false,
+    skipProject,
     compilerOptions: {
         target: "ES2020",
         module: useNodeNext ? "nodenext" : "commonjs",
@@ -60,7 +65,7 @@ const mocks = {
 // As the engine does: the keys holding values set with `pulumi config set --secret` are listed as secret.
 pulumi.runtime.setAllConfig(JSON.parse(process.argv[2]), ["onebox:secrets", "onebox:sshPrivateKey"]);
 pulumi.runtime.setMocks(mocks, "onebox", "runtime-load", false).then(async () => {
-    const program = require(path.join(root, "index.ts"));
+    const program = require(path.join(projectDir, "index.ts"));
     const outputs = Object.keys(program);
     await new Promise((resolve) => program.onebox.apply(resolve));
     await new Promise((resolve) => setTimeout(resolve, 300));

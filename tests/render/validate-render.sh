@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Renders every committed stack file twice and checks, with the real tools:
+# Renders every committed stack file, and every example's (examples/<NNN-name>/
+# Pulumi.<stack>.yaml, with stand-ins for the secrets its README sets:
+# scripts/examples.ts), twice and checks, with the real tools:
 #   - the two renders are byte-identical (deterministic output);
 #   - the compose file passes `docker compose config -q` (compose v2) and the
 #     Caddyfile passes `caddy validate`, inside the Debian 13 tools image
@@ -23,9 +25,8 @@ log() {
 }
 
 check_stack() {
-  local stack="$1" work="$2"
-  local name
-  name="$(basename "${stack}" .yaml)"
+  local stack="$1" work="$2" name="${3:-}"
+  [[ -n "${name}" ]] || name="$(basename "${stack}" .yaml)"
   local a="${work}/${name}-a" b="${work}/${name}-b"
   (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${a}" --cloudflare-ips "${CLOUDFLARE_IPS}" >/dev/null)
   (cd "${ROOT}" && npx --no-install tsx scripts/render.ts --stack-file "${stack}" --out "${b}" --cloudflare-ips "${CLOUDFLARE_IPS}" >/dev/null)
@@ -63,6 +64,15 @@ main() {
     count=$((count + 1))
   done
   ((count > 0)) || { log "no Pulumi.<stack>.yaml found"; exit 1; }
+  # The examples, as a user's stack file looks once the README's secrets are set.
+  local examples=0
+  (cd "${ROOT}" && npx --no-install tsx scripts/examples.ts --out "${WORK}/examples" >/dev/null)
+  for stack in "${WORK}"/examples/*/Pulumi.*.yaml; do
+    check_stack "${stack}" "${WORK}" "$(basename "$(dirname "${stack}")")-$(basename "${stack}" .yaml)"
+    examples=$((examples + 1))
+  done
+  ((examples >= 5)) || { log "expected the five examples, found ${examples} stack file(s)"; exit 1; }
+  count=$((count + examples))
   shellcheck -x "${ROOT}"/scripts/*.sh "${ROOT}"/scripts/host/*/*.sh "${ROOT}"/tests/host/fixture/*.sh "${ROOT}"/tests/render/*.sh "${ROOT}"/.ci/run
   log "ok   ShellCheck on every committed script"
   log "${count} stack file(s) validated"
