@@ -117,7 +117,7 @@ test("a job every minute runs on its own, in the current release with the servic
     assert.notEqual(start.code, 0, "systemctl start reports the failed run");
     assert.equal((await root(`systemctl show -p Result --value ${FAIL}.service`)).out.trim(), "exit-code");
     assert.match((await root(`journalctl -u ${FAIL}.service --no-pager -o cat`)).out, /onebox-about-to-fail[\s\S]*job fail failed \(run\): the command exited with status 3/);
-    await waitFor("the failure alert", async () => hook!.requests().length > before, 30_000, 500);
+    await waitFor("the failure alert", () => Promise.resolve(hook!.requests().length > before), 30_000, 500);
     const alerts = hook!.requests().slice(before);
     assert.equal(alerts.length, 1, JSON.stringify(alerts));
     assert.equal(alerts[0].method, "POST");
