@@ -819,7 +819,8 @@ function jobsStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths)
         run,
         // Alert URLs often carry a token: the step's script then stays out of logs (R4).
         secret: alerts,
-        dependsOn: ["deploy"],
+        // After the backup step, which follows the deploy: every step runs after the one before it.
+        dependsOn: ["backup"],
         lock: stackLockFile(config.app.name),
     };
 }

@@ -121,9 +121,9 @@ describe("job units and settings", () => {
 });
 
 describe("the jobs step", () => {
-    test("installs the runner, 0600 settings and 0644 units under the stack lock, after the deploy; secret while an alert URL is in its files", () => {
+    test("installs the runner, 0600 settings and 0644 units under the stack lock, after the deploy and backup steps; secret while an alert URL is in its files", () => {
         const step = jobsStepOf(cleaning({ remind: REMIND }));
-        assert.deepEqual(step.dependsOn, ["deploy"]);
+        assert.deepEqual(step.dependsOn, ["backup"]);
         assert.equal(step.lock, "/run/lock/onebox/cleaning.lock");
         assert.equal(step.secret, true);
         assert.deepEqual(
