@@ -305,8 +305,10 @@ export function cronToOnCalendar(value: string): string {
         throw new Error(f);
     }
     const list = (xs: number[] | "*") => (xs === "*" ? "*" : xs.map(pad).join(","));
+    // Every minute (or hour) of its range is "*": the same calendar as the 60 listed values, and readable.
+    const every = (xs: number[], size: number) => (xs.length === size ? "*" : list(xs));
     const dow = f.dayOfWeek === "*" ? "" : `${f.dayOfWeek.map((d) => DAYS[d]).join(",")} `;
-    return `${dow}*-${list(f.month)}-${list(f.dayOfMonth)} ${list(f.hour)}:${list(f.minute)}:00 UTC`;
+    return `${dow}*-${list(f.month)}-${list(f.dayOfMonth)} ${every(f.hour, 24)}:${every(f.minute, 60)}:00 UTC`;
 }
 
 const PLACEHOLDER = /^(change[-_ ]?me|changeit|password|passw0rd|secret|default|example|placeholder|todo|xxx+|test|admin|letmein|qwerty|12345678|your[-_].*|<.*>|\$\{.*\})$/i;

@@ -17,6 +17,8 @@ export interface HostScripts {
     deploy: string;
     /** scripts/host/backup/*.sh by file name (empty when the directory does not exist). */
     backup: Record<string, string>;
+    /** scripts/host/jobs/*.sh by file name (run-job.sh): needed only by a stack with `jobs`. */
+    jobs?: Record<string, string>;
 }
 
 /** The repository's scripts/host directory. */
@@ -55,6 +57,7 @@ export function loadHostScripts(scriptsDir: string = defaultScriptsDir()): HostS
         bootstrap,
         deploy: fs.readFileSync(path.join(scriptsDir, REQUIRED_SCRIPTS.deploy), "utf8"),
         backup: readDir(path.join(scriptsDir, "backup"), (n) => n.endsWith(".sh")),
+        jobs: readDir(path.join(scriptsDir, "jobs"), (n) => n.endsWith(".sh")),
     };
 }
 

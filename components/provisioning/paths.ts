@@ -166,3 +166,12 @@ export function localBackupDir(dataPath: string): string {
 export function releaseDir(paths: AppPaths, releaseId: string): string {
     return `${paths.releasesDir}/${releaseId}`;
 }
+
+/** Scheduled jobs (`jobs`): the runner every job unit starts. */
+export const JOBS_LIB_DIR = `${LIB_DIR}/jobs`;
+export const JOB_RUNNER = `${JOBS_LIB_DIR}/run-job.sh`;
+
+/** `/etc/onebox/<app>/jobs`: one settings file per job (0600 root: it holds the alert URL). */
+export function jobsConfigDir(paths: AppPaths): string {
+    return `${paths.configDir}/jobs`;
+}

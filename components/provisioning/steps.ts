@@ -13,11 +13,12 @@
  * - `deploy`: the release (compose.yaml, Caddyfile, manifest) and deploy.sh, which
  *   starts it behind a health gate and rolls back on failure.
  * - `backup`: backup scripts, /etc/onebox/backup.env (secret) and systemd timers.
+ * - `jobs`: the scheduled jobs' runner, settings and timers; removes those of jobs no longer configured.
  *
  * File content may hold `{{secret:NAME}}` placeholders (see placeholders.ts),
  * never values; only steps flagged `secret` may hold them.
  *
- * `secrets`, `deploy` and `backup` change the stack on the host: each holds the stack's
+ * `secrets`, `deploy`, `backup` and `jobs` change the stack on the host: each holds the stack's
  * host-wide lock (`lock`, R7) from before its first file until it exits, and the deploy
  * hands it down to deploy.sh, which a manual rollback runs under the same lock.
  */
@@ -57,6 +58,9 @@ import {
     PGBACKREST_CONF,
     postgresSocketDir,
     walSpoolDir,
+    JOBS_LIB_DIR,
+    JOB_RUNNER,
+    jobsConfigDir,
 } from "./paths";
 import { resolveS3Target, S3_PRESETS } from "../storage/s3-providers";
 import { POOLER_SERVICE } from "../config/pooler-schema";
@@ -84,9 +88,10 @@ import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
 import { renderPgHba } from "./render/pg-hba";
 import { DUMP_VERIFY_LIB, releaseId, renderManifest, type ReleaseFile } from "./render/release";
 import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
+import { jobUnitPrefix, renderJobSettings, renderJobUnits, type JobsInput } from "./render/jobs";
 import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
 
-export const STEP_NAMES = ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup"] as const;
+export const STEP_NAMES = ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup", "jobs"] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** A file a step installs. */
@@ -790,6 +795,77 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
     };
 }
 
+// ---------------------------------------------------------------- jobs
+
+/** The scheduled jobs' settings as the renderers take them (render/jobs.ts). */
+export function jobsInput(config: ProvisioningConfig, paths: AppPaths): JobsInput {
+    return {
+        app: config.app.name,
+        project: projectName(config),
+        appDir: paths.appDir,
+        lockFile: stackLockFile(config.app.name),
+        lockWaitSeconds: STACK_LOCK_WAIT_SECONDS,
+        configDir: jobsConfigDir(paths),
+        jobs: config.jobs,
+        fallbackAlertUrl: config.backups?.alertUrl,
+    };
+}
+
+/**
+ * The runner, one settings file (0600: it may hold the alert URL) and a service and timer per
+ * job. Converges: the units and settings of a job no longer configured are stopped and removed,
+ * so a stack without jobs removes them all. Runs under the stack's lock, like every run of a job.
+ */
+function jobsStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths): Step {
+    const input = jobsInput(config, paths);
+    const names = Object.keys(config.jobs).sort();
+    const runner = ctx.scripts.jobs?.["run-job.sh"];
+    if (names.length > 0 && runner === undefined) {
+        throw new Error("jobs are configured but scripts/host/jobs/ lacks run-job.sh");
+    }
+    const units = renderJobUnits(input);
+    const keep = units.map((u) => u.name);
+    const timers = keep.filter((n) => n.endsWith(".timer"));
+    const prefix = jobUnitPrefix(config.app.name);
+    const keepPattern = keep.length > 0 ? keep.map(shellQuote).join("|") : "''";
+    const run = [
+        "shopt -s nullglob",
+        // A job removed from the configuration: its timer stops, a run waiting for the lock
+        // (none can be running: this step holds the lock) stops, its units go.
+        `for f in ${SYSTEMD_DIR}/${prefix}*.timer ${SYSTEMD_DIR}/${prefix}*.service; do`,
+        '  case "${f##*/}" in',
+        `    ${keepPattern}) ;;`,
+        '    *) unit="${f##*/}"; unit="${unit%.*}"',
+        '       systemctl disable --now "${unit}.timer" >/dev/null 2>&1 || true',
+        '       systemctl stop "${unit}.service" >/dev/null 2>&1 || true',
+        `       rm -f -- ${SYSTEMD_DIR}/"\${unit}.timer" ${SYSTEMD_DIR}/"\${unit}.service"`,
+        "       printf 'removed   %s\\n' \"${f}\" ;;",
+        "  esac",
+        "done",
+        ...pruneLines(input.configDir, "*.conf", names.map((n) => `${n}.conf`)),
+        "systemctl daemon-reload",
+        // restart: a changed schedule takes effect now, not after the old one's next elapse.
+        ...(timers.length > 0 ? [shellJoin(["systemctl", "enable", ...timers]), shellJoin(["systemctl", "restart", ...timers])] : []),
+    ].join("\n");
+    const alerts = names.some((n) => (config.jobs[n].alertUrl ?? input.fallbackAlertUrl) !== undefined);
+    return {
+        name: "jobs",
+        description: names.length > 0 ? `Install the scheduled jobs (${names.join(", ")}): settings, services and timers` : "No scheduled jobs: remove the units of any job no longer configured",
+        directories: [dir(ETC_DIR, "0700"), dir(paths.configDir, "0700"), dir(input.configDir, "0700"), dir(JOBS_LIB_DIR, "0755")],
+        files: [
+            ...(runner !== undefined ? [file(JOB_RUNNER, runner, "0755")] : []),
+            ...names.map((n) => file(`${input.configDir}/${n}.conf`, renderJobSettings(input, n), "0600")),
+            ...units.map((u) => file(`${SYSTEMD_DIR}/${u.name}`, u.content, "0644")),
+        ],
+        run,
+        // Alert URLs often carry a token: the step's script then stays out of logs (R4).
+        secret: alerts,
+        // After the backup step, which follows the deploy: every step runs after the one before it.
+        dependsOn: ["backup"],
+        lock: stackLockFile(config.app.name),
+    };
+}
+
 // ---------------------------------------------------------------- the list
 
 /** The ordered steps of a stack. Pure: same config and context, same steps. */
@@ -799,7 +875,7 @@ export function buildSteps(config: ProvisioningConfig, ctx: StepContext): Step[]
     if (config.deploy.imageSource === "upload") {
         steps.push(imagesStep(config));
     }
-    steps.push(deployStep(config, ctx, paths), backupStep(config, ctx));
+    steps.push(deployStep(config, ctx, paths), backupStep(config, ctx), jobsStep(config, ctx, paths));
     for (const step of steps) {
         const refs = stepSecrets(step);
         if (refs.length > 0 && !step.secret) {

@@ -236,6 +236,18 @@ export const BAD_CONFIGS: Case[] = [
     ["H12: a capability listed twice", (r) => withValue(withValue(r, "services.api.user", null), "services.api.capAdd", ["CHOWN", "CHOWN"]), "services.api.capAdd[1]", /listed twice/],
     ["H12: capabilities for a non-root user, who never gets them", (r) => withValue(r, "services.api.capAdd", ["NET_BIND_SERVICE"]), "services.api.capAdd", /not root.*user: null/],
     ["H12: pids limit too low to run anything", (r) => withValue(r, "services.api.pidsLimit", 4), "services.api.pidsLimit", /at least 16/],
+    // --- scheduled jobs ---
+    ["job of a service that does not exist", (r) => withValue(r, "jobs", { remind: { service: "worker", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *" } }), "jobs.remind.service", /no service "worker"/],
+    ["job name that is no slug", (r) => withValue(r, "jobs", { Send_Mail: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *" } }), "jobs.Send_Mail", /lower-case letters/],
+    ["job schedule that is not cron", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "every 5 minutes" } }), "jobs.remind.schedule", /five fields/],
+    ["job schedule with both day fields", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "0 9 1 * 1" } }), "jobs.remind.schedule", /restrict only one/],
+    ["job timeout beyond the deploy lock wait", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *", timeoutSeconds: 3600 } }), "jobs.remind.timeoutSeconds", /at most 600 seconds/],
+    ["job timeout below 10 s", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *", timeoutSeconds: 0 } }), "jobs.remind.timeoutSeconds", /at least 10 seconds/],
+    ["job without a command", (r) => withValue(r, "jobs", { remind: { service: "api", command: [], schedule: "*/5 * * * *" } }), "jobs.remind.command", /give the command/],
+    ["job argument with a line break", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind\nrm -rf /"], schedule: "*/5 * * * *" } }), "jobs.remind.command[2]", /line break/],
+    ["job alert over plain http", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *", alertUrl: "http://alerts.example.com/x" } }), "jobs.remind.alertUrl", /https:\/\//],
+    ["job alert over http to a public host despite the opt-in", (r) => withValue(withValue(r, "backups.allowPlainHttpHooks", true), "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *", alertUrl: "http://alerts.example.com/x" } }), "jobs.remind.alertUrl", /not a private address/],
+    ["unknown job setting", (r) => withValue(r, "jobs", { remind: { service: "api", command: ["python", "-m", "app.remind"], schedule: "*/5 * * * *", retries: 3 } }), "jobs.remind", /unknown setting "retries"/],
 ];
 
 /**

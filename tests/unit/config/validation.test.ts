@@ -113,6 +113,12 @@ describe("schedules", () => {
         ["*/30 1 * * 1-5", "Mon,Tue,Wed,Thu,Fri *-*-* 01:00,30:00 UTC"],
         ["15 2 1 * *", "*-*-01 02:15:00 UTC"],
         ["0 0 1 1,7 *", "*-01,07-01 00:00:00 UTC"],
+        // Scheduled jobs: every minute or hour of the range is "*", not 60 (24) listed values.
+        ["* * * * *", "*-*-* *:*:00 UTC"],
+        ["0 * * * *", "*-*-* *:00:00 UTC"],
+        ["*/15 * * * *", "*-*-* *:00,15,30,45:00 UTC"],
+        ["5 */6 1,15 * *", "*-*-01,15 00,06,12,18:05:00 UTC"],
+        ["0-59 0-23 * * *", "*-*-* *:*:00 UTC"],
     ];
     for (const [cron, calendar] of table) {
         it(`cron "${cron}" becomes OnCalendar "${calendar}"`, () => {

@@ -64,7 +64,7 @@ describe("program: DigitalOcean stack", () => {
 
     it("provisions the host with the fixed step order over SSH", () => {
         const names = remoteCommands(run.mocks).map((c) => c.name);
-        for (const step of ["wait-ready", "bootstrap", "secrets", "deploy", "backup"]) {
+        for (const step of ["wait-ready", "bootstrap", "secrets", "deploy", "backup", "jobs"]) {
             assert.ok(names.some((n) => n.endsWith(step)), `no ${step} step in ${names.join(", ")}`);
         }
     });

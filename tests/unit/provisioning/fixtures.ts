@@ -167,6 +167,7 @@ export const FAKE_SCRIPTS: HostScripts = {
         "backup-status.sh": "#!/usr/bin/env bash\necho status\n",
         "lib.sh": "# shared functions\n",
     },
+    jobs: { "run-job.sh": "#!/usr/bin/env bash\necho job \"$1\"\n" },
 };
 
 /** Step context as the provisioner builds it for a cloud host. */

@@ -146,6 +146,7 @@ describe("HostProvisioner: SSH connections", () => {
             [REMOTE, "prod-secrets"],
             [REMOTE, "prod-deploy"],
             [REMOTE, "prod-backup"],
+            [REMOTE, "prod-jobs"],
         ]);
         assert.equal(mocks.resources.filter((r) => r.type === HOST_PROVISIONER_TYPE).length, 1);
         // finances is proxied by Cloudflare: its Caddyfile (so the release id) holds the looked-up ranges.
@@ -330,7 +331,7 @@ describe("HostProvisioner: arguments of its own (not the whole stack configurati
         await unwrap(provisioner.urn);
         await settleMocks();
         const names = mocks.ofType(REMOTE).map((r) => r.name).sort();
-        assert.deepEqual(names, ["lib-backup", "lib-bootstrap", "lib-deploy", "lib-secrets", "lib-wait-ready"]);
+        assert.deepEqual(names, ["lib-backup", "lib-bootstrap", "lib-deploy", "lib-jobs", "lib-secrets", "lib-wait-ready"]);
         const bootstrap = mocks.ofType(REMOTE).find((r) => r.name === "lib-bootstrap");
         const stdin = String(unsecret(bootstrap?.inputs.stdin));
         const env = /put_file \/etc\/onebox\/bootstrap\.env \S+ \S+ <<'(\w+)'\n([\s\S]*?)\n\1\n/.exec(stdin);

@@ -32,6 +32,7 @@ test("reads bootstrap.sh with the files it ships, deploy.sh, and only the *.sh b
         bootstrap: { "bootstrap.sh": "#!/bin/bash\n", "daemon.json": "{}\n" },
         deploy: "#!/bin/bash\necho deploy\n",
         backup: { "backup.sh": "b\n" },
+        jobs: {},
     });
 });
 

@@ -196,6 +196,7 @@ describe("render command", () => {
             ["secrets", true, "sudo -n bash -s"],
             ["deploy", false, "sudo -n bash -s"],
             ["backup", true, "sudo -n bash -s"],
+            ["jobs", false, "sudo -n bash -s"],
         ]);
         const secrets = summary.steps[2] as { trigger: unknown; files: { path: string; mode: string; owner: string; sha256: string; masked: boolean }[] };
         assert.equal(secrets.trigger, null, "secret triggers depend on values the render never sees");

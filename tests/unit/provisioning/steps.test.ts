@@ -49,7 +49,7 @@ describe("the step list", () => {
     for (const name of NAMES) {
         test(`${name}: fixed names and order, each step after the previous one`, () => {
             const steps = stepsOf(name);
-            assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "deploy", "backup"]);
+            assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "deploy", "backup", "jobs"]);
             steps.forEach((s, i) => assert.deepEqual(s.dependsOn, i === 0 ? [] : [steps[i - 1].name]));
             assert.ok(steps.every((s) => (STEP_NAMES as readonly string[]).includes(s.name)));
         });
@@ -68,7 +68,7 @@ describe("the step list", () => {
 
     test("upload mode adds the local images step between secrets and deploy", () => {
         const steps = stepsOf("social", (r) => (r.deploy = { imageSource: "upload" }));
-        assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup"]);
+        assert.deepEqual(steps.map((s) => s.name), ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup", "jobs"]);
         assert.deepEqual(step(steps, "images").upload, { images: ["caddy:2", "postgres:17", "ghcr.io/social/api:0.9.0", "ghcr.io/social/web:0.9.0"] });
         assert.deepEqual(step(steps, "deploy").dependsOn, ["images"]);
         assert.throws(() => renderStepScript(step(steps, "images"), {}), /runs locally/);
@@ -560,13 +560,13 @@ describe("R8: the role password as a SCRAM-SHA-256 verifier", () => {
 });
 
 describe("R7: the stack lock", () => {
-    test("secrets, deploy and backup hold /run/lock/onebox/<app>.lock for the whole step; wait-ready and bootstrap do not", () => {
+    test("secrets, deploy, backup and jobs hold /run/lock/onebox/<app>.lock for the whole step; wait-ready and bootstrap do not", () => {
         const steps = stepsOf("finances");
         const values = fakeSecretValues([...new Set(steps.flatMap(stepSecrets))]);
         for (const st of steps.filter((x) => !x.upload)) {
             const script = renderStepScript(st, values);
             const line = `  lock_stack /run/lock/onebox/finances.lock 'onebox step ${st.name}' ${STACK_LOCK_WAIT_SECONDS}\n`;
-            const locked = ["secrets", "deploy", "backup"].includes(st.name);
+            const locked = ["secrets", "deploy", "backup", "jobs"].includes(st.name);
             assert.equal(script.includes(line), locked, st.name);
             if (locked) {
                 // Taken before the first file is written.
