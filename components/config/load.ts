@@ -26,6 +26,7 @@ export const CONFIG_KEYS = [
     "redis",
     "backups",
     "deploy",
+    "volumes",
     "generatedSecrets",
 ] as const;
 
