@@ -171,7 +171,7 @@ export const BAD_CONFIGS: Case[] = [
                 "1000:1000",
             ),
         "volumes.uploads.owner",
-        /different users: api \(10001:10001\), web \(1000:1000\)/,
+        /different users: web \(1000:1000\), api \(10001:10001\)/,
     ],
     [
         "a service that could neither read nor write the volume it mounts",
