@@ -27,6 +27,7 @@ export const CONFIG_KEYS = [
     "backups",
     "deploy",
     "jobs",
+    "volumes",
     "generatedSecrets",
 ] as const;
 

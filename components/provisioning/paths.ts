@@ -134,6 +134,14 @@ export function volumePath(dataPath: string, service: string, volume: string): s
 }
 
 /**
+ * Directory of a stack volume (top-level `volumes`), shared by the services that mount it:
+ * `<dataPath>/shared/<name>` (beside `volumes/`, whose subdirectories are service names).
+ */
+export function sharedVolumePath(dataPath: string, volume: string): string {
+    return path.posix.join(dataPath, "shared", volume);
+}
+
+/**
  * Point-in-time recovery (`backups.pointInTime`): PostgreSQL's archive_command copies each
  * finished WAL segment into this spool directory on the data volume; the host's
  * `pitr.sh push` hands it to pgBackRest, which uploads it, and removes it.

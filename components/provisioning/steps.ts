@@ -62,6 +62,7 @@ import {
     JOB_RUNNER,
     jobsConfigDir,
 } from "./paths";
+import { backupDirectories, volumeDirectories } from "./volumes";
 import { resolveS3Target, S3_PRESETS } from "../storage/s3-providers";
 import { POOLER_SERVICE } from "../config/pooler-schema";
 import { POOLER_AUTH_FILE_NAME, POOLER_INI_FILE_NAME, POOLER_USER, renderPgbouncerAuthFile, renderPgbouncerIni } from "./render/pgbouncer";
@@ -560,12 +561,8 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         dir(paths.logDir, "0750", PROXY_USER),
         dir(STATUS_DIR, "0755"),
     ];
-    for (const name of appServiceNames(config)) {
-        const svc = config.services[name];
-        for (const v of svc.volumes) {
-            directories.push(dir(volumePath(ctx.dataPath, name, v.name), "0750", ownerOf(svc.user)));
-        }
-    }
+    const volumes = volumeDirectories(config, ctx.dataPath);
+    directories.push(...volumes.map((v) => dir(v.path, v.mode, v.owner)));
     if (config.database.enabled && config.backups?.enabled && config.backups.pointInTime) {
         // Point-in-time recovery: the WAL spool (written by PostgreSQL's archive_command) and
         // the socket directory shared with pgBackRest, both owned by the database's uid.
@@ -581,6 +578,7 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         `if find ${proxyDirs.map(shellQuote).join(" ")} ! -user ${shellQuote(PROXY_USER.split(":")[0])} -print -quit | grep -q .; then`,
         `  ${shellJoin(["chown", "-R", PROXY_USER, "--", ...proxyDirs])}`,
         "fi",
+        ...stackVolumeCommands(config, ctx.dataPath),
         shellJoin([DEPLOY_SCRIPT, target]),
     ].join("\n");
     return {
@@ -593,6 +591,42 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         dependsOn: [config.deploy.imageSource === "upload" ? "images" : "secrets"],
         lock: stackLockFile(config.app.name),
     };
+}
+
+/**
+ * Commands of the deploy step for stack volumes (top-level `volumes`), before the release
+ * starts:
+ * - refuse to start on an empty stack volume while a service's own directory of the same
+ *   name (`volumes/<service>/<name>`, the form before stack volumes) still holds files: the
+ *   app would come up without its data. The message says how to move it;
+ * - converge the owner of the files inside each volume (the directory itself is converged
+ *   with the others), so that a changed `owner` or files restored as another uid stay
+ *   writable. `chown -R -h` never follows a symbolic link out of the volume.
+ */
+export function stackVolumeCommands(config: ProvisioningConfig, dataPath: string): string[] {
+    const run: string[] = [];
+    for (const v of volumeDirectories(config, dataPath).filter((d) => d.shared)) {
+        for (const s of Object.keys(config.services).sort()) {
+            if (!config.services[s].volumes.some((m) => m.name === v.name)) continue;
+            const old = volumePath(dataPath, s, v.name);
+            const q = shellQuote(old);
+            const message = `volume ${v.name}: ${old} (services.${s}'s own directory before volumes.${v.name} was declared) still holds files and ${v.path} is empty; move them first: mv ${old}/* ${old}/.[!.]* ${v.path}/ (then rmdir ${old}), or delete ${old} if they are not wanted`;
+            run.push(
+                `if [[ -d ${q} ]] && [[ -n "$(find ${q} -mindepth 1 -print -quit)" ]] && [[ -z "$(find ${shellQuote(v.path)} -mindepth 1 -print -quit)" ]]; then`,
+                `  echo ${shellQuote(message)} >&2`,
+                "  exit 1",
+                "fi",
+            );
+        }
+        const [uid, gid] = v.owner.split(":");
+        run.push(
+            `if find ${shellQuote(v.path)} -mindepth 1 \\( ! -uid ${shellQuote(uid)} -o ! -gid ${shellQuote(gid)} \\) -print -quit | grep -q .; then`,
+            `  ${shellJoin(["chown", "-R", "-h", "-P", v.owner, "--", v.path])}`,
+            `  echo ${shellQuote(`owner     ${v.path} -> ${v.owner}`)}`,
+            "fi",
+        );
+    }
+    return run;
 }
 
 // ---------------------------------------------------------------- backup
@@ -631,9 +665,7 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
     const endpoint = ctx.backup?.endpoint ?? b.endpoint ?? "";
     // An endpoint decided elsewhere (ctx.backup) is a service the config's preset does not describe.
     const target = ctx.backup?.endpoint && ctx.backup.endpoint !== b.endpoint ? resolveS3Target({ endpoint: ctx.backup.endpoint }) : b;
-    const backupDirs = appServiceNames(config).flatMap((s) =>
-        config.services[s].volumes.filter((v) => v.backup).map((v) => volumePath(ctx.dataPath, s, v.name)),
-    );
+    const backupDirs = backupDirectories(config, ctx.dataPath);
     const db = config.database;
     const plain = (entries: [string, string][]) => envFileLines(entries);
     return [

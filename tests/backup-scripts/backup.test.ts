@@ -1045,6 +1045,61 @@ void describe("backup host scripts against real PostgreSQL, s3rver, rclone and a
         assert.equal(readJson(path.join(c.stateDir, "drill.json")).skipped, "no-database");
     });
 
+    void it("restore.sh --volume: verifies without --yes, puts the newest (or a given) archive back into the same directory with owners and modes, keeps the old contents aside", async () => {
+        const data = path.join(root, "volume-restore");
+        const uploads = path.join(data, "shared", "uploads");
+        fs.mkdirSync(path.join(uploads, "2026"), { recursive: true });
+        fs.writeFileSync(path.join(uploads, "2026", "a.txt"), "first\n");
+        const c = newCase("volume-restore", { BACKUP_DB_CONTAINER: "", BACKUP_DB_NAME: "", BACKUP_DIRS: uploads });
+        const first = await backupOk(c, { BACKUP_NOW: "2026-11-20T02:00:00Z" });
+        fs.writeFileSync(path.join(uploads, "2026", "a.txt"), "second\n");
+        fs.writeFileSync(path.join(uploads, ".hidden"), "dot file\n", { mode: 0o640 });
+        fs.chmodSync(path.join(uploads, ".hidden"), 0o640);
+        fs.chownSync(path.join(uploads, ".hidden"), 1234, 4321);
+        const second = await backupOk(c, { BACKUP_NOW: "2026-11-21T02:00:00Z" });
+        assert.notEqual(first, second);
+        const inode = fs.statSync(uploads).ino;
+
+        fs.rmSync(path.join(uploads, "2026"), { recursive: true });
+        fs.rmSync(path.join(uploads, ".hidden"));
+        fs.writeFileSync(path.join(uploads, "after.txt"), "written after the backup\n");
+
+        let r = await script(c, "restore.sh", ["--volume", "uploads"]);
+        expectOk(r, "restore.sh --volume (verify)");
+        assert.match(r.stderr + r.stdout, /nothing restored/);
+        assert.deepEqual(fs.readdirSync(uploads), ["after.txt"], "without --yes nothing changes");
+
+        r = await script(c, "restore.sh", ["--volume", "uploads", "--yes"], { BACKUP_NOW: "2026-11-22T09:00:00Z" });
+        expectOk(r, "restore.sh --volume --yes");
+        assert.equal(fs.readFileSync(path.join(uploads, "2026", "a.txt"), "utf8"), "second\n", "the newest archive");
+        const hidden = fs.statSync(path.join(uploads, ".hidden"));
+        assert.deepEqual([hidden.uid, hidden.gid, hidden.mode & 0o777], [1234, 4321, 0o640], "owner and mode as archived");
+        assert.equal(fs.existsSync(path.join(uploads, "after.txt")), false);
+        assert.equal(fs.statSync(uploads).ino, inode, "the directory itself stays (bind mounts keep seeing it)");
+        // Named by the scripts' clock, which starts at BACKUP_NOW (09:00) and runs on.
+        const beside = fs.readdirSync(path.join(data, "shared")).sort();
+        assert.equal(beside.length, 2, `only the volume and the kept contents, no staging directory: ${beside.join(", ")}`);
+        assert.match(beside[0], /^\.uploads\.before-restore-20261122T090\d{3}Z$/);
+        assert.equal(beside[1], "uploads");
+        assert.deepEqual(fs.readdirSync(path.join(data, "shared", beside[0])), ["after.txt"], "the replaced contents are kept aside");
+
+        r = await script(c, "restore.sh", ["--volume", "uploads", "--key", first.replace(`${c.prefix}/`, ""), "--yes"], { BACKUP_NOW: "2026-11-22T09:05:00Z" });
+        expectOk(r, "restore.sh --volume --key");
+        assert.equal(fs.readFileSync(path.join(uploads, "2026", "a.txt"), "utf8"), "first\n", "the archive given by --key");
+        assert.equal(fs.existsSync(path.join(uploads, ".hidden")), false);
+
+        r = await script(c, "restore.sh", ["--volume", "media", "--yes"]);
+        expectFail(r, "restore.sh --volume of an unknown volume");
+        assert.match(r.stderr, /no backed-up volume is named media/);
+        r = await script(c, "restore.sh", ["--volume", "uploads", "--key", first.replace(`${c.prefix}/`, "").replace("uploads-", "media-"), "--yes"]);
+        expectFail(r, "restore.sh --volume with another volume's archive");
+        assert.match(r.stderr, /is not an archive of volume uploads/);
+        r = await script(c, "restore.sh", ["--volume", "uploads", "--into-live", "--yes"]);
+        expectFail(r, "restore.sh --volume --into-live");
+        assert.match(r.stderr, /for the database/);
+        assert.equal(fs.readFileSync(path.join(uploads, "2026", "a.txt"), "utf8"), "first\n", "refused runs change nothing");
+    });
+
     void it("Any S3: every provider preset's rclone profile and addressing uploads, verifies, copies weekly, prunes and restores against the local S3", async () => {
         // A Sunday (ISO 7, the default weekly day): the server-side weekly copy runs too.
         const sunday = "2026-11-22T03:30:00Z";

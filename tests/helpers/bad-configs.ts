@@ -152,6 +152,48 @@ export const BAD_CONFIGS: Case[] = [
     ["heartbeat over plain http", (r) => withValue(r, "backups.heartbeatUrl", "http://hc.example.com/ping/abc"), "backups.heartbeatUrl", /https:\/\//],
     ["alert over http to a public host despite the opt-in", (r) => withValue(withValue(r, "backups.allowPlainHttpHooks", true), "backups.alertUrl", "http://alerts.example.com/x"), "backups.alertUrl", /not a private address/],
     ["alert URL that is not http at all", (r) => withValue(r, "backups.alertUrl", "ftp://alerts.example.com/x"), "backups.alertUrl", /https/],
+    // --- stack volumes (volumes-schema.ts): what the deploy and the backup scripts would trip on ---
+    [
+        "two services each with an own volume of one name: rejected, pointing at stack volumes",
+        (r) => withValue(withValue(r, "services.web.volumes", [{ name: "uploads", mountPath: "/data" }]), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]),
+        "services",
+        /declare it once at stack level \(volumes: \{ uploads: \{\} \}\)/,
+    ],
+    [
+        "a mount of an undeclared volume",
+        (r) => withValue(withValue(withValue(r, "volumes", { uploads: {} }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "services.web.volumes", [{ name: "upload", mountPath: "/data" }]),
+        "services.web.volumes[0].name",
+        /volume "upload" is not declared.*\(uploads\); add volumes\.upload/,
+    ],
+    [
+        "backup set on a mount of a stack volume",
+        (r) => withValue(withValue(r, "volumes", { uploads: {} }), "services.api.volumes", [{ name: "uploads", mountPath: "/data", backup: false }]),
+        "services.api.volumes[0].backup",
+        /set volumes\.uploads\.backup/,
+    ],
+    ["readOnly on a service's own volume", (r) => withValue(r, "services.api.volumes", [{ name: "uploads", mountPath: "/data", readOnly: true }]), "services.api.volumes[0].readOnly", /declared at stack level/],
+    ["a stack volume no service mounts", (r) => withValue(withValue(r, "volumes", { uploads: {}, cache: { backup: false } }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "volumes.cache", /no service mounts volume "cache"/],
+    ["a volume owner by name", (r) => withValue(withValue(r, "volumes", { uploads: { owner: "www-data" } }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "volumes.uploads.owner", /numeric uid:gid/],
+    ["a volume owner without gid", (r) => withValue(withValue(r, "volumes", { uploads: { owner: "1000" } }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "volumes.uploads.owner", /numeric uid:gid/],
+    ["a volume owner beyond the uid range", (r) => withValue(withValue(r, "volumes", { uploads: { owner: "4294967295:0" } }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "volumes.uploads.owner", /at most 4294967294/],
+    [
+        "services of different users share a volume without an owner",
+        (r) =>
+            withValue(
+                withValue(withValue(withValue(r, "volumes", { uploads: {} }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]), "services.web.volumes", [{ name: "uploads", mountPath: "/data", readOnly: true }]),
+                "services.web.user",
+                "1000:1000",
+            ),
+        "volumes.uploads.owner",
+        /different users: web \(1000:1000\), api \(10001:10001\)/,
+    ],
+    [
+        "a service that could neither read nor write the volume it mounts",
+        (r) => withValue(withValue(r, "volumes", { uploads: { owner: "1000:1000" } }), "services.api.volumes", [{ name: "uploads", mountPath: "/data" }]),
+        "services.api.volumes[0].name",
+        /runs as 10001:10001 but volume "uploads" belongs to 1000:1000/,
+    ],
+    ["a bad stack volume name", (r) => withValue(r, "volumes", { Uploads: {} }), "volumes.Uploads", /lower-case letters/],
     ["volume mounted over the container root", (r) => withValue(r, "services.api.volumes", [{ name: "data", mountPath: "/" }]), "services.api.volumes[0].mountPath", /root filesystem/],
     ["volume mount path with ..", (r) => withValue(r, "services.api.volumes", [{ name: "data", mountPath: "/data/../etc" }]), "services.api.volumes[0].mountPath", /absolute path/],
     // --- messages that say what to do ---

@@ -58,11 +58,11 @@ import {
     CONTAINER_STATUS_DIR,
     STATUS_DIR,
     type AppPaths,
-    volumePath,
     walSpoolDir,
     CONTAINER_WAL_SPOOL_DIR,
     postgresSocketDir,
 } from "../paths";
+import { serviceMounts } from "../volumes";
 
 /** The socket directory of PostgreSQL in its image. */
 export const POSTGRES_SOCKET_DIR = "/var/run/postgresql";
@@ -424,7 +424,7 @@ function appService(config: ProvisioningConfig, ctx: ComposeContext, name: strin
     if (Object.keys(environment).length > 0) {
         out.environment = environment;
     }
-    const volumes: Bind[] = svc.volumes.map((v) => bind(volumePath(ctx.dataPath, name, v.name), v.mountPath));
+    const volumes: Bind[] = serviceMounts(config, ctx.dataPath, name).map((m) => bind(m.hostPath, m.mountPath, m.readOnly));
     if (hasSecretFiles(svc)) {
         volumes.push(bind(`${configDirRef(ctx.paths)}/secrets/${name}`, CONTAINER_SECRETS_DIR, true));
     }

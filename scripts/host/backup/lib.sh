@@ -457,6 +457,39 @@ latest_dump_key() {
   fi
 }
 
+# Key of the newest archive of the BACKUP_DIRS entry named NAME (archive_name)
+# under <prefix>/files/, or nothing when there is none.
+latest_archive_key() {
+  local want="$1" names name parts base ts ext best="" best_ts=""
+  names="$(rclone_run lsf --files-only "$(remote_of "$(s3_key files '')")")" || return 1
+  while IFS= read -r name; do
+    [[ -n "${name}" ]] || continue
+    parts="$(backup_name_parts "${name}")" || continue
+    read -r base ts ext <<<"${parts}"
+    [[ "${base}" == "${want}" && ("${ext}" == "tar.gz" || "${ext}" == "tar.gz.age") ]] || continue
+    if [[ -z "${best}" || "${ts}" > "${best_ts}" ]]; then
+      best="${name}"
+      best_ts="${ts}"
+    fi
+  done <<<"${names}"
+  if [[ -n "${best}" ]]; then
+    s3_key files "${best}"
+  fi
+}
+
+# The BACKUP_DIRS entry whose archives are named NAME; fails when there is none.
+volume_dir() {
+  local want="$1" d words=()
+  split_words words "${BACKUP_DIRS}"
+  for d in "${words[@]}"; do
+    if [[ "$(archive_name "${d}")" == "${want}" ]]; then
+      printf '%s' "${d%/}"
+      return 0
+    fi
+  done
+  return 1
+}
+
 # Expand a user-given key: "latest", a key relative to the prefix
 # ("daily/x.dump") or a full key ("<prefix>/daily/x.dump").
 resolve_key() {

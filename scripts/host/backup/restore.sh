@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # restore.sh - download a database dump from the backup bucket, verify it and
-# restore it into a scratch database or into the live database.
+# restore it into a scratch database or into the live database; or put a
+# backed-up volume (a BACKUP_DIRS directory) back from its archive.
 #
 # usage: restore.sh [--key OBJECT_KEY|latest | --file PATH | --to-time TIME] [--into-scratch DBNAME | --into-live] [--yes]
+#        restore.sh --volume NAME [--key OBJECT_KEY|latest | --file PATH] [--yes]
 #
 #   --key KEY            object to restore: "latest" (default: the newest dump
 #                        under <prefix>/daily/), a key relative to the prefix
@@ -24,8 +26,17 @@
 #                        pg_restore --clean --if-exists --no-owner in one
 #                        transaction (a failing restore leaves the database as
 #                        it was). Stop the application first.
+#   --volume NAME        the volume archived as files/NAME-<ts>.tar.gz[.age]
+#                        (the BACKUP_DIRS entry named NAME): "latest" is its
+#                        newest archive. With --yes its directory's contents
+#                        are moved aside to .NAME.before-restore-<ts> next to
+#                        it and the archive's put in their place (owners and
+#                        modes as archived); the directory itself stays, so
+#                        the containers that mount it see the restored files.
+#                        Stop the services that write it first
 #   --yes                confirm the destructive parts
 #   without --into-*     only download and verify the dump (pg_restore --list)
+#                        or, with --volume, the archive (tar -t)
 #
 # Encrypted dumps (*.age): the age identity (private key, AGE-SECRET-KEY-1...)
 # is read from STDIN - never a command-line argument. It is kept only in a 0600
@@ -44,7 +55,7 @@ source "${SCRIPT_DIR}/lib.sh"
 ONEBOX_LOG_TAG="onebox-restore"
 
 usage() {
-  sed -n '5,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '6,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 on_exit() {
@@ -86,8 +97,93 @@ decrypt_with_stdin_identity() {
   log "dump decrypted"
 }
 
+# Check that every member of the tar.gz ARCHIVE is a relative path without a
+# ".." component; prints the number of members.
+check_archive_members() {
+  local archive="$1" listing member count=0
+  listing="$(tar -tzf "${archive}")" || { err "${archive} does not read back as a tar.gz archive"; return 1; }
+  while IFS= read -r member; do
+    [[ -n "${member}" ]] || continue
+    if [[ "${member}" == /* || "/${member}/" == */../* ]]; then
+      err "the archive holds a member outside its directory: ${member}"
+      return 1
+    fi
+    count=$((count + 1))
+  done <<<"${listing}"
+  printf '%s' "${count}"
+}
+
+# usage: restore_volume NAME KEY FILE YES
+restore_volume() {
+  local volume="$1" key="$2" file="$3" yes="$4" dir resolved name downloaded archive members
+  local stamp parent base staging safety
+  dir="$(volume_dir "${volume}")" \
+    || die "no backed-up volume is named ${volume} (BACKUP_DIRS: ${BACKUP_DIRS:-none})"
+  [[ -d "${dir}" && ! -L "${dir}" ]] \
+    || die "${dir} is not a directory: deploy the stack first (the deploy creates each volume's directory)"
+  require_cmds tar gzip
+  [[ -n "${file}" ]] || require_cmds rclone
+
+  ensure_state_dir
+  trap on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  acquire_lock
+  make_private_tmp
+
+  if [[ -n "${file}" ]]; then
+    [[ "${file}" == /* && -f "${file}" && ! -L "${file}" ]] || die "--file ${file} is not a regular file (give an absolute path)"
+    resolved="${file}"
+  elif [[ "${key}" == "latest" ]]; then
+    resolved="$(latest_archive_key "${volume}")"
+    [[ -n "${resolved}" ]] || die "no archive of volume ${volume} under $(s3_key files '')"
+  else
+    resolved="$(resolve_key "${key}")"
+  fi
+  name="$(basename "${resolved}")"
+  [[ "$(backup_name_parts "${name}" 2>/dev/null)" =~ ^${volume}\ [0-9TZ]+\ tar\.gz(\.age)?$ ]] \
+    || die "${resolved} is not an archive of volume ${volume} (${volume}-<UTC stamp>.tar.gz[.age])"
+  downloaded="${ONEBOX_TMP}/${name}"
+  if [[ -n "${file}" ]]; then
+    cp -- "${resolved}" "${downloaded}"
+  else
+    log "downloading ${resolved}"
+    download_file "${resolved}" "${downloaded}"
+  fi
+  [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
+  archive="${downloaded}"
+  if [[ "${name}" == *.age ]]; then
+    require_cmds age
+    is_age_file "${downloaded}" || die "${resolved} ends in .age but is not an age file"
+    archive="${downloaded%.age}"
+    decrypt_with_stdin_identity "${downloaded}" "${archive}"
+  fi
+  members="$(check_archive_members "${archive}")"
+  if [[ "${yes}" != "true" ]]; then
+    log "verified ${resolved}: ${members} member(s); nothing restored (add --yes to put it back into ${dir})"
+    return 0
+  fi
+
+  # Staging and safety directories beside the volume: same file system, so the moves
+  # are renames, and neither is mounted into a container nor archived.
+  stamp="$(backup_clock %Y%m%dT%H%M%SZ)"
+  parent="$(dirname "${dir}")"
+  base="$(basename "${dir}")"
+  staging="${parent}/.${base}.restore-${stamp}"
+  safety="${parent}/.${base}.before-restore-${stamp}"
+  mkdir -m 0700 -- "${staging}" "${safety}"
+  log "extracting ${resolved} (${members} member(s))"
+  tar -xzf "${archive}" -C "${staging}" --same-owner --same-permissions --numeric-owner \
+    || { rm -rf -- "${staging}"; rmdir -- "${safety}"; die "tar could not extract ${resolved}; ${dir} is unchanged"; }
+  log "moving the current contents of ${dir} to ${safety}"
+  find "${dir}" -mindepth 1 -maxdepth 1 -exec mv -t "${safety}" -- {} +
+  find "${staging}" -mindepth 1 -maxdepth 1 -exec mv -t "${dir}" -- {} +
+  rmdir -- "${staging}"
+  log "restore summary: ${resolved} -> ${dir}: ${members} member(s); the previous contents are in ${safety} (remove it once the restore is checked)"
+}
+
 main() {
-  local key="latest" mode="verify" scratch="" yes=false file="" to_time=""
+  local key="latest" mode="verify" scratch="" yes=false file="" to_time="" volume=""
   while (($# > 0)); do
     case "$1" in
       --key)
@@ -106,6 +202,9 @@ main() {
       --into-live)
         [[ "${mode}" == "verify" ]] || die "choose one of --into-scratch and --into-live"
         mode="live"; shift ;;
+      --volume)
+        (($# >= 2)) || die "--volume needs a volume name"
+        volume="$2"; shift 2 ;;
       --yes) yes=true; shift ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; die "unknown argument: $1" ;;
@@ -113,6 +212,13 @@ main() {
   done
 
   load_env
+  if [[ -n "${volume}" ]]; then
+    [[ "${mode}" == "verify" && -z "${to_time}" ]] \
+      || die "--volume restores a directory: --into-scratch, --into-live and --to-time are for the database"
+    [[ "${volume}" =~ ^[A-Za-z0-9._-]+$ ]] || die "--volume takes a volume name (A-Z a-z 0-9 . _ -)"
+    restore_volume "${volume}" "${key}" "${file}" "${yes}"
+    return 0
+  fi
   [[ -n "${BACKUP_DB_CONTAINER}" ]] || die "no database is configured (BACKUP_DB_CONTAINER is empty): nothing to restore"
   require_cmds docker rclone flock
   if [[ "${mode}" == "scratch" ]]; then

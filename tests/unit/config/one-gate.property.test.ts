@@ -31,6 +31,7 @@ const ROOT = path.resolve(__dirname, "../../..");
 const SCRIPTS = path.join(ROOT, "scripts", "host");
 const SEED = Number(process.env.ONEBOX_PROPERTY_SEED ?? 20261129);
 const RUNS = 150;
+const VOLUME_RUNS = 60;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-gate-"));
 /** bootstrap.sh as the step ships it (assembled with its modules). */
 const BOOTSTRAP = shippedBootstrap(work);
@@ -66,7 +67,20 @@ const hookUrl = fc.oneof(
 const volume = fc.record({
     name: fc.constantFrom("uploads", "media", "cache"),
     mountPath: fc.constantFrom("/data", "/data/uploads", "/srv/media", "/", "/data/../etc"),
+    backup: fc.option(fc.boolean(), { nil: undefined }),
+    readOnly: fc.option(fc.boolean(), { nil: undefined }),
+});
+/**
+ * Stack volumes (top-level `volumes`): when on, every name the services mount is declared
+ * (with one backup flag and owner), sometimes with an extra declaration, and the mounts
+ * lose their `backup` unless kept (which the schema refuses).
+ */
+const stackVolumes = fc.record({
+    on: fc.boolean(),
     backup: fc.boolean(),
+    owner: fc.constantFrom(undefined, "10001:10001", "1000:1000", "0:0", "www-data", "10001"),
+    extra: sometimes(fc.constant(undefined), fc.constantFrom("Bad_Name", "orphan") as fc.Arbitrary<string | undefined>, 3),
+    keepBackupOnMounts: sometimes(fc.constant(false), fc.constant(true), 4),
 });
 
 interface Variation {
@@ -80,8 +94,9 @@ interface Variation {
     alert: string | undefined;
     heartbeat: string | undefined;
     plainHooks: boolean;
-    apiVolumes: { name: string; mountPath: string; backup: boolean }[];
-    webVolumes: { name: string; mountPath: string; backup: boolean }[];
+    apiVolumes: { name: string; mountPath: string; backup?: boolean; readOnly?: boolean }[];
+    webVolumes: { name: string; mountPath: string; backup?: boolean; readOnly?: boolean }[];
+    stackVolumes: { on: boolean; backup: boolean; owner: string | undefined; extra: string | undefined; keepBackupOnMounts: boolean };
     memory: number;
     tables: string[];
 }
@@ -99,9 +114,29 @@ const variation: fc.Arbitrary<Variation> = fc.record({
     plainHooks: fc.boolean(),
     apiVolumes: sometimes(fc.constant([]), fc.array(volume, { maxLength: 2 }), 2),
     webVolumes: sometimes(fc.constant([]), fc.array(volume, { maxLength: 1 }), 2),
+    stackVolumes,
     memory: sometimes(fc.constantFrom(64, 256, 512), fc.constantFrom(1024, 3000)),
     tables: sometimes(fc.constant(["items"]), fc.array(fc.constantFrom("items", "public.orders", "x;drop", "Bad"), { maxLength: 2 })),
 });
+
+/** A variation that changes nothing hostile: the DigitalOcean fixture as it is. */
+const calm: Variation = {
+    base: 0,
+    ssh: ["203.0.113.0/24"],
+    sshAnywhere: false,
+    db: [],
+    dbWide: false,
+    csp: undefined,
+    env: [],
+    alert: undefined,
+    heartbeat: undefined,
+    plainHooks: false,
+    apiVolumes: [],
+    webVolumes: [],
+    stackVolumes: { on: false, backup: true, owner: undefined, extra: undefined, keepBackupOnMounts: false },
+    memory: 256,
+    tables: ["items"],
+};
 
 function configOf(v: Variation): Raw {
     let raw = [digitalOceanRaw, lightsailRaw, existingRaw][v.base]();
@@ -115,9 +150,15 @@ function configOf(v: Variation): Raw {
     }
     if (v.csp !== undefined) raw = withValue(raw, "proxy.contentSecurityPolicy", v.csp);
     raw = withValue(raw, `services.${api}.env`, Object.fromEntries(v.env));
-    raw = withValue(raw, `services.${api}.volumes`, v.apiVolumes);
+    const sv = v.stackVolumes;
+    const mounts = (list: Variation["apiVolumes"]) => (sv.on && !sv.keepBackupOnMounts ? list.map((m) => ({ ...m, backup: undefined })) : list);
+    raw = withValue(raw, `services.${api}.volumes`, mounts(v.apiVolumes));
     raw = withValue(raw, `services.${api}.memoryMb`, v.memory);
-    if (web) raw = withValue(raw, `services.${web}.volumes`, v.webVolumes);
+    if (web) raw = withValue(raw, `services.${web}.volumes`, mounts(v.webVolumes));
+    if (sv.on) {
+        const names = [...new Set([...v.apiVolumes, ...(web ? v.webVolumes : [])].map((m) => m.name)), ...(sv.extra ? [sv.extra] : [])];
+        raw = withValue(raw, "volumes", Object.fromEntries(names.map((n) => [n, { backup: sv.backup, owner: sv.owner }])));
+    }
     raw = withValue(raw, "backups.alertUrl", v.alert);
     raw = withValue(raw, "backups.heartbeatUrl", v.heartbeat);
     raw = withValue(raw, "backups.allowPlainHttpHooks", v.plainHooks);
@@ -160,6 +201,7 @@ describe("one gate: what the schema accepts, the renderers and host scripts acce
     it(`${RUNS} generated configurations (seed ${SEED})`, () => {
         let accepted = 0;
         let rejected = 0;
+        let acceptedStackVolumes = 0;
         let n = 0;
         fc.assert(
             fc.property(variation, (v) => {
@@ -172,6 +214,7 @@ describe("one gate: what the schema accepts, the renderers and host scripts acce
                     return true;
                 }
                 accepted++;
+                if (Object.keys(config.volumes).length > 0) acceptedStackVolumes++;
                 const problems = hostValidation(config, n++);
                 assert.deepEqual(problems, []);
                 return true;
@@ -181,6 +224,50 @@ describe("one gate: what the schema accepts, the renderers and host scripts acce
         // The property says nothing if the generator only makes rejected configurations.
         assert.ok(accepted >= RUNS / 5, `only ${accepted} of ${RUNS} generated configurations were valid`);
         assert.ok(rejected >= RUNS / 5, `only ${rejected} of ${RUNS} were invalid: the generator is too tame`);
+        assert.ok(acceptedStackVolumes >= 1, `no accepted configuration had stack volumes`);
+    });
+
+    // Volumes only, on a calm stack: enough accepted configurations with stack volumes
+    // to show the schema refuses whatever the backup scripts would (BACKUP_DIRS names).
+    it(`${VOLUME_RUNS} generated volume layouts (seed ${SEED})`, () => {
+        let accepted = 0;
+        let rejected = 0;
+        let n = 1000;
+        const mount = fc.record({
+            name: fc.constantFrom("uploads", "media", "cache"),
+            mountPath: fc.constantFrom("/data", "/data/uploads", "/srv/media", "/srv/cache", "/srv/x"),
+            backup: fc.constant(undefined),
+            readOnly: fc.option(fc.boolean(), { nil: undefined }),
+        });
+        const mounts = (max: number): fc.Arbitrary<Variation["apiVolumes"]> => fc.uniqueArray(mount, { minLength: 1, maxLength: max, selector: (m) => m.name });
+        const shared = fc.record({
+            on: fc.constant(true),
+            backup: fc.boolean(),
+            owner: fc.constantFrom(undefined, undefined, "10001:10001", "10001:10001", "1000:1000", "0:0", "www-data"),
+            extra: sometimes(fc.constant(undefined), fc.constantFrom("Bad_Name", "orphan") as fc.Arbitrary<string | undefined>, 4),
+            keepBackupOnMounts: sometimes(fc.constant(false), fc.constant(true), 8),
+        });
+        const layout = fc.record({ api: mounts(3), web: sometimes(fc.constant([] as Variation["apiVolumes"]), mounts(2), 2), shared });
+        fc.assert(
+            fc.property(layout, (l) => {
+                const raw = configOf({ ...calm, apiVolumes: l.api, webVolumes: l.web, stackVolumes: l.shared });
+                let config: StackConfig;
+                try {
+                    config = validateConfig(raw).config;
+                } catch (e) {
+                    if (!(e instanceof ConfigError)) throw e;
+                    rejected++;
+                    return true;
+                }
+                accepted++;
+                assert.ok(Object.keys(config.volumes).length > 0);
+                assert.deepEqual(hostValidation(config, n++), []);
+                return true;
+            }),
+            { seed: SEED, numRuns: VOLUME_RUNS },
+        );
+        assert.ok(accepted >= VOLUME_RUNS / 10, `only ${accepted} of ${VOLUME_RUNS} volume layouts were valid`);
+        assert.ok(rejected >= VOLUME_RUNS / 10, `only ${rejected} of ${VOLUME_RUNS} volume layouts were invalid: the generator is too tame`);
         fs.rmSync(work, { recursive: true, force: true });
     });
 });
