@@ -40,8 +40,11 @@ const BOOTSTRAP = shippedBootstrap(work);
 
 /** The plans of DEPLOYMENTS.md, in its order. */
 const PLANS = ["000-family-finances", "001-chronos", "002-cleaning-service", "003-intentional-social", "004-fingerflow"];
-/** Features built elsewhere that a README row may wait for (the lead fills them in at merge). */
-const PENDING_FEATURES = ["release-hooks", "db-settings", "shared-volumes", "scheduled-jobs", "db-only", "traefik-checks", "existing-server"];
+/**
+ * Features not built yet that a README row may wait for. Built ones leave the list (release
+ * hooks, database settings, database-only stacks), so a stale marker fails the table test.
+ */
+const PENDING_FEATURES = ["shared-volumes", "scheduled-jobs", "traefik-checks", "existing-server"];
 const CLOUDFLARE = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6];
 
 const STACKS = exampleStacks();
@@ -58,7 +61,9 @@ const configOf = (s: ExampleStack, drop?: string): StackConfig => {
 
 interface Rendered {
     compose: { services: Record<string, Record<string, unknown>>; networks?: Record<string, Record<string, unknown>> };
-    caddyfile: string;
+    /** Absent on a stack with no routes (no proxy, README "A database-only server"). */
+    caddyfile?: string;
+    manifest: string;
     backupEnv?: string;
     ufwRules: string;
 }
@@ -70,7 +75,7 @@ function renderExample(s: ExampleStack): Rendered {
     fs.writeFileSync(file, setUpExample(s));
     const out = path.join(work, s.example, "out");
     render(file, out, { scriptsDir: SCRIPTS, webSources: FAKE_CLOUDFLARE_RANGES });
-    const find = (name: string): string => {
+    const find = (name: string): string | undefined => {
         const hits: string[] = [];
         const walk = (d: string) => {
             for (const e of fs.readdirSync(d, { withFileTypes: true })) {
@@ -80,8 +85,13 @@ function renderExample(s: ExampleStack): Rendered {
             }
         };
         walk(path.join(out, "deploy"));
-        assert.equal(hits.length, 1, `one ${name} in the release`);
-        return fs.readFileSync(hits[0], "utf8");
+        assert.ok(hits.length <= 1, `at most one ${name} in the release`);
+        return hits.length === 1 ? fs.readFileSync(hits[0], "utf8") : undefined;
+    };
+    const needed = (name: string): string => {
+        const text = find(name);
+        assert.ok(text !== undefined, `${name} in the release`);
+        return text;
     };
     const config = configOf(s);
     const ctx = renderContext(config, SCRIPTS, "/dev/sdb", undefined, FAKE_CLOUDFLARE_RANGES);
@@ -99,7 +109,19 @@ function renderExample(s: ExampleStack): Rendered {
         const r = spawnSync("bash", [path.join(SCRIPTS, "backup", "backup.sh"), "--check-settings"], { env: { ...env, ONEBOX_BACKUP_ENV: envFile }, encoding: "utf8", timeout: 30_000 });
         assert.equal(r.status, 0, `backup.sh refused the settings: ${r.stderr}`);
     }
-    return { compose: parse(find("compose.yaml")) as Rendered["compose"], caddyfile: find("Caddyfile"), backupEnv, ufwRules: ufw.stdout };
+    return {
+        compose: parse(needed("compose.yaml")) as Rendered["compose"],
+        caddyfile: config.routes.length > 0 ? needed("Caddyfile") : find("Caddyfile"),
+        manifest: needed("release.manifest"),
+        backupEnv,
+        ufwRules: ufw.stdout,
+    };
+}
+
+/** The rendered Caddyfile of a stack with routes. */
+function caddyOf(r: Rendered): string {
+    assert.ok(r.caddyfile !== undefined, "a Caddyfile in the release");
+    return r.caddyfile;
 }
 
 /** Runs the example's index.ts under the recording mocks in its own process. */
@@ -251,10 +273,10 @@ describe("000 family finances: 1 GB droplet, Cloudflare origin, headers, caps, e
     });
 
     it("HSTS, CSP and X-Frame-Options, compression; capped non-root containers; only the API reaches PostgreSQL", () => {
-        assert.match(r.caddyfile, /Strict-Transport-Security "max-age=31536000"/);
-        assert.match(r.caddyfile, /Content-Security-Policy "default-src 'self'; connect-src 'self' https:\/\/api\.familyfinances\.example;/);
-        assert.match(r.caddyfile, /X-Frame-Options "DENY"/);
-        assert.match(r.caddyfile, /encode zstd gzip/);
+        assert.match(caddyOf(r), /Strict-Transport-Security "max-age=31536000"/);
+        assert.match(caddyOf(r), /Content-Security-Policy "default-src 'self'; connect-src 'self' https:\/\/api\.familyfinances\.example;/);
+        assert.match(caddyOf(r), /X-Frame-Options "DENY"/);
+        assert.match(caddyOf(r), /encode zstd gzip/);
         for (const name of ["web", "api"]) {
             const svc = r.compose.services[name];
             assert.deepEqual([svc.user, svc.mem_limit, svc.cpus, svc.read_only], ["10001:10001", "256m", 0.5, true], name);
@@ -264,6 +286,12 @@ describe("000 family finances: 1 GB droplet, Cloudflare origin, headers, caps, e
         assert.ok(networksOf(r.compose.services.api).includes(dbNet));
         assert.ok(!networksOf(r.compose.services.web).includes(dbNet), "web cannot reach PostgreSQL (H13)");
         assert.ok(!networksOf(r.compose.services.web).includes("egress"), "web has no way out");
+    });
+
+    it("smoke checks after the switch: the API's and the app's health through the proxy (the load test is staging's)", () => {
+        const smoke = r.manifest.split("\n").filter((l) => l.startsWith("SMOKE="));
+        assert.deepEqual(smoke, ["SMOKE=api.familyfinances.example /health 200 5 any", "SMOKE=app.familyfinances.example /api/health 200 5 any"]);
+        assert.doesNotMatch(r.manifest, /^RELEASE_COMMAND=/m);
     });
 
     it("nightly dumps encrypted to the age recipient, kept 14 days and 8 weeks", () => {
@@ -299,6 +327,27 @@ describe("001 chronos: PostgreSQL on Lightsail for listed networks only", () => 
         assert.deepEqual((r.compose.services.postgres.ports as { published: string }[]).map((p) => p.published), ["5432"]);
     });
 
+    it("database-only: PostgreSQL is the only container, no proxy and no Caddyfile; 80/443 open neither in Lightsail nor in ufw", () => {
+        assert.deepEqual(Object.keys(r.compose.services), ["postgres"], "no proxy, no app service");
+        assert.equal(r.caddyfile, undefined, "no Caddyfile in the release");
+        assert.match(r.manifest, /^PROXY_SERVICE=$/m, "deploy.sh manages no proxy");
+        assert.doesNotMatch(r.manifest, /^CHECK=/m, "no route check");
+        const ports = one(run, "aws:lightsail/instancePublicPorts:InstancePublicPorts").inputs.portInfos as { fromPort: number; toPort: number }[];
+        assert.deepEqual(ports.map((p) => [p.fromPort, p.toPort]).sort((a, b) => a[0] - b[0]), [[22, 22], [5432, 5432]]);
+        const web = r.ufwRules.split("\n").filter((l) => /\b(80|443)\b/.test(l));
+        assert.deepEqual(web, [], "ufw opens neither 80 nor 443");
+        assert.ok(r.ufwRules.split("\n").some((l) => /\b22\b/.test(l)), `ufw still admits SSH:\n${r.ufwRules}`);
+    });
+
+    it("database.settings reach PostgreSQL's command line: 100 connections, idle sessions closed", () => {
+        const command = (r.compose.services.postgres.command as string[]).join(" ");
+        for (const arg of ["max_connections=100", "idle_session_timeout=10min", "idle_in_transaction_session_timeout=1min"]) {
+            assert.ok(command.includes(`-c ${arg}`), `${arg} in: ${command}`);
+        }
+        assert.doesNotMatch(command, /max_connections=50\b/);
+        assert.equal(r.compose.services.pgbouncer, undefined, "no pooler: it would serve no service of this stack");
+    });
+
     it("served over TLS with a private CA; the password a secret output; 90-day rotation of password and backup key", () => {
         const onebox = run.outputs.onebox as { database: { sslmode: string; allowedCidrs: string[] } };
         assert.equal(onebox.database.sslmode, "verify-full");
@@ -310,11 +359,11 @@ describe("001 chronos: PostgreSQL on Lightsail for listed networks only", () => 
         assert.equal(one(run, "aws:iam/accessKey:AccessKey").name, `backups-access-key-${keeper}`);
     });
 
-    it("no site and no DNS: nothing is routed; the stand-in service reaches neither PostgreSQL nor the internet; dumps kept 30 days", () => {
+    it("no DNS; dumps kept 30 days; freshness through the heartbeat and the outputs, with no /healthz/backup", () => {
         assert.ok(![...typesOf(run)].some((t) => t.startsWith("cloudflare:")), "no DNS resource");
-        assert.doesNotMatch(r.caddyfile, /reverse_proxy/);
-        const keepalive = r.compose.services.keepalive;
-        assert.deepEqual(networksOf(keepalive).filter((n) => n === "egress" || networksOf(r.compose.services.postgres).includes(n)), []);
+        const backups = (run.outputs.onebox as { backups: { statusUrl: string | null; heartbeat?: boolean; statusFile?: string } }).backups;
+        assert.deepEqual([backups.statusUrl, backups.heartbeat], [null, true]);
+        assert.match(backups.statusFile ?? "", /^\/.+\.json$/);
         const rules = one(run, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs.rules as { id: string; expiration?: { days: number } }[];
         assert.equal(rules.find((x) => x.id === "expire-daily-dumps")?.expiration?.days, 30);
         assert.match(r.backupEnv ?? "", /hc-ping\.com/);
@@ -350,7 +399,7 @@ describe("002 cleaning service: behind Cloudflare with origin lockdown, jobs run
         const web = r.ufwRules.split("\n").filter((l) => /\b(80|443)\b/.test(l));
         assert.ok(web.length > 0);
         assert.ok(web.every((l) => CLOUDFLARE.some((c) => l.includes(c))), `ufw admits 80/443 from Cloudflare only:\n${web.join("\n")}`);
-        assert.ok(r.caddyfile.includes(`trusted_proxies static ${CLOUDFLARE.join(" ")}`));
+        assert.ok(caddyOf(r).includes(`trusted_proxies static ${CLOUDFLARE.join(" ")}`));
     });
 
     it("api, worker (heartbeat check) and web; Redis only for api and worker; uploads on the data volume and backed up", () => {
@@ -364,8 +413,20 @@ describe("002 cleaning service: behind Cloudflare with origin lockdown, jobs run
         assert.match(r.backupEnv ?? "", /^BACKUP_DIRS='\/mnt\/data\/volumes\/api\/uploads'$/m);
     });
 
+    it("the env audit: the app's required keys per service in the manifest, each one the configuration gives the service", () => {
+        const preflight = r.manifest.split("\n").filter((l) => l.startsWith("PREFLIGHT=")).map((l) => l.slice("PREFLIGHT=".length));
+        const api = ["DATABASE_URL", "REDIS_URL", "SMTP_PASSWORD", "METRICS_TOKEN", "SESSION_SECRET", "SMTP_HOST", "CORS_ORIGINS"];
+        const worker = ["DATABASE_URL", "REDIS_URL", "SMTP_PASSWORD", "SMTP_HOST"];
+        assert.deepEqual(preflight, [...api.map((k) => `api ${k}`), ...worker.map((k) => `worker ${k}`)]);
+        assert.match(r.manifest, /^SECRETS_DIR=\/etc\/onebox\/cleaning\/secrets$/m);
+        // Every key the app checks itself at start-up (its REQUIRED_ENV) is audited before the deploy.
+        const required = configOf(s).services.api.env.REQUIRED_ENV ?? "";
+        assert.ok(required.length > 0);
+        for (const key of required.split(",")) assert.ok(api.includes(key.replace(/_FILE$/, "")), `${key} of REQUIRED_ENV is audited`);
+    });
+
     it("/healthz/backup on the API's host; /metrics only from the monitoring network", () => {
-        const api = r.caddyfile.split(/^api\.cleaning\.example /m)[1] ?? "";
+        const api = caddyOf(r).split(/^api\.cleaning\.example /m)[1] ?? "";
         assert.match(api, /handle \/healthz\/backup \{/);
         assert.match(api, /@route1 path \/metrics \/metrics\/\*[\s\S]*?allow_from 192\.0\.2\.0\/28/);
         assert.equal((run.outputs.onebox as { backups: { statusUrl: string } }).backups.statusUrl, "https://api.cleaning.example/healthz/backup");
@@ -391,16 +452,24 @@ describe("003 intentional social: rate-limited sign-in", () => {
     });
 
     it("login 5 a minute and registration 3 an hour, per client, in the rendered Caddyfile, by onebox's Caddy build", () => {
-        assert.match(r.caddyfile, /@route\d+_limit1 path \/api\/auth\/login \/api\/auth\/login\/\*\n\s*onebox_rate_limit @route\d+_limit1 \{\n\s*zone social\.example\/api\/auth\/login#1\n\s*rate 5 1m\n/);
-        assert.match(r.caddyfile, /@route\d+_limit2 path \/api\/auth\/register \/api\/auth\/register\/\*\n\s*onebox_rate_limit @route\d+_limit2 \{\n\s*zone social\.example\/api\/auth\/register#2\n\s*rate 3 1h\n/);
+        assert.match(caddyOf(r), /@route\d+_limit1 path \/api\/auth\/login \/api\/auth\/login\/\*\n\s*onebox_rate_limit @route\d+_limit1 \{\n\s*zone social\.example\/api\/auth\/login#1\n\s*rate 5 1m\n/);
+        assert.match(caddyOf(r), /@route\d+_limit2 path \/api\/auth\/register \/api\/auth\/register\/\*\n\s*onebox_rate_limit @route\d+_limit2 \{\n\s*zone social\.example\/api\/auth\/register#2\n\s*rate 3 1h\n/);
         assert.equal(r.compose.services.proxy.image, "ghcr.io/social/onebox-caddy:2.11.9");
         const records = ofType(run, "cloudflare:index/dnsRecord:DnsRecord");
         assert.ok(records.length > 0 && records.every((d) => d.inputs.proxied === false), "DNS only: the proxy sees the visitors' addresses");
-        assert.doesNotMatch(r.caddyfile, /trusted_proxies/);
+        assert.doesNotMatch(caddyOf(r), /trusted_proxies/);
+    });
+
+    it("migrations as the release command in the new API image, with a verified dump before them", () => {
+        assert.match(r.manifest, /^RELEASE_SERVICE=api$/m);
+        assert.match(r.manifest, /^RELEASE_COMMAND=\["alembic","upgrade","head"\]$/m);
+        assert.match(r.manifest, /^RELEASE_TIMEOUT=600$/m);
+        assert.match(r.manifest, /^DATABASE_NAME=social$/m, "backupBeforeRelease dumps the app's database");
+        assert.match(r.manifest, /^DUMP_VERIFY_LIB=\S+\/lib\.sh$/m);
     });
 
     it("/api and /health to the API, the rest to nginx; backups kept 7 days and 4 weeks", () => {
-        assert.match(r.caddyfile, /path \/health \/health\/\*/);
+        assert.match(caddyOf(r), /path \/health \/health\/\*/);
         assert.equal(r.compose.services.web.user, "101:101");
         const rules = one(run, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs.rules as { id: string; expiration?: { days: number } }[];
         assert.deepEqual([rules.find((x) => x.id === "expire-daily-dumps")?.expiration?.days, rules.find((x) => x.id === "expire-weekly-dumps")?.expiration?.days], [7, 28]);
