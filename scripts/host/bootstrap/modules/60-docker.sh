@@ -34,19 +34,24 @@ docker_check() {
   result H7 "${rc}" "docker info: no-new-privileges in the daemon's security options"
   daemon_applied "${DAEMON_JSON}" "${DAEMON_APPLIED}" && rc=0 || rc=1
   result H7 "${rc}" "the running dockerd uses ${DAEMON_JSON} (no restart pending)"
-  # H14: what a restart would do to other stacks' containers, and whether the stack allows it.
-  if ((rc == 0)) || [[ "${ONEBOX_ALLOW_DOCKER_RESTART}" == "true" ]]; then
-    result H14 0 "no Docker restart waits for a permission the stack does not give"
-  else
+  # H14: settings that wait for a restart, and whether the stack may restart Docker under
+  # other stacks' containers (what the apply would refuse).
+  local key detail=""
+  local -a waiting=()
+  ((rc)) && waiting+=("(${DAEMON_JSON} changed since dockerd started)")
+  while IFS= read -r key; do
+    [[ -z "${key}" || " ${DOCKER_RELOADABLE_KEYS[*]} " == *" ${key} "* ]] || waiting+=("${key}")
+  done < <(plan_field changed "${plan}")
+  rc=0
+  if ((${#waiting[@]} > 0)) && [[ "${ONEBOX_ALLOW_DOCKER_RESTART}" != "true" ]] && systemctl is-active --quiet docker.service; then
     local foreign
-    foreign="$(foreign_containers 2>/dev/null || echo '(cannot list containers)')"
-    local detail=""
-    [[ -z "${foreign}" ]] && rc=0 || rc=1
-    if ((rc)); then
-      detail=" - a restart would stop containers of other stacks: ${foreign//$'\n'/, } (host.allowDockerRestart is false)"
+    foreign="$(foreign_containers 2>/dev/null)" || foreign="(docker ps failed)"
+    if [[ -n "${foreign}" ]]; then
+      rc=1
+      detail=" - ${waiting[*]} need a Docker restart, which would stop containers of other stacks: ${foreign//$'\n'/, } (host.allowDockerRestart is false)"
     fi
-    result H14 "${rc}" "no Docker restart waits for a permission the stack does not give${detail}"
   fi
+  result H14 "${rc}" "no Docker restart waits for a permission the stack does not give${detail}"
   if in_docker_group; then
     printf 'INFO H7 %s is in the docker group (root-equivalent; onebox runs docker through sudo)\n' "${ONEBOX_DEPLOY_USER}"
   fi
