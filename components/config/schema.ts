@@ -36,6 +36,7 @@ import { poolerChecks, poolerSchema } from "./pooler-schema";
 import { releaseHookChecks, releaseHooksShape } from "./release-hooks-schema";
 import { jobsCrossChecks, jobsSchemaOf } from "./jobs-schema";
 import { anyVolumeBackedUp, stackVolumesSchema, usesStackVolumes, volumeChecks } from "./volumes-schema";
+import { allowDockerRestart, guestChecks, keepPublishedPorts } from "./guests-schema";
 
 /** Refines a string with a validator returning an error message or undefined. */
 function checked(check: (v: string) => string | undefined) {
@@ -247,6 +248,10 @@ export const existingHostSchema = z.strictObject({
     ...hostCommon,
     /** Admin CIDRs allowed to SSH through the host firewall (ufw). */
     sshAllowedCidrs: z.array(cidr).default([]),
+    /** H14: may the bootstrap restart Docker while other stacks' containers run (guests-schema.ts). @default false */
+    allowDockerRestart: allowDockerRestart.default(false),
+    /** H14: other containers' published ports the host firewall keeps open (guests-schema.ts). @default false */
+    keepPublishedPorts: keepPublishedPorts.default(false),
 }).superRefine((h, ctx) => {
     // The program never touches the cloud firewall of an existing server; ufw allows SSH from these.
     sshChecks(h, ctx, true);
@@ -1016,6 +1021,10 @@ export const hardeningSchema = z.strictObject({
      * `dns.provider: cloudflare` with `dns.proxied`. @default false
      */
     behindCloudflare: z.boolean().optional(),
+    /** H14 (existing servers; guests-schema.ts). Absent: false. */
+    allowDockerRestart: allowDockerRestart.optional(),
+    /** H14 (existing servers; guests-schema.ts). Absent: false. */
+    keepPublishedPorts: keepPublishedPorts.optional(),
 }).superRefine((h, ctx) => sshChecks(h, ctx, true));
 
 /**
@@ -1076,6 +1085,7 @@ function crossChecks(c: CheckedConfig, ctx: z.RefinementCtx): void {
     if (c.database.allowedCidrs.length > 0 && !c.database.enabled) {
         issue(["database", "allowedCidrs"], "database.enabled is false; remove allowedCidrs");
     }
+    guestChecks(c, issue);
     const published: [number, string][] = [];
     if (c.proxy.kind === "caddy") {
         published.push([80, "proxy (HTTP)"], [443, "proxy (HTTPS)"]);

@@ -267,8 +267,17 @@ export function renderBootstrapEnv(config: ProvisioningConfig, ctx: StepContext)
         // (Docker-published ports bypass plain ufw rules; the bootstrap filters them in DOCKER-USER).
         ["ONEBOX_RESTRICTED_PORTS", restricted.join(" ")],
         ["ONEBOX_DOCKER_SOURCE", ctx.dockerAptSource ?? "auto"],
+        // H14: other stacks may live on the server; its containers are the compose project's.
+        ["ONEBOX_STACK", projectName(config)],
+        ["ONEBOX_ALLOW_DOCKER_RESTART", String(config.host.allowDockerRestart ?? false)],
+        ["ONEBOX_KEEP_PUBLISHED_PORTS", keptPorts(config.host.keepPublishedPorts)],
     ];
     return `# Bootstrap settings of ${config.app.name}, rendered by onebox; sourced by ${BOOTSTRAP_SCRIPT}.\n${envFileLines(entries)}`;
+}
+
+/** host.keepPublishedPorts in the bootstrap's terms: "all", a port list, or "" (none). */
+function keptPorts(keep: boolean | number[] | undefined): string {
+    return keep === true ? "all" : Array.isArray(keep) ? keep.join(" ") : "";
 }
 
 /** HTTP and HTTPS: the proxy's ports, the only ones open to the web (H8). */

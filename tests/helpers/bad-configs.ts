@@ -119,6 +119,20 @@ export const BAD_CONFIGS: Case[] = [
     ["database: allowWideCidrs never admits the world", () => withValue(withValue(lightsailRaw(), "database.allowWideCidrs", true), "database.allowedCidrs", ["::/0"]), "database.allowedCidrs[0]", /PostgreSQL public/],
     // --- cross-field rules ---
     ["sshPublicKeys on an existing server reach nothing", () => withValue(existingRaw(), "host.sshPublicKeys", [ADMIN_KEY]), "host.sshPublicKeys", /never installs these keys/],
+    // --- H14: an existing server's other stacks (guests-schema.ts) ---
+    ["allowDockerRestart that is not a boolean", () => withValue(existingRaw(), "host.allowDockerRestart", "yes"), "host.allowDockerRestart", /boolean/],
+    ["keepPublishedPorts as a word", () => withValue(existingRaw(), "host.keepPublishedPorts", "all"), "host.keepPublishedPorts", /./],
+    ["keepPublishedPorts as an empty list", () => withValue(existingRaw(), "host.keepPublishedPorts", []), "host.keepPublishedPorts", /list at least one port, or use true or false/],
+    ["keepPublishedPorts with a port out of range", () => withValue(existingRaw(), "host.keepPublishedPorts", [8080, 70000]), "host.keepPublishedPorts[1]", /between 1 and 65535/],
+    ["keepPublishedPorts listing a port twice", () => withValue(existingRaw(), "host.keepPublishedPorts", [8080, 9000, 8080]), "host.keepPublishedPorts[2]", /port 8080 is listed twice/],
+    [
+        "keepPublishedPorts opening the published database port to everyone",
+        () => withValue(withValue(existingRaw(), "database.allowedCidrs", ["198.51.100.0/24"]), "host.keepPublishedPorts", [8080, 5432]),
+        "host.keepPublishedPorts[1]",
+        /PostgreSQL's \(database\.publicPort\).*keeping it would open it to everyone/,
+    ],
+    ["keepPublishedPorts opening 443 beyond Cloudflare under origin lockdown", () => withValue(withValue(existingRaw(), "host.originLockdown", true), "host.keepPublishedPorts", [443]), "host.keepPublishedPorts[0]", /only to Cloudflare's ranges \(host\.originLockdown\)/],
+    ["keepPublishedPorts on a server the program creates", (r) => withValue(r, "host.keepPublishedPorts", true), "host", /keepPublishedPorts/],
     ["service memory not below the droplet's", (r) => withValue(r, "services.api.memoryMb", 1024), "services.api.memoryMb", /s-1vcpu-1gb: 1024 MiB/],
     ["database memory above the Lightsail bundle's", () => withValue(lightsailRaw(), "database.memoryMb", 4096), "database.memoryMb", /small_3_0: 2048 MiB/],
     ["redis memory above the droplet's", (r) => withValue(withValue(r, "redis", { enabled: true, memoryMb: 4096 }), "services.api.redis", true), "redis.memoryMb", /larger size/],

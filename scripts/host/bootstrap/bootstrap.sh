@@ -61,6 +61,19 @@
 #                             docker-compose-plugin); auto: distro on Debian 13 and Ubuntu
 #                             24.04, docker elsewhere. An existing working Docker with compose
 #                             v2 is left as it is.                               default: auto
+#   ONEBOX_STACK              The stack's compose project (<app>-<environment>): its containers
+#                             are the stack's own; every other running container belongs to
+#                             another stack (H14).                   default: empty (all foreign)
+#   ONEBOX_ALLOW_DOCKER_RESTART
+#                             true: the bootstrap may restart Docker to apply daemon settings
+#                             while containers of other stacks run (they restart unless
+#                             live-restore is in effect); false: it stops and names the settings
+#                             and the containers instead (H14).               default: false
+#   ONEBOX_KEEP_PUBLISHED_PORTS
+#                             Published ports of other containers that the DOCKER-USER policy
+#                             leaves open to everyone: "all" (every published port except the
+#                             stack's restricted ones), a space-separated port list, or empty
+#                             (every port not listed above is dropped) (H14). default: empty
 #
 # Property ids (H1-H8) refer to SECURITY.md. Needs bash 4.4+, util-linux, coreutils.
 set -euo pipefail
@@ -136,6 +149,9 @@ load_settings() {
   ONEBOX_PUBLIC_TCP_PORTS="${ONEBOX_PUBLIC_TCP_PORTS:-}"
   ONEBOX_RESTRICTED_PORTS="${ONEBOX_RESTRICTED_PORTS:-}"
   ONEBOX_DOCKER_SOURCE="${ONEBOX_DOCKER_SOURCE:-auto}"
+  ONEBOX_STACK="${ONEBOX_STACK:-}"
+  ONEBOX_ALLOW_DOCKER_RESTART="${ONEBOX_ALLOW_DOCKER_RESTART:-false}"
+  ONEBOX_KEEP_PUBLISHED_PORTS="${ONEBOX_KEEP_PUBLISHED_PORTS:-}"
   if [[ -z "${ONEBOX_ADMIN_CAN_ROOT:-}" ]]; then
     if [[ "${ONEBOX_DEPLOY_USER}" == "root" ]]; then ONEBOX_ADMIN_CAN_ROOT=true; else ONEBOX_ADMIN_CAN_ROOT=false; fi
   fi
@@ -194,6 +210,25 @@ check_settings() {
       problems+=("ONEBOX_RESTRICTED_PORTS: '${pair}' is the SSH port; use ONEBOX_SSH_ALLOWED_CIDRS")
     fi
   done
+
+  [[ "${ONEBOX_STACK}" =~ ^([a-z0-9][a-z0-9_-]{0,62})?$ ]] \
+    || problems+=("ONEBOX_STACK='${ONEBOX_STACK}' must be a compose project name such as shop-production")
+  [[ "${ONEBOX_ALLOW_DOCKER_RESTART}" == "true" || "${ONEBOX_ALLOW_DOCKER_RESTART}" == "false" ]] \
+    || problems+=("ONEBOX_ALLOW_DOCKER_RESTART='${ONEBOX_ALLOW_DOCKER_RESTART}' must be true or false")
+  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" != "all" ]]; then
+    for word in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do
+      if ! is_port "${word}"; then
+        problems+=("ONEBOX_KEEP_PUBLISHED_PORTS: '${word}' is not a port between 1 and 65535 (or use all alone)")
+      else
+        for pair in ${ONEBOX_RESTRICTED_PORTS}; do
+          if is_port "${pair%%:*}" && ((10#${pair%%:*} == 10#${word})); then
+            problems+=("ONEBOX_KEEP_PUBLISHED_PORTS: ${word} is restricted to listed networks (ONEBOX_RESTRICTED_PORTS); keeping it would open it to everyone")
+            break
+          fi
+        done
+      fi
+    done
+  fi
 
   if ((${#problems[@]} > 0)); then
     printf '[bootstrap] ERROR: invalid settings:\n' >&2

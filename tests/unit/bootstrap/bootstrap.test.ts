@@ -189,9 +189,10 @@ void describe("H7 Docker daemon.json", () => {
 
     void it("is installed as /etc/docker/daemon.json and docker restarts only when it changed", () => {
         assert.equal(constant("DAEMON_JSON"), "/etc/docker/daemon.json");
-        const fn = /configure_docker_daemon\(\) \{([\s\S]*?)\n\}/.exec(script)?.[1] ?? "";
+        // (tests/unit/bootstrap/guests.test.ts runs the decisions: write, reload, restart, refuse.)
+        const fn = /apply_daemon_settings\(\) \{([\s\S]*?)\n\}/.exec(script)?.[1] ?? "";
         const restart = fn.indexOf("systemctl restart docker.service");
-        const unchanged = fn.indexOf('if ((CHANGED == 0)); then');
+        const unchanged = fn.indexOf("if ((${#keys[@]} == 0)); then");
         assert.ok(unchanged > 0 && restart > unchanged, "restart comes after the unchanged early return");
     });
 

@@ -149,10 +149,32 @@ describe("bootstrap", () => {
                     "80:173.245.48.0/20 80:103.21.244.0/22 80:104.16.0.0/13 80:2400:cb00::/32 80:2606:4700::/32 " +
                     "443:173.245.48.0/20 443:103.21.244.0/22 443:104.16.0.0/13 443:2400:cb00::/32 443:2606:4700::/32'",
                 "ONEBOX_DOCKER_SOURCE='auto'",
+                // H14: a created server has no other stacks; the settings keep their defaults.
+                "ONEBOX_STACK='finances-prod'",
+                "ONEBOX_ALLOW_DOCKER_RESTART='false'",
+                "ONEBOX_KEEP_PUBLISHED_PORTS=''",
                 "",
             ].join("\n"),
         );
     });
+
+    const guestCases: [string, Record<string, unknown>, string, string][] = [
+        ["defaults", {}, "false", ""],
+        ["allowDockerRestart and every published port kept", { allowDockerRestart: true, keepPublishedPorts: true }, "true", "all"],
+        ["a list of kept ports", { keepPublishedPorts: [8080, 8443] }, "false", "8080 8443"],
+    ];
+    for (const [name, settings, allow, keep] of guestCases) {
+        test(`H14 an existing server's guests in bootstrap.env: ${name}`, () => {
+            const config = configOf("cleaning", (r) => {
+                r.host = { provider: "existing", address: "203.0.113.50", hostKey: HOST_KEY, sshAllowedCidrs: ["203.0.113.7/32"], ...settings };
+                r.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----\n";
+            });
+            const env = renderBootstrapEnv(config, contextFor(config));
+            assert.match(env, new RegExp(`^ONEBOX_STACK='${config.app.name}-${config.app.environment}'$`, "m"));
+            assert.match(env, new RegExp(`^ONEBOX_ALLOW_DOCKER_RESTART='${allow}'$`, "m"));
+            assert.match(env, new RegExp(`^ONEBOX_KEEP_PUBLISHED_PORTS='${keep}'$`, "m"));
+        });
+    }
 
     test("without origin lockdown 80/443 are open to everyone and Cloudflare's ranges are not used", () => {
         const config = configOf("cleaning");

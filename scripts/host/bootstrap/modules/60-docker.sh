@@ -15,28 +15,47 @@ docker_apply() {
 }
 
 docker_check() {
-  local rc info
-  same_content "${SELF_DIR}/daemon.json" "${DAEMON_JSON}" && rc=0 || rc=1
-  result H7 "${rc}" "${DAEMON_JSON} has log rotation, live-restore, no-new-privileges, userland-proxy false"
+  local rc info plan
+  plan="$(daemon_plan "${DAEMON_JSON}" 2>&1)" && rc=0 || rc=1
+  if ((rc)); then
+    result H7 1 "${DAEMON_JSON} has the stack's daemon settings - ${plan//$'\n'/; }"
+  else
+    local missing
+    missing="$(plan_field changed "${plan}" | paste -sd, -)"
+    [[ -z "${missing}" ]] && rc=0 || rc=1
+    result H7 "${rc}" "${DAEMON_JSON} has log rotation, live-restore, no-new-privileges, userland-proxy false${missing:+ - to set: ${missing}}"
+  fi
   systemctl is-active --quiet docker.service && rc=0 || rc=1
   result H7 "${rc}" "docker is running"
   info="$(timeout 20 docker info --format '{{.LoggingDriver}} {{.LiveRestoreEnabled}} {{json .SecurityOptions}}' 2>/dev/null || true)"
-  [[ "${info}" == "json-file true "* ]] && rc=0 || rc=1
-  result H7 "${rc}" "docker info: log driver json-file, live-restore on (${info%% \[*})"
+  [[ "${info}" == "json-file true "* || "${info}" == "local true "* ]] && rc=0 || rc=1
+  result H7 "${rc}" "docker info: log driver json-file (or local), live-restore on (${info%% \[*})"
   [[ "${info}" == *name=no-new-privileges* ]] && rc=0 || rc=1
   result H7 "${rc}" "docker info: no-new-privileges in the daemon's security options"
-  # The running daemon must have been started after daemon.json last changed.
-  local started file_time
-  started="$(systemctl show -p ActiveEnterTimestamp --value docker.service 2>/dev/null || true)"
-  started="$(date -d "${started}" +%s 2>/dev/null || echo 0)"
-  file_time="$(stat -c %Y "${DAEMON_JSON}" 2>/dev/null || echo 0)"
-  ((started > 0 && file_time <= started)) && rc=0 || rc=1
-  result H7 "${rc}" "dockerd started after ${DAEMON_JSON} last changed (no restart pending)"
+  daemon_applied "${DAEMON_JSON}" "${DAEMON_APPLIED}" && rc=0 || rc=1
+  result H7 "${rc}" "the running dockerd uses ${DAEMON_JSON} (no restart pending)"
+  # H14: settings that wait for a restart, and whether the stack may restart Docker under
+  # other stacks' containers (what the apply would refuse).
+  local key detail=""
+  local -a waiting=()
+  ((rc)) && waiting+=("(${DAEMON_JSON} changed since dockerd started)")
+  while IFS= read -r key; do
+    [[ -z "${key}" || " ${DOCKER_RELOADABLE_KEYS[*]} " == *" ${key} "* ]] || waiting+=("${key}")
+  done < <(plan_field changed "${plan}")
+  rc=0
+  if ((${#waiting[@]} > 0)) && [[ "${ONEBOX_ALLOW_DOCKER_RESTART}" != "true" ]] && systemctl is-active --quiet docker.service; then
+    local foreign
+    foreign="$(foreign_containers 2>/dev/null)" || foreign="(docker ps failed)"
+    if [[ -n "${foreign}" ]]; then
+      rc=1
+      detail=" - ${waiting[*]} need a Docker restart, which would stop containers of other stacks: ${foreign//$'\n'/, } (host.allowDockerRestart is false)"
+    fi
+  fi
+  result H14 "${rc}" "no Docker restart waits for a permission the stack does not give${detail}"
   if in_docker_group; then
     printf 'INFO H7 %s is in the docker group (root-equivalent; onebox runs docker through sudo)\n' "${ONEBOX_DEPLOY_USER}"
   fi
 }
-
 
 # H7: daemon.json. Explained here because JSON has no comments:
 # - log-driver json-file with max-size 10m / max-file 3: container logs rotate (30 MB per
@@ -49,24 +68,177 @@ docker_check() {
 #   port, hairpin ones included, goes through netfilter where DOCKER-USER applies the firewall
 #   policy (H4), and containers see real client addresses. Docker then needs to set
 #   net.ipv4.conf.<bridge>.route_localnet, i.e. a writable /proc/sys/net.
-configure_docker_daemon() {
-  section "H7 Docker daemon settings"
-  if [[ -x /usr/bin/dockerd ]] && has_line "$(dockerd --help 2>&1 || true)" -- '--validate'; then
-    dockerd --validate --config-file "${SELF_DIR}/daemon.json" >/dev/null \
-      || die "${SELF_DIR}/daemon.json is rejected by dockerd --validate"
+#
+# H14: the host may be someone else's home (an existing server with Traefik and other stacks).
+# The stack's settings are MERGED into the daemon.json the host has: every key it has is kept,
+# the stack's missing keys are added. A value that contradicts the stack's (live-restore false,
+# userland-proxy true, a log driver that does not rotate, iptables false, which would bypass
+# the DOCKER-USER policy) stops the bootstrap naming the key: silently overriding another
+# admin's choice, or silently running without the property, are both wrong. Values that give
+# the same property are kept: log-driver "local" (it rotates by itself), and any max-size or
+# max-file the host already sets in log-opts.
+#
+# Applying the file: dockerd re-reads some options on SIGHUP (systemctl reload docker; Docker's
+# "configuration reload behavior": live-restore, debug, labels, registry mirrors, ...), the
+# others only at a restart. A restart stops every container that live-restore does not keep,
+# so the bootstrap restarts Docker only when no container of another stack runs or when the
+# stack allows it (host.allowDockerRestart -> ONEBOX_ALLOW_DOCKER_RESTART); otherwise it stops
+# and names the settings and the containers. A change of reloadable settings only is applied
+# with a reload, which restarts nothing.
+readonly DAEMON_APPLIED="/etc/onebox/docker-daemon.applied.json"
+# Of the settings the stack adds, the ones dockerd applies on SIGHUP.
+readonly DOCKER_RELOADABLE_KEYS=(live-restore)
+
+# The merge, in jq: input the host's daemon.json, $want the stack's. Prints
+# {conflicts: ["key\thave\twant"], merged: {...}, changed: [keys whose value the merge sets]}.
+# shellcheck disable=SC2016 # a jq program: its $names are jq's
+readonly DAEMON_MERGE_JQ='
+$want[0] as $w | . as $h
+| ([ ($w | keys_unsorted[]) as $k
+    | select($k != "log-opts" and ($h | has($k)) and $h[$k] != $w[$k])
+    | select(($k == "log-driver" and $h[$k] == "local") | not)
+    | "\($k)\t\($h[$k] | tojson)\t\($w[$k] | tojson)" ]
+  + (if $h.iptables == false then ["iptables\tfalse\ttrue (the default)"] else [] end))
+  as $conflicts
+| ($h + ($w | with_entries(select(.key as $k | $h | has($k) | not)))) as $m0
+| (($h["log-opts"] // {}) as $o
+   | if $o | has("max-size") then $o else $o + ($w["log-opts"] | with_entries(select(.key as $k | $o | has($k) | not))) end)
+  as $opts
+| ($m0 + {"log-opts": $opts}) as $m
+| {conflicts: $conflicts, merged: $m, changed: [$m | keys_unsorted[] | select($h[.] != $m[.])]}'
+
+# Why the stack needs each setting a host value may contradict.
+daemon_key_reason() {
+  case "$1" in
+    log-driver) echo "container logs must rotate and stay readable with docker logs (json-file or local)" ;;
+    live-restore) echo "containers must survive a dockerd restart (Docker updates, daemon changes)" ;;
+    no-new-privileges) echo "no process in a container may gain privileges through setuid binaries" ;;
+    userland-proxy) echo "published ports must pass through netfilter, where the DOCKER-USER firewall applies" ;;
+    iptables) echo "Docker must write its iptables rules, or published ports bypass the DOCKER-USER firewall" ;;
+    *) echo "the stack sets it" ;;
+  esac
+}
+
+# daemon_plan FILE: merges the host's daemon.json FILE with the stack's into
+# ${SCRATCH}/daemon.merged.json and prints "changed KEY" lines; dies on a conflict or an
+# unreadable file.
+daemon_plan() {
+  local target="$1" have="${SCRATCH}/daemon.have.json" out line key value want
+  if [[ -s "${target}" ]]; then
+    jq -e 'type == "object"' "${target}" >/dev/null 2>&1 \
+      || die "${target} is not a JSON object; fix it (dockerd would not start with it either)"
+    cp "${target}" "${have}"
+  else
+    printf '{}\n' >"${have}"
   fi
-  converge_file "${SELF_DIR}/daemon.json" "${DAEMON_JSON}" 0644
-  if ((CHANGED == 0)); then
-    ok "${DAEMON_JSON} is current"
+  out="$(jq -c --slurpfile want "${SELF_DIR}/daemon.json" "${DAEMON_MERGE_JQ}" "${have}")" \
+    || die "cannot merge ${target} with the stack's settings (jq failed)"
+  local -a problems=()
+  while IFS=$'\t' read -r key value want; do
+    [[ -n "${key}" ]] || continue
+    problems+=("${key}: the host has ${value}, the stack needs ${want}: $(daemon_key_reason "${key}")")
+  done < <(jq -r '.conflicts[]' <<<"${out}")
+  if ((${#problems[@]} > 0)); then
+    printf '[bootstrap] ERROR: %s sets values that contradict the settings the stack needs (H7):\n' "${target}" >&2
+    printf '  - %s\n' "${problems[@]}" >&2
+    die "change or remove these keys in ${target} (the bootstrap never overrides another admin's daemon settings)"
+  fi
+  jq '.merged' <<<"${out}" >"${SCRATCH}/daemon.merged.json"
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] && printf 'changed %s\n' "${line}"
+  done < <(jq -r '.changed[]' <<<"${out}")
+}
+
+# plan_field changed PLAN: the keys of the plan's "changed KEY" lines.
+plan_field() {
+  local line
+  while IFS= read -r line; do
+    [[ "${line}" == "$1 "* ]] && printf '%s\n' "${line#"$1" }"
+  done <<<"$2"
+}
+
+# Running containers that do not belong to this stack (compose project ${ONEBOX_STACK}), one
+# name per line. Fails when Docker cannot tell (then nothing may be restarted).
+foreign_containers() {
+  local list
+  command -v docker >/dev/null 2>&1 || return 0
+  list="$(timeout 20 docker ps --format '{{.Names}}{{"\t"}}{{.Label "com.docker.compose.project"}}')" || return 1
+  awk -F'\t' -v own="${ONEBOX_STACK}" 'NF && (own == "" || $2 != own) { print $1 }' <<<"${list}" | sort
+}
+
+# daemon_applied FILE RECORD: whether the running dockerd uses the daemon.json FILE: it
+# started after the file last changed, or the bootstrap applied exactly this file with a
+# reload and recorded it in RECORD.
+daemon_applied() {
+  local target="$1" record="$2" started file_time
+  systemctl is-active --quiet docker.service 2>/dev/null || return 1
+  started="$(systemctl show -p ActiveEnterTimestamp --value docker.service 2>/dev/null || true)"
+  started="$(date -d "${started}" +%s 2>/dev/null || echo 0)"
+  file_time="$(stat -c %Y "${target}" 2>/dev/null || echo 0)"
+  ((started > 0 && file_time <= started)) && return 0
+  [[ -f "${record}" ]] && cmp -s "${record}" "${target}"
+}
+
+configure_docker_daemon() {
+  section "H7 Docker daemon settings (merged into ${DAEMON_JSON})"
+  apply_daemon_settings "${DAEMON_JSON}" "${DAEMON_APPLIED}"
+}
+
+# apply_daemon_settings FILE RECORD: merges the stack's settings into the daemon.json FILE and
+# applies them: nothing to do, write only (Docker not running yet), write and reload (only
+# reloadable settings changed; recorded in RECORD), or write and restart (no container of
+# another stack runs, or the stack allows it). Otherwise stops before changing anything.
+apply_daemon_settings() {
+  local target="$1" record="$2" plan key
+  local -a keys=() restart_keys=()
+  plan="$(daemon_plan "${target}")" || exit 1
+  mapfile -t keys < <(plan_field changed "${plan}")
+  if ((${#keys[@]} == 0)); then
+    ok "${target} has the stack's settings (other keys left as they are)"
     return 0
   fi
-  changed "wrote ${DAEMON_JSON}"
-  if systemctl is-active --quiet docker.service 2>/dev/null; then
-    log "restarting docker to apply ${DAEMON_JSON}"
-    systemctl restart docker.service
-    wait_for_docker
-    changed "restarted docker with the new daemon settings"
+  if [[ -x /usr/bin/dockerd ]] && has_line "$(dockerd --help 2>&1 || true)" -- '--validate'; then
+    dockerd --validate --config-file "${SCRATCH}/daemon.merged.json" >/dev/null \
+      || die "the merged ${target} is rejected by dockerd --validate"
   fi
+  for key in "${keys[@]}"; do
+    [[ " ${DOCKER_RELOADABLE_KEYS[*]} " == *" ${key} "* ]] || restart_keys+=("${key}")
+  done
+  if ! systemctl is-active --quiet docker.service 2>/dev/null; then
+    write_daemon_json "${target}" "${keys[*]}"
+    return 0
+  fi
+  if ((${#restart_keys[@]} == 0)); then
+    write_daemon_json "${target}" "${keys[*]}"
+    log "reloading docker to apply ${keys[*]} (SIGHUP: no container restarts)"
+    systemctl reload docker.service
+    wait_for_docker
+    if [[ " ${keys[*]} " == *" live-restore "* ]]; then
+      [[ "$(timeout 20 docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null || true)" == "true" ]] \
+        || die "docker reloaded, but live-restore is still off (docker info); restart Docker in a maintenance window"
+    fi
+    mkdir -p "$(dirname "${record}")"
+    cp "${target}" "${record}"
+    changed "reloaded docker: ${keys[*]} applied live"
+    return 0
+  fi
+  local foreign
+  foreign="$(foreign_containers)" || die "cannot list the running containers (docker ps); not restarting Docker blind"
+  if [[ -n "${foreign}" && "${ONEBOX_ALLOW_DOCKER_RESTART}" != "true" ]]; then
+    die "the Docker daemon settings ${restart_keys[*]} take effect only when Docker restarts, and containers of other stacks run: ${foreign//$'\n'/, }. A restart stops them (those without live-restore in effect). Nothing was changed. Either add these settings to ${target} and restart Docker yourself in a maintenance window, or set host.allowDockerRestart: true to let the bootstrap restart it"
+  fi
+  write_daemon_json "${target}" "${keys[*]}"
+  log "restarting docker to apply ${restart_keys[*]}${foreign:+ (allowed by host.allowDockerRestart; other containers: ${foreign//$'\n'/, })}"
+  systemctl restart docker.service
+  wait_for_docker
+  rm -f "${record}"
+  changed "restarted docker with the new daemon settings"
+}
+
+# write_daemon_json FILE KEYS: installs the merged daemon.json (root-owned, 0644).
+write_daemon_json() {
+  converge_file "${SCRATCH}/daemon.merged.json" "$1" 0644
+  changed "set ${2// /, } in $1 (other keys kept)"
 }
 
 wait_for_docker() {

@@ -92,10 +92,10 @@ firewall_apply() {
   local blocked
   blocked="$(blocked_published_ports)"
   if [[ -n "${blocked}" ]]; then
-    warn "published container ports not reachable from outside (not in ONEBOX_PUBLIC_TCP_PORTS/ONEBOX_RESTRICTED_PORTS):"
+    warn "published container ports not reachable from outside (not the stack's ports; to keep other stacks' ports open set host.keepPublishedPorts):"
     printf '  - %s\n' "${blocked//$'\n'/$'\n'  - }" >&2
   fi
-  ok "ufw active: SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}; public: ${ONEBOX_PUBLIC_TCP_PORTS:-none}; restricted: ${ONEBOX_RESTRICTED_PORTS:-none}; DOCKER-USER loaded"
+  ok "ufw active: SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}; public: ${ONEBOX_PUBLIC_TCP_PORTS:-none}; restricted: ${ONEBOX_RESTRICTED_PORTS:-none}; other containers' published ports kept: ${ONEBOX_KEEP_PUBLISHED_PORTS:-none}; DOCKER-USER loaded"
 }
 
 # Published container ports that the DOCKER-USER policy will not let in from outside, as
@@ -128,7 +128,11 @@ firewall_check() {
     result H4 "${rc}" "${file} has the current DOCKER-USER block"
   done
   has_line "$(iptables -S DOCKER-USER 2>/dev/null || true)" -- '-o docker0 -j onebox-docker-deny' && rc=0 || rc=1
-  result H4 "${rc}" "DOCKER-USER drops unlisted connections to published ports (iptables -S DOCKER-USER)"
+  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+    result H4 "${rc}" "DOCKER-USER loaded; other containers' published ports are kept open (host.keepPublishedPorts: true)"
+  else
+    result H4 "${rc}" "DOCKER-USER drops unlisted connections to published ports (iptables -S DOCKER-USER)${ONEBOX_KEEP_PUBLISHED_PORTS:+; kept open: ${ONEBOX_KEEP_PUBLISHED_PORTS}}"
+  fi
   has_line "$(iptables -S ufw-before-input 2>/dev/null || true)" -- '-A ufw-before-input -i obi-+ -j onebox-internal-input' && rc=0 || rc=1
   result H13 "${rc}" "containers on internal networks cannot open connections to the host (iptables -S ufw-before-input)"
   local blocked line
@@ -155,12 +159,45 @@ render_docker_user_block() {
     [[ "$(cidr_family "${cidr}")" == "${family}" ]] || continue
     rules+=("-A DOCKER-USER -s $(canonical_cidr "${cidr}") -p tcp -m conntrack --ctorigdstport $((10#${port})) --ctdir ORIGINAL -j RETURN")
   done
+  local line
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] && rules+=("${line}")
+  done < <(keep_published_rules)
   ((${#rules[@]} > 0)) || rules=("# (no port is open to the outside: every published port is dropped)")
   local joined
   joined="$(printf '%s\n' "${rules[@]}")"
   local before_input=ufw-before-input
   [[ "${family}" == 6 ]] && before_input=ufw6-before-input
   render_template after.rules.snippet "ONEBOX_ALLOW_RULES=${joined}" "ONEBOX_UFW_BEFORE_INPUT=${before_input}"
+}
+
+# H14 host.keepPublishedPorts: ports other containers publish (e.g. an existing Traefik's
+# 80/443, another stack's app) that stay open to everyone, as Docker opens them without a host
+# firewall. A list keeps those ports (TCP and UDP); "all" keeps every published port except
+# the stack's restricted ones (dropped here unless a listed network sent them, above), and the
+# rules after this block never see the rest. The stack's own containers publish only the
+# proxy's and the database's ports (H8), so this changes nothing for them.
+keep_published_rules() {
+  local port pair proto
+  local -A seen=()
+  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+    for pair in ${ONEBOX_RESTRICTED_PORTS}; do
+      port="$((10#${pair%%:*}))"
+      [[ -z "${seen[${port}]:-}" ]] || continue
+      seen[${port}]=1
+      printf -- '-A DOCKER-USER -p tcp -m conntrack --ctorigdstport %s --ctdir ORIGINAL -j onebox-docker-deny\n' "${port}"
+    done
+    printf -- '-A DOCKER-USER -j RETURN\n'
+    return 0
+  fi
+  for port in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do
+    port="$((10#${port}))"
+    [[ -z "${seen[${port}]:-}" ]] || continue
+    seen[${port}]=1
+    for proto in tcp udp; do
+      printf -- '-A DOCKER-USER -p %s -m conntrack --ctorigdstport %s --ctdir ORIGINAL -j RETURN\n' "${proto}" "${port}"
+    done
+  done
 }
 
 # The ufw rules onebox manages, one per line, exactly as `ufw show added` prints them.
@@ -242,6 +279,12 @@ blocked_published_ports() {
   local -a maps
   for hport in ${ONEBOX_PUBLIC_TCP_PORTS}; do open["$((10#${hport}))/tcp"]=1; done
   for pair in ${ONEBOX_RESTRICTED_PORTS}; do open["$((10#${pair%%:*}))/tcp"]=1; done
+  local keep_all=0
+  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+    keep_all=1
+  else
+    for hport in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do open["$((10#${hport}))/tcp"]=1 open["$((10#${hport}))/udp"]=1; done
+  fi
   command -v docker >/dev/null 2>&1 || return 0
   ps="$(timeout 20 docker ps --format '{{.Names}}{{"\t"}}{{.Ports}}' 2>/dev/null || true)"
   while IFS=$'\t' read -r name ports; do
@@ -253,6 +296,7 @@ blocked_published_ports() {
       host="${BASH_REMATCH[1]}" hport="${BASH_REMATCH[2]}" proto="${BASH_REMATCH[4]}"
       [[ "${host}" == 127.* || "${host}" == "::1" || "${host}" == "[::1]" ]] && continue
       [[ -n "${open["${hport}/${proto}"]:-}" ]] && continue
+      ((keep_all)) && continue
       printf '%s/%s (%s)\n' "${hport}" "${proto}" "${name}"
     done
   done <<<"${ps}" | sort -u
