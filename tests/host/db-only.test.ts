@@ -120,7 +120,7 @@ after(() => {
 });
 
 test("deploys with no proxy: PostgreSQL is the stack's only container and nothing publishes 80/443 (H8)", { skip: SKIP, timeout: 120_000 }, async () => {
-    assert.deepEqual(runs.map((r) => r.name), ["wait-ready", "bootstrap", "secrets", "deploy", "backup"]);
+    assert.deepEqual(runs.map((r) => r.name), ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup", "jobs"]);
     assert.match(runs.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
     const containers = (await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --format '{{.Label "com.docker.compose.service"}}'`)).trim().split("\n");
     assert.deepEqual(containers, ["postgres"]);

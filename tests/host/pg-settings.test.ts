@@ -94,7 +94,7 @@ print(json.dumps({"host": os.environ["DATABASE_HOST"], "port": os.environ["DATAB
 `;
 
 async function sessions(): Promise<{ host: string; port: string; a: number; b: number; a2: number; direct: number }> {
-    const out = await root(`docker exec -i shop-e2e-api python3 - <<'PY'\n${SESSIONS_PY}\nPY`);
+    const out = await root(`docker exec -i shop-e2e-api-1 python3 - <<'PY'\n${SESSIONS_PY}\nPY`);
     return JSON.parse(out.trim().split("\n").pop() ?? "") as never;
 }
 
