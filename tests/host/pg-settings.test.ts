@@ -82,7 +82,7 @@ const SESSIONS_PY = `
 import json, os, psycopg2
 pw = open(os.environ["DATABASE_PASSWORD_FILE"]).read().strip()
 def open_(host, port):
-    c = psycopg2.connect(host=host, port=int(port), dbname=os.environ["DATABASE_NAME"], user=os.environ["DATABASE_USER"], password=pw, connect_timeout=5, options="-c statement_timeout=20000")
+    c = psycopg2.connect(host=host, port=int(port), dbname=os.environ["DATABASE_NAME"], user=os.environ["DATABASE_USER"], password=pw, connect_timeout=5)
     c.autocommit = True
     return c
 def pid(c):
