@@ -44,7 +44,7 @@ const PLANS = ["000-family-finances", "001-chronos", "002-cleaning-service", "00
  * Features not built yet that a README row may wait for. Built ones leave the list (release
  * hooks, database settings, database-only stacks), so a stale marker fails the table test.
  */
-const PENDING_FEATURES = ["shared-volumes", "scheduled-jobs", "traefik-checks", "existing-server"];
+const PENDING_FEATURES = ["traefik-checks"];
 const CLOUDFLARE = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6];
 
 const STACKS = exampleStacks();
@@ -408,9 +408,13 @@ describe("002 cleaning service: behind Cloudflare with origin lockdown, jobs run
         assert.ok(test.join(" ").includes("python -m app.heartbeat --max-age 120"));
         const redisNet = networksOf(r.compose.services.redis)[0];
         assert.deepEqual(["api", "worker", "web"].map((n) => networksOf(r.compose.services[n]).includes(redisNet)), [true, true, false]);
-        const volumes = r.compose.services.api.volumes as { source: string; target: string }[];
-        assert.ok(volumes.some((v) => v.target === "/app/uploads" && v.source.startsWith("/mnt/data/")), JSON.stringify(volumes));
-        assert.match(r.backupEnv ?? "", /^BACKUP_DIRS='\/mnt\/data\/volumes\/api\/uploads'$/m);
+        // One uploads directory, shared by the API and the jobs runner, archived once.
+        for (const service of ["api", "worker"]) {
+            const volumes = r.compose.services[service].volumes as { source: string; target: string; read_only?: boolean }[];
+            const uploads = volumes.filter((v) => v.target === "/app/uploads");
+            assert.deepEqual(uploads.map((v) => [v.source, v.read_only ?? false]), [["/mnt/data/shared/uploads", false]], `${service}: ${JSON.stringify(volumes)}`);
+        }
+        assert.match(r.backupEnv ?? "", /^BACKUP_DIRS='\/mnt\/data\/shared\/uploads'$/m);
     });
 
     it("the env audit: the app's required keys per service in the manifest, each one the configuration gives the service", () => {
