@@ -191,11 +191,9 @@ test("database.pooler: the API connects through PgBouncer in transaction mode, o
     assert.equal(s.a, s.b, "both sessions ran on the pool's one server connection");
     assert.equal(s.a2, s.a);
     assert.notEqual(s.direct, s.a, "a direct connection is a server process of its own");
-    // PostgreSQL sees the pooler's connection coming from the pooler's address.
+    // The pooler is on the database network only (one address).
     const poolerIp = (await root(`docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' ${POOLER}`)).trim();
     assert.match(poolerIp, /^\d+\.\d+\.\d+\.\d+$/, "the pooler is on exactly one network");
-    const fromPooler = (await root(`docker exec -i ${PG} psql -X -U shop -d shop -tA <<'SQL'\nSELECT count(*) FROM pg_stat_activity WHERE pid = ${s.a} AND client_addr = '${poolerIp}';\nSQL`)).trim();
-    assert.equal(fromPooler, "1");
 
     // Not reachable from the server's public side: no published port, only the database network,
     // nothing listening on the server's own addresses for 6432.
