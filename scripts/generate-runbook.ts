@@ -183,7 +183,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
     const app = prod.config.app.name;
     const paths = appPaths(app, prod.dataPath);
     // Paths per app read as /<app>/ (the stack's own app name is only an example).
-    const generic = (s: string) => s.split(`/${app}/`).join("/<app>/").split(`/${app}.lock`).join("/<app>.lock");
+    const generic = (s: string) => s.split(`/${app}/`).join("/<app>/").split(`/${app}.lock`).join("/<app>.lock").split(`onebox-job-${app}_`).join("onebox-job-<app>_");
     const backupStep = prod.steps.find((s) => s.name === "backup");
     const restore = backupStep?.files.find((f) => f.path === `${BACKUP_LIB_DIR}/restore.sh`);
     if (!restore) {
