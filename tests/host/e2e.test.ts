@@ -226,7 +226,7 @@ test("provisioning: first boot and every step once, in order, as the deploy user
     }
     assert.deepEqual(
         provisionRuns.map((r) => [r.name, r.ran]),
-        [["wait-ready", true], ["bootstrap", true], ["secrets", true], ["images", true], ["deploy", true], ["backup", true]],
+        [["wait-ready", true], ["bootstrap", true], ["secrets", true], ["images", true], ["deploy", true], ["backup", true], ["jobs", true]],
     );
     assert.match(provisionRuns.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
 });
