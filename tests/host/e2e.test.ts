@@ -718,14 +718,14 @@ test("H12: the proxy runs as a non-root user with no effective capability and on
     assert.equal((await root("stat -c '%u' /mnt/data/caddy/data /var/log/onebox/shop/caddy")).trim(), "10080\n10080");
 });
 
-test("bootstrap.sh --check: every H3-H7 and H13 line passes, and every other module's check", async () => {
+test("bootstrap.sh --check: every H3-H7, H13 and H14 line passes, and every other module's check", async () => {
     const r = await tryRoot(`${BOOTSTRAP} --check`);
     assert.equal(r.code, 0, r.stdout);
     const lines = r.stdout.split("\n").filter((l) => /^(PASS|FAIL) /.test(l));
     assert.deepEqual(lines.filter((l) => l.startsWith("FAIL")), []);
-    // H3-H7 and H13 (SECURITY.md), and the modules without a property id: host, data volume, kernel
+    // H3-H7, H13 and H14 (SECURITY.md), and the modules without a property id: host, data volume, kernel
     // settings, packages (swap reports INFO only: the test server has none, swapMb 0).
-    assert.deepEqual([...new Set(lines.map((l) => l.split(" ")[1]))].sort(), ["DATA", "H13", "H3", "H4", "H5", "H6", "H7", "HOST", "PKG", "SYSCTL"]);
+    assert.deepEqual([...new Set(lines.map((l) => l.split(" ")[1]))].sort(), ["DATA", "H13", "H14", "H3", "H4", "H5", "H6", "H7", "HOST", "PKG", "SYSCTL"]);
     assert.match(r.stdout, /check: \d+ PASS, 0 FAIL/);
 });
 

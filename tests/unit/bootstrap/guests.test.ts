@@ -287,3 +287,22 @@ void describe("H14 host.keepPublishedPorts in the DOCKER-USER policy", () => {
         assert.match(r.stderr, /ONEBOX_STACK='Shop Prod' must be a compose project name/);
     });
 });
+
+void describe("H7/H14 the daemon plan's keys under set -euo pipefail (how docker_check reads them)", () => {
+    // docker_check collects the keys to set with `missing="$(plan_field changed "${plan}" | paste
+    // -sd, -)"`: a non-zero plan_field there ends the whole --check silently. The usual plan on a
+    // host that already has the settings is empty.
+    const keysOf = (plan: string) =>
+        spawnSync("bash", ["-c", 'set -euo pipefail; source "$0"; m="$(plan_field changed "$1" | paste -sd, -)"; printf "[%s]" "${m}"', LIB, plan], { encoding: "utf8", timeout: 60_000 });
+    for (const [name, plan, keys] of [
+        ["an empty plan (nothing to change)", "", "[]"],
+        ["a plan whose last line is not a change", "changed live-restore\nnote x", "[live-restore]"],
+        ["a plan of changes", "changed live-restore\nchanged userland-proxy", "[live-restore,userland-proxy]"],
+    ] as const) {
+        void it(`${name}: succeeds with the changed keys`, () => {
+            const r = keysOf(plan);
+            assert.equal(r.status, 0, r.stderr);
+            assert.equal(r.stdout, keys);
+        });
+    }
+});

@@ -149,11 +149,14 @@ daemon_plan() {
   done < <(jq -r '.changed[]' <<<"${out}")
 }
 
-# plan_field changed PLAN: the keys of the plan's "changed KEY" lines.
+# plan_field changed PLAN: the keys of the plan's "changed KEY" lines. Succeeds when there are
+# none (an empty plan is the usual case once the host has the settings).
 plan_field() {
   local line
   while IFS= read -r line; do
-    [[ "${line}" == "$1 "* ]] && printf '%s\n' "${line#"$1" }"
+    if [[ "${line}" == "$1 "* ]]; then
+      printf '%s\n' "${line#"$1" }"
+    fi
   done <<<"$2"
 }
 
