@@ -87,13 +87,15 @@ def open_(host, port):
     return c
 def pid(c):
     cur = c.cursor(); cur.execute("SELECT pg_backend_pid()"); return cur.fetchone()[0]
+def peer(c):
+    cur = c.cursor(); cur.execute("SELECT host(inet_client_addr())"); return cur.fetchone()[0]
 a = open_(os.environ["DATABASE_HOST"], os.environ["DATABASE_PORT"])
 b = open_(os.environ["DATABASE_HOST"], os.environ["DATABASE_PORT"])
 d = open_("${PG}", 5432)
-print(json.dumps({"host": os.environ["DATABASE_HOST"], "port": os.environ["DATABASE_PORT"], "a": pid(a), "b": pid(b), "a2": pid(a), "direct": pid(d)}))
+print(json.dumps({"host": os.environ["DATABASE_HOST"], "port": os.environ["DATABASE_PORT"], "a": pid(a), "b": pid(b), "a2": pid(a), "direct": pid(d), "peer": peer(a), "directPeer": peer(d)}))
 `;
 
-async function sessions(): Promise<{ host: string; port: string; a: number; b: number; a2: number; direct: number }> {
+async function sessions(): Promise<{ host: string; port: string; a: number; b: number; a2: number; direct: number; peer: string; directPeer: string }> {
     const out = await root(`docker exec -i shop-e2e-api-1 python3 - <<'PY'\n${SESSIONS_PY}\nPY`);
     return JSON.parse(out.trim().split("\n").pop() ?? "") as never;
 }
@@ -194,6 +196,10 @@ test("database.pooler: the API connects through PgBouncer in transaction mode, o
     // The pooler is on the database network only (one address).
     const poolerIp = (await root(`docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' ${POOLER}`)).trim();
     assert.match(poolerIp, /^\d+\.\d+\.\d+\.\d+$/, "the pooler is on exactly one network");
+    // PostgreSQL sees the pooled session coming from the pooler, the direct one from the API.
+    assert.equal(s.peer, poolerIp, "the pooled session's client address is the pooler's");
+    assert.notEqual(s.directPeer, poolerIp);
+    assert.match(s.directPeer, /^\d+\.\d+\.\d+\.\d+$/);
 
     // Not reachable from the server's public side: no published port, only the database network,
     // nothing listening on the server's own addresses for 6432.

@@ -326,13 +326,21 @@ ALTER ROLE :"role" PASSWORD :'"'"'pw'"'"';'
 
 # PgBouncer (database.pooler) reads its auth file, the role's SCRAM verifier, at start and
 # on SIGHUP: once PostgreSQL has the current password, a running pooler re-reads it, so a
-# rotated password is accepted through the pooler too. A pooler not running yet (first
-# deploy, or recreated for a changed ini) reads the file when compose starts it.
-reload_pooler() {
-  local id
+# rotated password is accepted through the pooler too. A pooler that was not running (the
+# pooler was just enabled, or compose recreated it for a changed ini) is started here and
+# reads the file as it starts. Either way it serves before the release command and the
+# canaries, which connect through it when their service uses the pooler.
+start_pooler() {
+  local before id
   [[ -n "${POOLER_SERVICE}" ]] || return 0
+  before="$(compose ps --quiet --status running "${POOLER_SERVICE}" 2>/dev/null | head -n 1)"
+  if ! compose up --detach --wait --wait-timeout "${HEALTH_TIMEOUT}" "${POOLER_SERVICE}"; then
+    FAILURE="${POOLER_SERVICE} did not become healthy within ${HEALTH_TIMEOUT} s"
+    return 1
+  fi
   id="$(compose ps --quiet --status running "${POOLER_SERVICE}" 2>/dev/null | head -n 1)"
-  [[ -n "${id}" ]] || return 0
+  # A container started (or recreated) just now read the current file as it started.
+  [[ -n "${id}" && "${id}" == "${before}" ]] || return 0
   if ! docker kill --signal HUP "${id}" >/dev/null 2>"${WORK}/pooler.log"; then
     FAILURE="could not make ${POOLER_SERVICE} re-read its auth file: $(tail -n 3 "${WORK}/pooler.log")"
     return 1
@@ -882,7 +890,7 @@ activate() {
       return 1
     fi
     sync_database_password || return 1
-    reload_pooler || return 1
+    start_pooler || return 1
   fi
   if [[ "${mode}" == "deploy" ]]; then
     run_release_command || return 1

@@ -32,6 +32,8 @@ if [[ "$1" == compose ]]; then
   done
   sub="$1"; shift
   case "\${sub}" in
+    # What compose would recreate: FAKE_RECREATE lists the services.
+    --dry-run) for svc in \${FAKE_RECREATE:-}; do printf ' Container social-prod-%s-1  Recreate\\n' "\${svc}"; done ;;
     run) if [[ " $* " == *" --label onebox.release="* ]]; then
            printf 'release command ran: %s\\n' "\${*: -1}"
            [[ -e "\${dir}/FAIL_RELEASE" ]] && { echo "relation users does not exist" >&2; exit 3; }
@@ -59,6 +61,8 @@ if [[ "$1" == compose ]]; then
     ps)
       if [[ " $* " == *" --format "* ]]; then
         if [[ -e "\${dir}/FAIL_UP" ]]; then printf 'api running unhealthy\\npostgres running healthy\\n'; else printf 'api running healthy\\n'; fi
+      elif [[ " $* " == *" --status running pgbouncer "* ]]; then
+        [[ -n "\${FAKE_POOLER_RUNNING:-}" ]] && echo feed01
       elif [[ " $* " == *" --status running "* ]]; then
         [[ -n "\${FAKE_PROXY_RUNNING:-}" ]] && echo c0ffee
       elif [[ " $* " == *" --quiet "* ]]; then
@@ -67,6 +71,8 @@ if [[ "$1" == compose ]]; then
   esac
   exit 0
 fi
+# A canary's state (healthy), else the health log of a failed service.
+if [[ "$1" == inspect && "$3" == "{{.State.Status}}"* ]]; then echo "running healthy"; exit 0; fi
 [[ "$1" == inspect ]] && echo "  probe exit 1: connection refused"
 # Networks: FAKE_NETWORKS lists "name=bridge" of those that exist (bridge may be empty).
 if [[ "$1 $2" == "network inspect" ]]; then
@@ -122,8 +128,13 @@ function site(): Site {
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
-function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean; deploy?: Record<string, unknown> } = {}): string {
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean; deploy?: Record<string, unknown>; pooler?: boolean } = {}): string {
     const config = configOf("social", (r) => {
+        if (opts.pooler) {
+            r.database = { ...(r.database as Record<string, unknown> | undefined), pooler: { enabled: true, image: "ghcr.io/example/pgbouncer:1.24.1" } };
+            const services = r.services as Record<string, Record<string, unknown>>;
+            services.api = { ...services.api, databaseEnv: { pooler: true } };
+        }
         if (opts.deploy) {
             r.deploy = opts.deploy;
         }
@@ -682,5 +693,37 @@ describe("deploy.sh release hooks", () => {
         assert.equal(good.status, 0, good.stderr);
         assert.match(good.stdout, /deploy\.smoke\[0\]: https:\/\/social\.example\/health\?deep=1 answered 200/);
         assert.equal(current(s), "releases/bbbbbbbbbbb2");
+    });
+});
+
+describe("deploy.sh with database.pooler", () => {
+    test("a pooler enabled on a running stack serves before the canary that connects through it (CI run of stop 22)", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1")).status, 0);
+        const b = release(s, "bbbbbbbbbbb2", { pooler: true });
+        const r = deploy(s, b, { FAKE_RECREATE: "api" });
+        assert.equal(r.status, 0, r.stderr);
+        const compose = `docker compose --ansi never --project-name social-prod --project-directory ${b} --file ${b}/compose.yaml`;
+        const db = r.calls.indexOf(`${compose} up --detach --wait --wait-timeout 0 postgres`);
+        const pooler = r.calls.indexOf(`${compose} up --detach --wait --wait-timeout 0 pgbouncer`);
+        const canary = r.calls.findIndex((c) => c.startsWith(`${compose} run --detach --no-deps --name social-prod-api-canary-`));
+        assert.ok(db >= 0 && pooler > db, r.calls.join("\n"));
+        assert.ok(canary > pooler, `the canary (${canary}) started after the pooler (${pooler})`);
+        // It was not running before: it read the auth file as it started, no signal needed.
+        assert.ok(!r.calls.some((c) => c.startsWith("docker kill")), r.calls.join("\n"));
+        assert.doesNotMatch(r.stdout, /re-read its auth file/);
+    });
+
+    test("a pooler that keeps running re-reads its auth file (SIGHUP) after the password is set, before the canary", () => {
+        const s = site();
+        assert.equal(deploy(s, release(s, "aaaaaaaaaaa1", { pooler: true })).status, 0);
+        const r = deploy(s, release(s, "bbbbbbbbbbb2", { pooler: true, webImage: "ghcr.io/social/web:1.0.0" }), { FAKE_POOLER_RUNNING: "1", FAKE_RECREATE: "web" });
+        assert.equal(r.status, 0, r.stderr);
+        const password = r.calls.findIndex((c) => / exec -T postgres psql .* -v role=app$/.test(c));
+        const hup = r.calls.indexOf("docker kill --signal HUP feed01");
+        const canary = r.calls.findIndex((c) => / run --detach --no-deps --name social-prod-web-canary-/.test(c));
+        assert.ok(password >= 0 && hup > password, r.calls.join("\n"));
+        assert.ok(canary > hup, r.calls.join("\n"));
+        assert.match(r.stdout, /pgbouncer re-read its auth file/);
     });
 });
