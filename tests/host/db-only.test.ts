@@ -12,15 +12,15 @@
  * onebox-test/python, s3rver, psql and openssl on this machine); skips without the
  * images unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { backupsOutputs } from "../../components/outputs/contract";
 import type { StackConfig } from "../../components/config/schema";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, HookSink, makeKeys, ROOT, runSteps, S3InServer, sh, TestServer, type Keys, type StepRun, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, sh, type StepRun, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 import { tcpConnect, ufwRuleLines } from "./lib/checks";
 
 const NAME = "onebox-dbonly-r5t2";
@@ -28,19 +28,9 @@ const PORTS = { ssh: 2341, http: 18341, https: 18441 };
 const PROJECT = "shop-e2e";
 const HOOK_PORT = 4601;
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", "onebox-test/postgres:17", "onebox-test/python"].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres:17", "onebox-test/python"], s3: {}, hook: { port: HOOK_PORT, recordGets: true } });
+const SKIP = fx.skip;
 
-let keysDir = "";
-let certDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
-let hook: HookSink | undefined;
 let secrets: Record<string, string> = {};
 let config: StackConfig;
 let runs: StepRun[] = [];
@@ -48,21 +38,11 @@ let serverIp = "";
 let gateway = "";
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    hook?.stop();
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string, timeoutMs = 300_000): Promise<string> {
-    const r = await server!.script(body, timeoutMs);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    return r.stdout;
-}
+const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 /** The database-only stack: the suite's stack without services or routes, PostgreSQL published to `allowed`. */
 function databaseOnlyConfig(allowed: string): StackConfig {
-    const raw = e2eRawConfig(PORTS, keys.hostPub, { databaseAllowedCidrs: [allowed] });
+    const raw = e2eRawConfig(PORTS, fx.keys.hostPub, { databaseAllowedCidrs: [allowed] });
     raw.services = {};
     delete raw.routes;
     raw.generatedSecrets = [];
@@ -87,37 +67,15 @@ function databaseCertificates(dir: string, ip: string): { cert: string; key: str
     return { cert: fs.readFileSync(`${dir}/server.pem`, "utf8"), key: fs.readFileSync(`${dir}/server.key`, "utf8"), ca: `${dir}/ca.pem` };
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-dbonly-keys-"));
-        certDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-dbonly-tls-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        serverIp = server.ip();
-        // This machine reaches the server from its bridge's gateway: the one listed address.
-        gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
-        s3 = new S3InServer(server, "onebox-e2e");
-        await s3.start();
-        hook = new HookSink(server, HOOK_PORT, true);
-        await hook.start();
-        const tls = databaseCertificates(certDir, serverIp);
-        secrets = { ...e2eSecrets(), POSTGRES_TLS_CERT: tls.cert, POSTGRES_TLS_KEY: tls.key };
-        config = databaseOnlyConfig(`${gateway}/32`);
-        runs = await runSteps(server, e2eSteps(config, s3.port), secrets, state);
-    },
-    { timeout: 900_000 },
-);
-
-after(() => {
-    hook?.dispose();
-    s3?.dispose();
-    server?.stop();
-    for (const d of [keysDir, certDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
-});
+fx.use(async () => {
+    serverIp = fx.server.ip();
+    // This machine reaches the server from its bridge's gateway: the one listed address.
+    gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
+    const tls = databaseCertificates(fx.dir, serverIp);
+    secrets = { ...e2eSecrets(), POSTGRES_TLS_CERT: tls.cert, POSTGRES_TLS_KEY: tls.key };
+    config = databaseOnlyConfig(`${gateway}/32`);
+    runs = await runSteps(fx.server, e2eSteps(config, fx.s3.port), secrets, state);
+}, 900_000);
 
 test("deploys with no proxy: PostgreSQL is the stack's only container and nothing publishes 80/443 (H8)", { skip: SKIP, timeout: 120_000 }, async () => {
     assert.deepEqual(runs.map((r) => r.name), ["wait-ready", "bootstrap", "secrets", "images", "deploy", "backup", "jobs"]);
@@ -143,7 +101,7 @@ test("H4/F1: ufw allows SSH from the admin range and PostgreSQL from the listed 
 });
 
 test("PostgreSQL answers over TLS from the listed address and is dropped for any other", { skip: SKIP, timeout: 180_000 }, () => {
-    const psql = spawnSync("psql", ["-X", "-tA", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", `host=${serverIp} port=5432 dbname=shop user=shop connect_timeout=5 sslmode=verify-full sslrootcert=${certDir}/ca.pem`], {
+    const psql = spawnSync("psql", ["-X", "-tA", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", `host=${serverIp} port=5432 dbname=shop user=shop connect_timeout=5 sslmode=verify-full sslrootcert=${fx.dir}/ca.pem`], {
         encoding: "utf8",
         env: { PATH: process.env.PATH, PGPASSWORD: secrets.POSTGRES_PASSWORD },
         timeout: 30_000,
@@ -168,15 +126,15 @@ test("B3 without a proxy: a backup runs, pings the heartbeat, and the status fil
     assert.equal(outputs.statusUrl, null, "no route serves /healthz/backup");
     assert.equal(outputs.heartbeat, true);
     assert.ok(outputs.statusFile);
-    assert.deepEqual(hook!.requests(), [], "no heartbeat before the first backup");
+    assert.deepEqual(fx.hook.requests(), [], "no heartbeat before the first backup");
     await root("systemctl start onebox-backup.service", 230_000);
     const last = (await root("cat /var/lib/onebox/backup/LAST_SUCCESS")).trim();
     const key = last.split(" ")[1];
     assert.match(key, /^shop\/e2e\/daily\/shop-\d{8}T\d{6}Z\.dump$/);
-    assert.deepEqual(s3!.objects("shop/e2e/daily/").map((o) => o.key), [key]);
+    assert.deepEqual(fx.s3.objects("shop/e2e/daily/").map((o) => o.key), [key]);
     const status = JSON.parse(await root(`cat ${outputs.statusFile}`)) as { status: string; lastKey: string };
     assert.equal(status.status, "ok");
     assert.equal(status.lastKey, key);
-    const pings = hook!.requests();
+    const pings = fx.hook.requests();
     assert.deepEqual(pings.map((r) => `${r.method} ${r.url}`), ["GET /ping/db-only"], "one heartbeat per successful backup");
 });

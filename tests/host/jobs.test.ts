@@ -19,40 +19,24 @@
  *
  * Talks only to 127.0.0.1 and the containers it creates; every wait is bounded.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { CronExpressionParser } from "cron-parser";
 import { cronToOnCalendar } from "../../components/config/validators";
 import { jobUnitName } from "../../components/provisioning/render/jobs";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, HookSink, makeKeys, ROOT, runSteps, TestServer, waitFor, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, waitFor, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 
 const NAME = "onebox-jobs-k7t2";
 const PORTS = { ssh: 2341, http: 18341, https: 18441 };
 const TICK = jobUnitName("shop", "tick");
 const FAIL = jobUnitName("shop", "fail");
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", "onebox-test/api:1", "onebox-test/postgres:17"].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/postgres:17"], hook: {} });
+const SKIP = fx.skip;
 
-let keysDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let hook: HookSink | undefined;
 let secrets: Record<string, string> = {};
 const state: TriggerState = {};
-
-process.on("exit", () => {
-    hook?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
 
 /** The job's output: what it saw of the service's env and secret files. */
 const TICK_COMMAND = ["python3", "-c", "import os; print('onebox-tick', os.environ.get('DATABASE_HOST'), os.path.exists('/run/secrets/APP_SECRET'), flush=True)"];
@@ -60,36 +44,18 @@ const FAIL_COMMAND = ["python3", "-c", "import sys; print('onebox-about-to-fail'
 
 function withJobs(jobs: Record<string, unknown>) {
     // The stack's alert receiver is the jobs' fallback (no job sets its own).
-    const raw = { ...e2eRawConfig(PORTS, keys.hostPub, { alertUrl: hook!.url }), jobs };
+    const raw = { ...e2eRawConfig(PORTS, fx.keys.hostPub, { alertUrl: fx.hook.url }), jobs };
     // No S3 here: the backup step only installs its timers (scheduled far away, SUITE_BACKUP_SCHEDULE).
-    return runSteps(server!, e2eSteps(e2eConfig(raw), 1), secrets, state);
+    return runSteps(fx.server, e2eSteps(e2eConfig(raw), 1), secrets, state);
 }
 
 async function root(body: string, timeoutMs = 120_000): Promise<{ code: number; out: string }> {
-    const r = await server!.script(body, timeoutMs);
+    const r = await fx.server.script(body, timeoutMs);
     return { code: r.code, out: `${r.stdout}${r.stderr}` };
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-jobs-keys-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        hook = new HookSink(server);
-        await hook.start();
-        secrets = e2eSecrets();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    hook?.dispose();
-    server?.stop();
-    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
+fx.use(() => {
+    secrets = e2eSecrets();
 });
 
 test("a job every minute runs on its own, in the current release with the service's env and secrets; a failing job alerts; removed jobs leave nothing", { skip: SKIP, timeout: 1_800_000 }, async (t) => {
@@ -116,19 +82,19 @@ test("a job every minute runs on its own, in the current release with the servic
     assert.equal((await root(`systemctl show -p Result --value ${TICK}.service`)).out.trim(), "success");
 
     // A failing run: the unit fails, the alert arrives with the job and the exit status.
-    const before = hook!.requests().length;
+    const before = fx.hook.requests().length;
     const start = await root(`systemctl start ${FAIL}.service`);
     assert.notEqual(start.code, 0, "systemctl start reports the failed run");
     assert.equal((await root(`systemctl show -p Result --value ${FAIL}.service`)).out.trim(), "exit-code");
     assert.match((await root(`journalctl -u ${FAIL}.service --no-pager -o cat`)).out, /onebox-about-to-fail[\s\S]*job fail failed \(run\): the command exited with status 3/);
-    await waitFor("the failure alert", () => Promise.resolve(hook!.requests().length > before), 30_000, 500);
-    const alerts = hook!.requests().slice(before);
+    await waitFor("the failure alert", () => Promise.resolve(fx.hook.requests().length > before), 30_000, 500);
+    const alerts = fx.hook.requests().slice(before);
     assert.equal(alerts.length, 1, JSON.stringify(alerts));
     assert.equal(alerts[0].method, "POST");
     const body = JSON.parse(alerts[0].body) as Record<string, unknown>;
     assert.deepEqual([body.event, body.job, body.project, body.step, body.exitCode], ["onebox-job-failed", "fail", "shop-e2e", "run", 3]);
     // The URL is in the 0600 settings file only: not in a unit file, not in the runner's command line (R3).
-    assert.equal((await root(`grep -rl '${hook!.url}' /etc/systemd/system || true`)).out.trim(), "");
+    assert.equal((await root(`grep -rl '${fx.hook.url}' /etc/systemd/system || true`)).out.trim(), "");
     assert.equal((await root("stat -c '%a %U' /etc/onebox/shop/jobs/fail.conf")).out.trim(), "600 root");
 
     // Jobs gone from the configuration: timers stopped, units and settings removed.

@@ -16,44 +16,21 @@
  * skips without them unless ONEBOX_REQUIRE_TOOLS=1.
  */
 import { randomBytes } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, ROOT, runSteps, S3InServer, TestServer, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 
 const NAME = "onebox-pgset-k4w7";
 const PORTS = { ssh: 2331, http: 18331, https: 18431 };
 const PG = "shop-e2e-postgres";
 const POOLER = "shop-e2e-pgbouncer";
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const REQUIRED = ["onebox-test/postgres:17", "onebox-test/fresh-server", "onebox-test/api:1", "onebox-test/web:1", "onebox-test/pgbouncer:1"];
-const missing = REQUIRED.filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
-
-let keysDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres:17", "onebox-test/api:1", "onebox-test/web:1", "onebox-test/pgbouncer:1"], s3: {} });
+const SKIP = fx.skip;
 let secrets: Record<string, string> = {};
 const state: TriggerState = {};
-
-process.on("exit", () => {
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string): Promise<string> {
-    const r = await server!.script(body, 300_000);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    return r.stdout;
-}
+const root = (body: string) => fx.root(body);
 
 /** SHOW of each name inside PostgreSQL, as one "name=value" line each. */
 async function show(names: string[]): Promise<Record<string, string>> {
@@ -64,7 +41,7 @@ async function show(names: string[]): Promise<Record<string, string>> {
 
 /** The e2e stack with these database settings (and pooler, when given; the API then connects through it). */
 function rawWith(database: Record<string, unknown>): Record<string, unknown> {
-    const raw = e2eRawConfig(PORTS, keys.hostPub);
+    const raw = e2eRawConfig(PORTS, fx.keys.hostPub);
     raw.database = { ...(raw.database as Record<string, unknown>), ...database };
     if (database.pooler) {
         const services = raw.services as Record<string, Record<string, unknown>>;
@@ -102,7 +79,7 @@ async function sessions(): Promise<{ host: string; port: string; a: number; b: n
 
 /** Exit status of a SCRAM login through the pooler with this password (on stdin, never in argv). */
 async function loginThroughPooler(password: string): Promise<number> {
-    const r = await server!.script(
+    const r = await fx.server.script(
         `printf '%s' '${password}' | docker exec -i ${POOLER} sh -c 'PGPASSWORD="$(cat)" PGCONNECT_TIMEOUT=5 psql -X -h 127.0.0.1 -p 6432 -U shop -d shop -tAc "SELECT 1"'`,
         120_000,
     );
@@ -110,31 +87,13 @@ async function loginThroughPooler(password: string): Promise<number> {
 }
 
 async function deploy(raw: Record<string, unknown>) {
-    const runs = await runSteps(server!, e2eSteps(e2eConfig(raw), s3!.port), secrets, state);
+    const runs = await runSteps(fx.server, e2eSteps(e2eConfig(raw), fx.s3.port), secrets, state);
     assert.match(runs.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
     return runs;
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-pgset-keys-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        s3 = new S3InServer(server, "onebox-e2e");
-        await s3.start();
-        secrets = e2eSecrets();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    s3?.dispose();
-    server?.stop();
-    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
+fx.use(() => {
+    secrets = e2eSecrets();
 });
 
 const NAMES = ["max_connections", "shared_buffers", "work_mem", "log_min_duration_statement", "statement_timeout", "idle_in_transaction_session_timeout", "log_lock_waits", "log_connections", "random_page_cost"];
@@ -207,10 +166,10 @@ test("database.pooler: the API connects through PgBouncer in transaction mode, o
     assert.equal((await root(`docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' ${POOLER}`)).trim(), "shop-e2e_database");
     const serverIp = (await root("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n 1")).trim();
     assert.match(serverIp, /^\d+\.\d+\.\d+\.\d+$/);
-    const probe = await server!.script(`timeout 5 bash -c '</dev/tcp/${serverIp}/6432' && echo open || echo closed`, 60_000);
+    const probe = await fx.server.script(`timeout 5 bash -c '</dev/tcp/${serverIp}/6432' && echo open || echo closed`, 60_000);
     assert.equal(probe.stdout.trim(), "closed");
     // Control: the same probe sees sshd on that address, so "closed" above means something.
-    const control = await server!.script(`timeout 5 bash -c '</dev/tcp/${serverIp}/22' && echo open || echo closed`, 60_000);
+    const control = await fx.server.script(`timeout 5 bash -c '</dev/tcp/${serverIp}/22' && echo open || echo closed`, 60_000);
     assert.equal(control.stdout.trim(), "open");
 
     // Rotation (passwordRotationDays at a period boundary): the new password logs in through the

@@ -12,13 +12,10 @@
  * (ONEBOX_BASE_SUITE=bookworm tests/host/fixture/base-image.sh, then stack-images.sh);
  * skips without it unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, ROOT, runSteps, S3InServer, StepError, TestServer, type E2eOptions, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, StepError, type E2eOptions, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 import { httpsRequest } from "./lib/checks";
 
 const NAME = "onebox-pgup-q3v8";
@@ -27,30 +24,12 @@ const PG = "shop-e2e-postgres";
 const OLD: E2eOptions = { apiImage: "onebox-test/api:1", database: { version: 15, image: "onebox-test/postgres:15" } };
 const NEW: E2eOptions = { ...OLD, database: { version: 17, image: "onebox-test/postgres:17" } };
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/postgres:15", "onebox-test/postgres:17", "onebox-test/fresh-server"].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
-
-let keysDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres:15", "onebox-test/postgres:17"], s3: {} });
+const SKIP = fx.skip;
 let secrets: Record<string, string> = {};
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string): Promise<string> {
-    const r = await server!.script(body, 300_000);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    return r.stdout;
-}
+const root = (body: string) => fx.root(body);
 
 async function psql(sql: string): Promise<string> {
     return (await root(`docker exec -i ${PG} psql -X -U shop -d shop -tA -v ON_ERROR_STOP=1 <<'SQL'\n${sql}\nSQL`)).trim();
@@ -61,29 +40,11 @@ const FINGERPRINT_SQL =
     "SELECT count(*) || ' ' || md5(string_agg(id || ':' || note || ':' || coalesce(amount::text, '-'), ',' ORDER BY id)) FROM upgrade_check;";
 
 async function deploy(o: E2eOptions) {
-    return runSteps(server!, e2eSteps(e2eConfig(e2eRawConfig(PORTS, keys.hostPub, o)), s3!.port), secrets, state);
+    return runSteps(fx.server, e2eSteps(e2eConfig(e2eRawConfig(PORTS, fx.keys.hostPub, o)), fx.s3.port), secrets, state);
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-pgup-keys-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        s3 = new S3InServer(server, "onebox-e2e");
-        await s3.start();
-        secrets = e2eSecrets();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    s3?.dispose();
-    server?.stop();
-    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
+fx.use(() => {
+    secrets = e2eSecrets();
 });
 
 test("database.version 15 -> 17: dump and restore, every row on 17, safety copies kept; a downgrade is refused and 17 keeps serving", { skip: SKIP, timeout: 1_800_000 }, async (t) => {

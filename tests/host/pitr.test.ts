@@ -10,13 +10,13 @@
  * Needs what e2e.test.ts needs, plus onebox-test/postgres-pitr:17 (stack-images.sh)
  * and openssl; skips without them unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, ROOT, runSteps, S3InServer, TestServer, waitFor, type E2eOptions, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, waitFor, type E2eOptions, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 
 const NAME = "onebox-pitr-m4k7";
 const PORTS = { ssh: 2331, http: 18331, https: 18431 };
@@ -26,31 +26,13 @@ const CA_ON_SERVER = "/etc/onebox-test-s3-ca.pem";
 const OPTS: E2eOptions = { apiImage: "onebox-test/api:1", database: { version: 17, image: "onebox-test/postgres-pitr:17" }, pointInTime: true };
 const PREFIX = "shop/e2e/pitr";
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/postgres-pitr:17", "onebox-test/fresh-server"].filter((t) => !haveImage(t));
-if (spawnSync("openssl", ["version"], { stdio: "ignore" }).status !== 0) missing.push("openssl");
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres-pitr:17"], commands: ["openssl"], s3: { port: S3_PORT, tls: (dir) => makeCertificate(dir) } });
+const SKIP = fx.skip;
 
-let workDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
 let secrets: Record<string, string> = {};
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string, timeoutMs = 300_000): Promise<string> {
-    const r = await server!.script(body, timeoutMs);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
-    return r.stdout;
-}
+const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 async function psql(sql: string, db = "shop"): Promise<string> {
     return (await root(`docker exec -i ${PG} psql -X -U shop -d ${db} -tA -v ON_ERROR_STOP=1 <<'SQL'\n${sql}\nSQL`)).trim();
@@ -65,28 +47,9 @@ function makeCertificate(dir: string): { cert: string; key: string } {
     return { cert, key };
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        workDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-pitr-"));
-        keys = makeKeys(workDir, PORTS.ssh);
-        const tls = makeCertificate(workDir);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        await root(`cat > ${CA_ON_SERVER} <<'PEM'\n${fs.readFileSync(tls.cert, "utf8")}PEM\nchmod 0644 ${CA_ON_SERVER}`);
-        s3 = new S3InServer(server, "onebox-e2e", S3_PORT, tls);
-        await s3.start();
-        secrets = e2eSecrets();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    s3?.dispose();
-    server?.stop();
-    if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
+fx.use(async () => {
+    await root(`cat > ${CA_ON_SERVER} <<'PEM'\n${fs.readFileSync(path.join(fx.dir, "s3.crt"), "utf8")}PEM\nchmod 0644 ${CA_ON_SERVER}`);
+    secrets = e2eSecrets();
 });
 
 /** Waits until every WAL segment up to the current one has left the server for the bucket. */
@@ -95,15 +58,15 @@ async function waitArchived(): Promise<void> {
     assert.match(segment, /^[0-9A-F]{24}$/);
     await waitFor(
         `WAL segment ${segment} in the bucket`,
-        () => Promise.resolve(s3!.objects(`${PREFIX}/archive/`).some((o) => path.basename(o.key).startsWith(segment))),
+        () => Promise.resolve(fx.s3.objects(`${PREFIX}/archive/`).some((o) => path.basename(o.key).startsWith(segment))),
         180_000,
         2000,
     );
 }
 
 test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, restore.sh --to-time brings back exactly the rows before the time", { skip: SKIP, timeout: 1_800_000 }, async (t) => {
-    const steps = e2eSteps(e2eConfig(e2eRawConfig(PORTS, keys.hostPub, OPTS)), S3_PORT, { endpoint: `https://127.0.0.1:${S3_PORT}`, caFile: CA_ON_SERVER });
-    const run = await runSteps(server!, steps, secrets, state);
+    const steps = e2eSteps(e2eConfig(e2eRawConfig(PORTS, fx.keys.hostPub, OPTS)), S3_PORT, { endpoint: `https://127.0.0.1:${S3_PORT}`, caFile: CA_ON_SERVER });
+    const run = await runSteps(fx.server, steps, secrets, state);
     assert.match(run.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
     assert.match(run.find((r) => r.name === "backup")?.stdout ?? "", /stanza onebox is ready/);
 
@@ -118,7 +81,7 @@ test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, 
     const t0 = Date.now();
     await root("systemctl start onebox-pitr-backup.service", 900_000);
     t.diagnostic(`base backup (unit): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    assert.ok(s3!.objects(`${PREFIX}/backup/onebox/`).some((o) => /\d{8}-\d{6}F\/backup\.manifest$/.test(o.key)), "a full backup's manifest in the bucket");
+    assert.ok(fx.s3.objects(`${PREFIX}/backup/onebox/`).some((o) => /\d{8}-\d{6}F\/backup\.manifest$/.test(o.key)), "a full backup's manifest in the bucket");
 
     // Rows after the base backup, then the moment to return to, then rows after it.
     await psql("INSERT INTO pitr_check SELECT g, 'before ' || g FROM generate_series(101, 160) g;");
@@ -151,7 +114,7 @@ test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, 
     assert.equal(await psql("SELECT count(*) FROM marker;", "onebox_pitr_drill"), "2", "both markers in the live cluster, in the drill's own database");
 
     // A time before the first base backup cannot be reached: the restore fails, nothing changes.
-    const early = await server!.script("/usr/local/lib/onebox/backup/restore.sh --to-time 2000-01-01T00:00:00Z --into-scratch pitr_too_early", 600_000);
+    const early = await fx.server.script("/usr/local/lib/onebox/backup/restore.sh --to-time 2000-01-01T00:00:00Z --into-scratch pitr_too_early", 600_000);
     assert.notEqual(early.code, 0, "a time before every base backup is refused");
     assert.equal(await psql("SELECT count(*) FROM pg_database WHERE datname = 'pitr_too_early';"), "0");
 });

@@ -13,13 +13,11 @@
  * Needs what e2e.test.ts needs (onebox-test/fresh-server and the stack images of
  * tests/host/fixture/stack-images.sh); skips without them unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, ROOT, runSteps, runStepScript, StepError, TestServer, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, runStepScript, StepError, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 import { httpsRequest } from "./lib/checks";
 
 const NAME = "onebox-hooks-k7p2";
@@ -27,12 +25,8 @@ const PORTS = { ssh: 2331, http: 18331, https: 18431 };
 const PG = "shop-e2e-postgres";
 const DUMPS = "/mnt/data/postgres-release-dumps";
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", "onebox-test/postgres:17", "onebox-test/api:1", "onebox-test/api:2", "onebox-test/web:1", "onebox-test/caddy:latest"].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres:17", "onebox-test/api:1", "onebox-test/api:2", "onebox-test/web:1", "onebox-test/caddy:latest"] });
+const SKIP = fx.skip;
 
 /**
  * The migration: one row per run in release_log (the release id deploy.sh hands it, and the
@@ -62,7 +56,7 @@ interface Hooks {
 }
 
 function configFor(h: Hooks) {
-    const raw = e2eRawConfig(PORTS, keys.hostPub, { apiImage: h.apiImage });
+    const raw = e2eRawConfig(PORTS, fx.keys.hostPub, { apiImage: h.apiImage });
     // No object storage here: the dump before a release needs none (the deploy installs its check).
     delete raw.backups;
     raw.deploy = {
@@ -75,21 +69,10 @@ function configFor(h: Hooks) {
     return e2eConfig(raw);
 }
 
-let keysDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
 let secrets: Record<string, string> = {};
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string): Promise<string> {
-    const r = await server!.script(body, 300_000);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    return r.stdout;
-}
+const root = (body: string) => fx.root(body);
 
 async function psql(sql: string, db = "shop"): Promise<string> {
     return (await root(`docker exec -i ${PG} psql -X -U shop -d ${db} -tA -v ON_ERROR_STOP=1 <<'SQL'\n${sql}\nSQL`)).trim();
@@ -101,7 +84,7 @@ const CONTENT_SQL =
     "(SELECT count(*) || ':' || coalesce(md5(string_agg(id || '/' || name, ',' ORDER BY id)), '-') FROM items);";
 
 async function deploy(h: Hooks): Promise<string> {
-    const runs = await runSteps(server!, e2eSteps(configFor(h), 0), secrets, state);
+    const runs = await runSteps(fx.server, e2eSteps(configFor(h), 0), secrets, state);
     const d = runs.find((r) => r.name === "deploy");
     assert.ok(d?.ran, "the deploy step ran");
     return d.stdout;
@@ -127,23 +110,8 @@ async function apiContainer(): Promise<string> {
     return (await root("docker ps --quiet --filter label=com.docker.compose.service=api --filter label=com.docker.compose.project=shop-e2e")).trim();
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-hooks-keys-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        secrets = e2eSecrets();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    server?.stop();
-    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
+fx.use(() => {
+    secrets = e2eSecrets();
 });
 
 test("release hooks: once per release, a failing migration, a failing preflight, a failing smoke check", { skip: SKIP, timeout: 1_800_000 }, async (t) => {
@@ -172,7 +140,7 @@ test("release hooks: once per release, a failing migration, a failing preflight,
     assert.equal(await apiVersion(), "2");
 
     // The deploy step for B once more (an operator re-running it): the migration is not run again.
-    const again = await runStepScript(server!, e2eSteps(configFor({ apiImage: "onebox-test/api:2", release: "ok", backupBeforeRelease: true, smoke: [{ host: "api.example.test", path: "/health", bodyMatches: '"version": ?"2"', attempts: 5 }] }), 0).find((s) => s.name === "deploy")!, secrets);
+    const again = await runStepScript(fx.server, e2eSteps(configFor({ apiImage: "onebox-test/api:2", release: "ok", backupBeforeRelease: true, smoke: [{ host: "api.example.test", path: "/health", bodyMatches: '"version": ?"2"', attempts: 5 }] }), 0).find((s) => s.name === "deploy")!, secrets);
     assert.match(again.stdout, new RegExp(`deploy\\.release: already ran for release ${idB}`));
     assert.equal(await psql("SELECT release || ':' || count(*) FROM release_log GROUP BY release ORDER BY min(at);"), `${idA}:1\n${idB}:1`);
 

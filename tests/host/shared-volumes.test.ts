@@ -10,13 +10,10 @@
  *
  * Needs what e2e.test.ts needs; skips without its images unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, ROOT, runSteps, runStepScript, S3InServer, TestServer, type Keys, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, runSteps, runStepScript, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 
 const NAME = "onebox-vol-r5t2";
 const PORTS = { ssh: 2341, http: 18341, https: 18441 };
@@ -25,37 +22,20 @@ const PREFIX = "shop/e2e";
 const PROJECT = "shop-e2e";
 const VOLUME_DIR = "/mnt/data/shared/uploads";
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", "onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17"].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17"], s3: { port: S3_PORT } });
+const SKIP = fx.skip;
 
-let workDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
-
-async function root(body: string, timeoutMs = 300_000): Promise<string> {
-    const r = await server!.script(body, timeoutMs);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
-    return r.stdout;
-}
+const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 async function tryRoot(body: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return server!.script(body, timeoutMs);
+    return fx.server.script(body, timeoutMs);
 }
 
 /** The e2e stack with `uploads` declared at stack level and mounted by two services. */
 function sharedRaw(): Record<string, unknown> {
-    const raw = e2eRawConfig(PORTS, keys.hostPub);
+    const raw = e2eRawConfig(PORTS, fx.keys.hostPub);
     raw.volumes = { uploads: { owner: "10001:10001" } };
     const services = raw.services as Record<string, Record<string, unknown>>;
     services.api.volumes = [{ name: "uploads", mountPath: "/data/uploads" }];
@@ -63,32 +43,13 @@ function sharedRaw(): Record<string, unknown> {
     return raw;
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        workDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-volumes-"));
-        keys = makeKeys(workDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        s3 = new S3InServer(server, "onebox-e2e", S3_PORT);
-        await s3.start();
-    },
-    { timeout: 600_000 },
-);
-
-after(() => {
-    s3?.dispose();
-    server?.stop();
-    if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
-});
+fx.use();
 
 test("one stack volume, two services: written by one, read by the other, archived once, restored in place", { skip: SKIP, timeout: 1_500_000 }, async () => {
     const config = e2eConfig(sharedRaw());
     const steps = e2eSteps(config, S3_PORT);
     const secrets = e2eSecrets();
-    const run = await runSteps(server!, steps, secrets, state);
+    const run = await runSteps(fx.server, steps, secrets, state);
     assert.match(run.find((r) => r.name === "deploy")?.stdout ?? "", /release [0-9a-f]{12} is live/);
 
     // One directory, 0770, owned by the declared owner; the old per-service path is not used.
@@ -107,7 +68,7 @@ test("one stack volume, two services: written by one, read by the other, archive
     // The nightly backup, run by its unit: the manifest lists the directory once, one archive in files/.
     assert.match(await root("cat /etc/onebox/backup.env"), new RegExp(`^BACKUP_DIRS='${VOLUME_DIR}'$`, "m"));
     await root("systemctl start onebox-backup.service", 280_000);
-    const archives = s3!.objects(`${PREFIX}/files/`);
+    const archives = fx.s3.objects(`${PREFIX}/files/`);
     assert.equal(archives.length, 1, `one archive of the shared volume: ${archives.map((o) => o.key).join(", ")}`);
     assert.match(archives[0].key, /\/files\/uploads-\d{8}T\d{6}Z\.tar\.gz$/);
 
@@ -125,7 +86,7 @@ test("one stack volume, two services: written by one, read by the other, archive
     await root(`printf 'copied by root\\n' > ${VOLUME_DIR}/2026/by-root.txt && chown 0:0 ${VOLUME_DIR}/2026/by-root.txt`);
     const deploy = steps.find((s) => s.name === "deploy");
     assert.ok(deploy);
-    const redeploy = await runStepScript(server!, deploy, secrets);
+    const redeploy = await runStepScript(fx.server, deploy, secrets);
     assert.match(redeploy.stdout, /owner {5}\/mnt\/data\/shared\/uploads -> 10001:10001/);
     assert.equal((await root(`stat -c '%u:%g' ${VOLUME_DIR}/2026/by-root.txt`)).trim(), "10001:10001");
     await root(`docker exec ${PROJECT}-api-1 sh -c 'echo appended >> /data/uploads/2026/by-root.txt'`);
