@@ -97,6 +97,35 @@ decrypt_with_stdin_identity() {
   log "dump decrypted"
 }
 
+# fetch_object PATH_OR_KEY HOW: brings one backup object into ${ONEBOX_TMP} (HOW: download
+# from the bucket, copy a local file, or move a file this run made) and decrypts it when its
+# name ends in .age (the identity on stdin). Sets FETCHED to the plain file.
+FETCHED=""
+fetch_object() {
+  local resolved="$1" how="$2" name downloaded
+  name="$(basename -- "${resolved}")"
+  downloaded="${ONEBOX_TMP}/${name}"
+  case "${how}" in
+    move) mv -- "${resolved}" "${downloaded}" ;;
+    copy)
+      log "reading the local file ${resolved}"
+      cp -- "${resolved}" "${downloaded}"
+      ;;
+    *)
+      log "downloading ${resolved}"
+      download_file "${resolved}" "${downloaded}"
+      ;;
+  esac
+  [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
+  FETCHED="${downloaded}"
+  if [[ "${name}" == *.age ]]; then
+    require_cmds age
+    is_age_file "${downloaded}" || die "${resolved} ends in .age but is not an age file"
+    FETCHED="${downloaded%.age}"
+    decrypt_with_stdin_identity "${downloaded}" "${FETCHED}"
+  fi
+}
+
 # Check that every member of the tar.gz ARCHIVE is a relative path without a
 # ".." component; prints the number of members.
 check_archive_members() {
@@ -115,7 +144,7 @@ check_archive_members() {
 
 # usage: restore_volume NAME KEY FILE YES
 restore_volume() {
-  local volume="$1" key="$2" file="$3" yes="$4" dir resolved name downloaded archive members
+  local volume="$1" key="$2" file="$3" yes="$4" dir resolved name archive members
   local stamp parent base staging safety
   dir="$(volume_dir "${volume}")" \
     || die "no backed-up volume is named ${volume} (BACKUP_DIRS: ${BACKUP_DIRS:-none})"
@@ -143,21 +172,8 @@ restore_volume() {
   name="$(basename "${resolved}")"
   [[ "$(backup_name_parts "${name}" 2>/dev/null)" =~ ^${volume}\ [0-9TZ]+\ tar\.gz(\.age)?$ ]] \
     || die "${resolved} is not an archive of volume ${volume} (${volume}-<UTC stamp>.tar.gz[.age])"
-  downloaded="${ONEBOX_TMP}/${name}"
-  if [[ -n "${file}" ]]; then
-    cp -- "${resolved}" "${downloaded}"
-  else
-    log "downloading ${resolved}"
-    download_file "${resolved}" "${downloaded}"
-  fi
-  [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
-  archive="${downloaded}"
-  if [[ "${name}" == *.age ]]; then
-    require_cmds age
-    is_age_file "${downloaded}" || die "${resolved} ends in .age but is not an age file"
-    archive="${downloaded%.age}"
-    decrypt_with_stdin_identity "${downloaded}" "${archive}"
-  fi
+  fetch_object "${resolved}" "$([[ -n "${file}" ]] && echo copy || echo download)"
+  archive="${FETCHED}"
   members="$(check_archive_members "${archive}")"
   if [[ "${yes}" != "true" ]]; then
     log "verified ${resolved}: ${members} member(s); nothing restored (add --yes to put it back into ${dir})"
@@ -240,7 +256,7 @@ main() {
   acquire_lock
   make_private_tmp
 
-  local started resolved name downloaded dump target tables
+  local started resolved name dump target tables
   started="$(now_epoch)"
   if [[ -n "${to_time}" ]]; then
     [[ -z "${file}" && "${key}" == "latest" ]] || die "choose one of --key, --file and --to-time"
@@ -260,25 +276,14 @@ main() {
     *.dump | *.dump.age) ;;
     *) die "${resolved} is not a database dump (*.dump or *.dump.age)" ;;
   esac
-  downloaded="${ONEBOX_TMP}/${name}"
   if [[ -n "${to_time}" ]]; then
-    mv -- "${resolved}" "${downloaded}"
+    fetch_object "${resolved}" move
   elif [[ -n "${file}" ]]; then
-    log "reading the local dump ${resolved}"
-    cp -- "${resolved}" "${downloaded}"
+    fetch_object "${resolved}" copy
   else
-    log "downloading ${resolved}"
-    download_file "${resolved}" "${downloaded}"
+    fetch_object "${resolved}" download
   fi
-  [[ -s "${downloaded}" ]] || die "${resolved} was not downloaded (missing object?)"
-
-  dump="${downloaded}"
-  if [[ "${name}" == *.age ]]; then
-    require_cmds age
-    is_age_file "${downloaded}" || die "${resolved} ends in .age but is not an age file"
-    dump="${downloaded%.age}"
-    decrypt_with_stdin_identity "${downloaded}" "${dump}"
-  fi
+  dump="${FETCHED}"
 
   verify_dump_archive "${dump}" "${BACKUP_DB_CONTAINER}"
 
