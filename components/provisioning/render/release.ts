@@ -75,6 +75,7 @@ export interface ManifestContext {
 export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext): string {
     const plan = planOf(config);
     const caddy = plan.proxyRuns;
+    const traefik = config.proxy.kind === "traefik-external" && config.routes.length > 0;
     const proxyService = caddy ? PROXY_SERVICE : plan.statusServerRuns ? STATUS_SERVICE : "";
     const lines = [
         `# Release manifest of ${ctx.project}, rendered by onebox; read (never sourced) by deploy.sh.`,
@@ -97,7 +98,9 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         // The stack's own DOCKER_CONFIG with its registry logins (written by the secrets step).
         `REGISTRY_CONFIG=${config.deploy.registries.length > 0 ? ctx.paths.registryDir : ""}`,
         ...appServiceNames(config).map((s) => `ENV_FILE=${envFilePath(ctx.paths, s)}`),
-        ...(caddy ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
+        // traefik-external: deploy.sh finds the existing Traefik on this network and checks the routes through it.
+        ...(traefik ? [`PROXY_NETWORK=${config.proxy.externalNetwork}`] : []),
+        ...(caddy || traefik ? routeChecks(config).map((c) => `CHECK=${c.host} ${c.path} ${c.expect}`) : []),
         ...releaseHookLines(config, ctx),
     ];
     return `${lines.join("\n")}\n`;

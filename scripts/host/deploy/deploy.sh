@@ -34,6 +34,11 @@
 #      it stop and are removed for that one deploy (see recreate_stale_networks);
 #   7. request every route through the proxy (`curl --resolve host:443:127.0.0.1`),
 #      then the deploy.smoke checks (status, body), each a bounded number of times.
+#      With proxy.kind traefik-external the proxy is the existing Traefik: the
+#      container on proxy.externalNetwork (PROXY_NETWORK) that publishes port 443
+#      (else 127.0.0.1:443), its certificate verified when this host trusts it; an
+#      answer counts only with the stack's headers middleware on it (a 404 of
+#      Traefik itself means no router of this stack matched, yet or at all).
 # Success: `current` points at the release and old releases are pruned.
 # Failure: which service failed and why (state, health probe output, last log
 # lines), then the previous release is activated again and the exit status is 1.
@@ -112,6 +117,12 @@ DATABASE_MAJOR=""
 DATABASE_DATA_DIR=""
 ENV_FILES=()
 CHECKS=()
+# traefik-external: the existing Traefik's network, and where route and smoke checks
+# connect (set by find_traefik; the stack's own Caddy is always 127.0.0.1:443).
+PROXY_NETWORK=""
+ROUTE_IP="127.0.0.1"
+ROUTE_PORT="443"
+TRAEFIK_NAME=""
 # The release directory compose commands act on, and what went wrong in it.
 ACTIVE_DIR=""
 FAILURE=""
@@ -149,6 +160,7 @@ read_manifest() {
   POOLER_SERVICE=""
   ENV_FILES=()
   CHECKS=()
+  PROXY_NETWORK="" ROUTE_IP="127.0.0.1" ROUTE_PORT="443" TRAEFIK_NAME=""
   PREFLIGHTS=() SECRETS_DIR="" RELEASE_SERVICE="" RELEASE_COMMAND="" RELEASE_TIMEOUT="" DATABASE_NAME="" DUMP_VERIFY_LIB=""
   SMOKES=()
   while IFS= read -r line || [[ -n "${line}" ]]; do
@@ -172,6 +184,7 @@ read_manifest() {
       POOLER_SERVICE) POOLER_SERVICE="${value}" ;;
       ENV_FILE) ENV_FILES+=("${value}") ;;
       CHECK) CHECKS+=("${value}") ;;
+      PROXY_NETWORK) PROXY_NETWORK="${value}" ;;
       PREFLIGHT) PREFLIGHTS+=("${value}") ;;
       SECRETS_DIR) SECRETS_DIR="${value}" ;;
       RELEASE_SERVICE) RELEASE_SERVICE="${value}" ;;
@@ -190,6 +203,7 @@ read_manifest() {
     [[ "${DATABASE_MAJOR}" =~ ^[1-9][0-9]?$ ]] || die "${file}: DATABASE_MAJOR must be a PostgreSQL major version"
     [[ "${DATABASE_DATA_DIR}" == /* && "${DATABASE_DATA_DIR}" != */ ]] || die "${file}: DATABASE_DATA_DIR must be an absolute path"
   fi
+  [[ -z "${PROXY_NETWORK}" || "${PROXY_NETWORK}" =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ ]] || die "${file}: PROXY_NETWORK is invalid"
   [[ -z "${REGISTRY_CONFIG}" || "${REGISTRY_CONFIG}" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "${file}: REGISTRY_CONFIG must be an absolute path"
   if [[ -n "${RELEASE_SERVICE}" ]]; then
     [[ "${RELEASE_SERVICE}" =~ ^[a-z][a-z0-9-]*$ ]] || die "${file}: RELEASE_SERVICE is invalid"
@@ -591,28 +605,119 @@ route_ok() {
   esac
 }
 
+# route_url HOST PATH: the URL of a check (the port only when Traefik's is not 443).
+route_url() {
+  if [[ "${ROUTE_PORT}" == 443 ]]; then
+    printf 'https://%s%s' "$1" "$2"
+  else
+    printf 'https://%s:%s%s' "$1" "${ROUTE_PORT}" "$2"
+  fi
+}
+
+# find_traefik: where the existing Traefik answers (traefik-external). The container on
+# PROXY_NETWORK that publishes host port 443 (what the firewall opens to the web), else
+# one that publishes its container port 443 on another host port; a wildcard binding is
+# requested on loopback. None (a Traefik on the host network, say): 127.0.0.1:443, and a
+# route that gets no answer there names the network.
+find_traefik() {
+  local name ports entry ip hport cport alt_name="" alt_ip="" alt_port=""
+  local -a entries
+  ROUTE_IP="127.0.0.1" ROUTE_PORT="443" TRAEFIK_NAME=""
+  if ! docker ps --filter "network=${PROXY_NETWORK}" --format '{{.Names}}	{{.Ports}}' >"${WORK}/traefik.ps" 2>"${WORK}/traefik.log"; then
+    warn "could not list the containers on proxy.externalNetwork ${PROXY_NETWORK}: $(tail -n 3 "${WORK}/traefik.log")"
+  fi
+  while IFS=$'\t' read -r name ports; do
+    [[ -n "${name}" ]] || continue
+    IFS=',' read -r -a entries <<<"${ports}"
+    for entry in "${entries[@]}"; do
+      entry="${entry# }"
+      [[ "${entry}" =~ ^(.+):([0-9]+)-\>([0-9]+)/tcp$ ]] || continue
+      ip="${BASH_REMATCH[1]}" hport="${BASH_REMATCH[2]}" cport="${BASH_REMATCH[3]}"
+      case "${ip}" in
+        0.0.0.0) ip="127.0.0.1" ;;
+        "::" | "[::]") ip="[::1]" ;;
+        *:*) [[ "${ip}" == \[* ]] || ip="[${ip}]" ;;
+      esac
+      if [[ "${hport}" == 443 ]]; then
+        TRAEFIK_NAME="${name}" ROUTE_IP="${ip}" ROUTE_PORT="${hport}"
+        log "route checks through ${name} on proxy.externalNetwork ${PROXY_NETWORK} (${ip}:${hport})"
+        return 0
+      fi
+      if [[ "${cport}" == 443 && -z "${alt_name}" ]]; then
+        alt_name="${name}" alt_ip="${ip}" alt_port="${hport}"
+      fi
+    done
+  done <"${WORK}/traefik.ps"
+  if [[ -n "${alt_name}" ]]; then
+    TRAEFIK_NAME="${alt_name}" ROUTE_IP="${alt_ip}" ROUTE_PORT="${alt_port}"
+    log "route checks through ${alt_name} on proxy.externalNetwork ${PROXY_NETWORK} (${alt_ip}:${alt_port})"
+    return 0
+  fi
+  warn "no container on proxy.externalNetwork ${PROXY_NETWORK} publishes port 443; the route checks try 127.0.0.1:443"
+}
+
+# traefik_request HOST URL: one request through Traefik (sets rc, code, TLS_NOTE). The
+# certificate is verified: it is the public one users get. When this host does not trust
+# it (60: unknown issuer, e.g. Traefik's default self-signed certificate while ACME is
+# pending, or an internal CA; 51: another name) the same request is made unverified, so
+# the routing is still checked, and the route is passed with a warning: the certificate
+# belongs to the shared Traefik, and going back to the previous release would not fix it.
+traefik_request() {
+  local host="$1" url="$2"
+  local -a args=(--silent --show-error --output /dev/null --dump-header "${WORK}/headers" --write-out '%{http_code}'
+    --max-time 10 --resolve "${host}:${ROUTE_PORT}:${ROUTE_IP}" "${url}")
+  TLS_NOTE=""
+  rc=0
+  : >"${WORK}/headers"
+  code="$(curl "${args[@]}" 2>"${WORK}/curl.log")" || rc=$?
+  if [[ "${rc}" == 60 || "${rc}" == 51 ]]; then
+    TLS_NOTE="$(tr '\n' ' ' <"${WORK}/curl.log")"
+    rc=0
+    : >"${WORK}/headers"
+    code="$(curl --insecure "${args[@]}" 2>"${WORK}/curl.log")" || rc=$?
+  fi
+}
+
+# The stack's routers all carry its headers middleware (contentTypeNosniff): an answer
+# without the header came from Traefik itself (its 404 when no router matches), not the app.
+through_stack_router() {
+  grep -qiE '^x-content-type-options:[[:space:]]*nosniff' "${WORK}/headers"
+}
+
 # Requests every route through the proxy on this host until it answers as
-# expected or the health timeout passes.
+# expected or the health timeout passes (Traefik may take a few seconds to see
+# new containers: the same bounded retries).
 check_routes() {
-  [[ "${PROXY}" == "caddy" && "${#CHECKS[@]}" -gt 0 ]] || return 0
+  [[ ("${PROXY}" == "caddy" || "${PROXY}" == "traefik-external") && "${#CHECKS[@]}" -gt 0 ]] || return 0
   if ! command -v curl >/dev/null 2>&1; then
     FAILURE="curl is not installed on the host; the route checks need it"
     return 1
   fi
-  local check host path expect code rc url deadline
+  local check host path expect code rc url deadline routed TLS_NOTE=""
   deadline=$((SECONDS + HEALTH_TIMEOUT))
   for check in "${CHECKS[@]}"; do
     read -r host path expect <<<"${check}"
-    url="https://${host}${path}"
+    url="$(route_url "${host}" "${path}")"
     while :; do
       rc=0
-      code="$(curl --silent --show-error --insecure --output /dev/null --write-out '%{http_code}' \
-        --max-time 10 --resolve "${host}:443:127.0.0.1" "${url}" 2>"${WORK}/curl.log")" || rc=$?
-      if route_ok "${expect}" "${rc}" "${code}"; then
+      routed=1
+      if [[ "${PROXY}" == "traefik-external" ]]; then
+        traefik_request "${host}" "${url}"
+        through_stack_router || routed=0
+      else
+        code="$(curl --silent --show-error --insecure --output /dev/null --write-out '%{http_code}' \
+          --max-time 10 --resolve "${host}:443:127.0.0.1" "${url}" 2>"${WORK}/curl.log")" || rc=$?
+      fi
+      if route_ok "${expect}" "${rc}" "${code}" && ((routed == 1)); then
         log "route ok: ${url} answered ${code}"
+        [[ -z "${TLS_NOTE}" ]] || warn "${url}: this host does not trust the certificate Traefik serves (${TLS_NOTE% }); the routing was checked without verifying it"
         break
       fi
       if ((SECONDS >= deadline)); then
+        if [[ "${PROXY}" == "traefik-external" ]]; then
+          traefik_failure "${url}" "${expect}" "${rc}" "${code}" "${routed}"
+          return 1
+        fi
         if [[ "${rc}" == 35 && "${TLS_MODE}" == "acme" ]]; then
           # No certificate yet (DNS not pointing here, or issuance pending): the services are
           # healthy, only the public name is not served yet. Not a reason to roll back.
@@ -625,6 +730,23 @@ check_routes() {
       sleep "${CHECK_INTERVAL}"
     done
   done
+}
+
+# traefik_failure URL EXPECT CURL_STATUS HTTP_CODE ROUTED: FAILURE for a route Traefik did not serve.
+traefik_failure() {
+  local url="$1" expect="$2" rc="$3" code="$4" routed="$5" via
+  if [[ -n "${TRAEFIK_NAME}" ]]; then
+    via="through ${TRAEFIK_NAME} (${ROUTE_IP}:${ROUTE_PORT}) on proxy.externalNetwork ${PROXY_NETWORK}"
+  else
+    via="through 127.0.0.1:443: no container on proxy.externalNetwork ${PROXY_NETWORK} publishes port 443 (is Traefik running and attached to that network?)"
+  fi
+  if [[ "${rc}" != 0 ]]; then
+    FAILURE="route ${url} got no answer ${via} (curl status ${rc}: $(tr '\n' ' ' <"${WORK}/curl.log"))"
+  elif ((routed == 0)); then
+    FAILURE="route ${url} answered ${code:-nothing} ${via} without this stack's headers: no router of the stack matched (does Traefik watch proxy.externalNetwork ${PROXY_NETWORK} and read the containers' labels?); expected ${expect}"
+  else
+    FAILURE="route ${url} answered ${code:-nothing} ${via}; expected ${expect}"
+  fi
 }
 
 # Networks of the compose file that exist with another bridge name than the file
@@ -844,12 +966,12 @@ smoke_checks() {
   local i host path status attempts kind pattern url attempt rc code problem
   for i in "${!SMOKES[@]}"; do
     read -r host path status attempts kind pattern <<<"${SMOKES[i]}"
-    url="https://${host}${path}"
+    url="$(route_url "${host}" "${path}")"
     problem="no attempt"
     for ((attempt = 1; attempt <= attempts; attempt++)); do
       rc=0
       code="$(curl --silent --show-error --insecure --output "${WORK}/smoke.body" --max-filesize 10485760 --write-out '%{http_code}' \
-        --max-time 10 --resolve "${host}:443:127.0.0.1" "${url}" 2>"${WORK}/curl.log")" || rc=$?
+        --max-time 10 --resolve "${host}:${ROUTE_PORT}:${ROUTE_IP}" "${url}" 2>"${WORK}/curl.log")" || rc=$?
       problem="$(smoke_problem "${status}" "${kind}" "${pattern}" "${rc}" "${code}")"
       [[ -n "${problem}" ]] || break
       ((attempt == attempts)) || sleep "${CHECK_INTERVAL}"
@@ -904,6 +1026,9 @@ activate() {
     return 1
   fi
   reload_proxy || return 1
+  if [[ "${PROXY}" == "traefik-external" && -n "${PROXY_NETWORK}" ]]; then
+    find_traefik
+  fi
   check_routes || return 1
   if [[ "${mode}" == "deploy" ]]; then
     smoke_checks || return 1

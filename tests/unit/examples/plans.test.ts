@@ -44,7 +44,7 @@ const PLANS = ["000-family-finances", "001-chronos", "002-cleaning-service", "00
  * Features not built yet that a README row may wait for. Built ones leave the list (release
  * hooks, database settings, database-only stacks), so a stale marker fails the table test.
  */
-const PENDING_FEATURES = ["traefik-checks"];
+const PENDING_FEATURES: readonly string[] = [];
 const CLOUDFLARE = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6];
 
 const STACKS = exampleStacks();

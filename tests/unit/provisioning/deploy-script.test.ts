@@ -82,6 +82,10 @@ fi
 if [[ "$1 $2" == "network rm" && " \${FAKE_NETWORK_RM_FAIL:-} " == *" \${*: -1} "* ]]; then
   echo "Error response from daemon: error while removing network: network \${*: -1} has active endpoints" >&2; exit 1
 fi
+# The containers on the external Traefik network with their ports (tab-separated), as docker ps lists them.
+if [[ "$1" == ps && " $* " == *" --filter network="* && " $* " == *" --format "* ]]; then
+  printf '%b' "\${FAKE_TRAEFIK_PS:-}"; exit 0
+fi
 # Every container of a network filter: one of its own and one the proxy shares.
 if [[ "$1" == ps && " $* " == *" --filter network="* ]]; then
   net="\${*: -1}"; printf 'c-%s\\nc-shared\\n' "\${net#network=}"
@@ -93,7 +97,21 @@ const FAKE_CURL = `#!/usr/bin/env bash
 printf 'curl %s\\n' "$*" >>"\${FAKE_LOG}"
 # A request whose body is kept (the smoke checks) gets FAKE_CURL_BODY.
 prev=""; for a in "$@"; do [[ "\${prev}" == --output && "\${a}" != /dev/null ]] && printf '%s' "\${FAKE_CURL_BODY:-}" >"\${a}"; prev="\${a}"; done
+# FAKE_CURL_FAILS=N: only the first N requests get FAKE_CURL_CODE, the rest 200 (a rollback's checks pass).
+if [[ -n "\${FAKE_CURL_FAILS:-}" ]]; then
+  n="$(cat "\${FAKE_LOG}.curls" 2>/dev/null || echo 0)"; echo $((n + 1)) >"\${FAKE_LOG}.curls"
+  ((n < FAKE_CURL_FAILS)) || { FAKE_CURL_CODE=200; unset FAKE_CURL_HEADERS; }
+fi
+# --dump-header gets FAKE_CURL_HEADERS (default: an answer through the stack's headers middleware).
+prev=""; for a in "$@"; do [[ "\${prev}" == --dump-header ]] && printf '%b' "\${FAKE_CURL_HEADERS-HTTP/1.1 200 OK\\r\\nX-Content-Type-Options: nosniff\\r\\n\\r\\n}" >"\${a}"; prev="\${a}"; done
 if [[ "\${FAKE_CURL_CODE:-200}" == tls ]]; then echo "curl: (35) TLS alert internal error" >&2; printf 000; exit 35; fi
+# untrusted: a certificate this host does not trust (curl 60) unless the request is --insecure.
+if [[ "\${FAKE_CURL_CODE:-200}" == untrusted ]]; then
+  [[ " $* " == *" --insecure "* ]] && { printf 200; exit 0; }
+  echo "curl: (60) SSL certificate problem: self-signed certificate" >&2; printf 000; exit 60
+fi
+# down: nothing listens at the address (curl 7).
+if [[ "\${FAKE_CURL_CODE:-200}" == down ]]; then echo "curl: (7) Failed to connect" >&2; printf 000; exit 7; fi
 printf '%s' "\${FAKE_CURL_CODE:-200}"
 `;
 
@@ -128,7 +146,7 @@ function site(): Site {
 }
 
 /** Writes the social release (tweaked) as releases/<id>; rewrites host paths into the site. */
-function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean; deploy?: Record<string, unknown>; pooler?: boolean } = {}): string {
+function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; traefik?: boolean; keep?: number; webImage?: string; pgVersion?: number; databaseOnly?: boolean; deploy?: Record<string, unknown>; pooler?: boolean } = {}): string {
     const config = configOf("social", (r) => {
         if (opts.pooler) {
             r.database = { ...(r.database as Record<string, unknown> | undefined), pooler: { enabled: true, image: "ghcr.io/example/pgbouncer:1.24.1" } };
@@ -148,6 +166,10 @@ function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; keep
         }
         if (opts.tls) {
             r.tls = opts.tls === "acme" ? { mode: "acme", acmeEmail: "ops@social.example" } : { mode: opts.tls };
+        }
+        if (opts.traefik) {
+            r.proxy = { kind: "traefik-external", externalNetwork: "edge" };
+            r.tls = { mode: "external" };
         }
         if (opts.webImage) {
             (r.services as Record<string, { image: string }>).web.image = opts.webImage;
@@ -693,6 +715,86 @@ describe("deploy.sh release hooks", () => {
         assert.equal(good.status, 0, good.stderr);
         assert.match(good.stdout, /deploy\.smoke\[0\]: https:\/\/social\.example\/health\?deep=1 answered 200/);
         assert.equal(current(s), "releases/bbbbbbbbbbb2");
+    });
+
+    describe("traefik-external: every route through the existing Traefik", () => {
+        // docker ps --format '{{.Names}}\t{{.Ports}}' of the network: another app, then Traefik.
+        const PS = "other-app-1\t8080/tcp\ntraefik\t0.0.0.0:80->80/tcp, [::]:80->80/tcp, 0.0.0.0:443->443/tcp, [::]:443->443/tcp\n";
+        const curlCalls = (calls: string[]) => calls.filter((c) => c.startsWith("curl "));
+
+        test("the routes are requested through the address of the container on proxy.externalNetwork that publishes 443, certificate verified", () => {
+            const s = site();
+            const dir = release(s, "aaaaaaaaaaa1", { traefik: true });
+            const r = deploy(s, dir, { FAKE_TRAEFIK_PS: PS.replace(/\t/g, "\\t") });
+            assert.equal(r.status, 0, r.stderr);
+            assert.ok(r.calls.includes("docker ps --filter network=edge --format {{.Names}}\t{{.Ports}}"), r.calls.join("\n"));
+            assert.match(r.stdout, /route checks through traefik on proxy\.externalNetwork edge \(127\.0\.0\.1:443\)/);
+            const dump = (u: string, host = "social.example:443:127.0.0.1") =>
+                `curl --silent --show-error --output /dev/null --dump-header ${"\u0000"} --write-out %{http_code} --max-time 10 --resolve ${host} ${u}`;
+            const norm = (c: string) => c.replace(/--dump-header \S+/, `--dump-header ${"\u0000"}`);
+            assert.deepEqual(curlCalls(r.calls).map(norm), [dump("https://social.example/api"), dump("https://social.example/health"), dump("https://social.example/")]);
+            assert.ok(!curlCalls(r.calls).some((c) => c.includes("--insecure")), "the certificate is verified");
+            assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        });
+
+        test("a container publishing its 443 on another host port is used with that port; a specific binding address is kept", () => {
+            const s = site();
+            const r = deploy(s, release(s, "aaaaaaaaaaa1", { traefik: true }), { FAKE_TRAEFIK_PS: "edge-proxy\\t10.0.0.5:8443->443/tcp\\n" });
+            assert.equal(r.status, 0, r.stderr);
+            assert.ok(curlCalls(r.calls).every((c) => c.includes("--resolve social.example:8443:10.0.0.5 https://social.example:8443/")), r.calls.join("\n"));
+        });
+
+        test("a failing route rolls back to the previous release", () => {
+            const s = site();
+            const env = { FAKE_TRAEFIK_PS: PS.replace(/\t/g, "\\t") };
+            assert.equal(deploy(s, release(s, "aaaaaaaaaaa1", { traefik: true }), env).status, 0);
+            const r = deploy(s, release(s, "bbbbbbbbbbb2", { traefik: true, webImage: "ghcr.io/social/web:0.9.1" }), { ...env, FAKE_CURL_CODE: "502", FAKE_CURL_FAILS: "1" });
+            assert.equal(r.status, 1);
+            assert.match(r.stderr, /route https:\/\/social\.example\/api answered 502 through traefik \(127\.0\.0\.1:443\) on proxy\.externalNetwork edge; expected lt500/);
+            assert.match(r.stdout, /rolling back to release aaaaaaaaaaa1/);
+            assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+            assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        });
+
+        test("Traefik's own 404 (no router of the stack matched: no headers middleware) is a failure, not an answer below 500", () => {
+            const s = site();
+            const env = { FAKE_TRAEFIK_PS: PS.replace(/\t/g, "\\t") };
+            assert.equal(deploy(s, release(s, "aaaaaaaaaaa1", { traefik: true }), env).status, 0);
+            const r = deploy(s, release(s, "bbbbbbbbbbb2", { traefik: true, webImage: "ghcr.io/social/web:0.9.1" }), {
+                ...env,
+                FAKE_CURL_CODE: "404",
+                FAKE_CURL_FAILS: "1",
+                FAKE_CURL_HEADERS: "HTTP/1.1 404 Not Found\\r\\nContent-Type: text/plain; charset=utf-8\\r\\n\\r\\n",
+            });
+            assert.equal(r.status, 1);
+            assert.match(r.stderr, /route https:\/\/social\.example\/api answered 404 through traefik .* without this stack's headers: no router of the stack matched \(does Traefik watch proxy\.externalNetwork edge/);
+            assert.match(r.stdout, /release aaaaaaaaaaa1 is serving again/);
+            assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        });
+
+        test("no Traefik container found: 127.0.0.1:443 is tried, and a route without an answer fails naming proxy.externalNetwork", () => {
+            const s = site();
+            const r = deploy(s, release(s, "aaaaaaaaaaa1", { traefik: true }), { FAKE_TRAEFIK_PS: "other-app-1\\t8080/tcp\\n", FAKE_CURL_CODE: "down" });
+            assert.equal(r.status, 1);
+            assert.match(r.stderr, /no container on proxy\.externalNetwork edge publishes port 443; the route checks try 127\.0\.0\.1:443/);
+            assert.match(r.stderr, /route https:\/\/social\.example\/api got no answer through 127\.0\.0\.1:443: no container on proxy\.externalNetwork edge publishes port 443 \(is Traefik running and attached to that network\?\) \(curl status 7/);
+            assert.ok(curlCalls(r.calls).every((c) => c.includes("--resolve social.example:443:127.0.0.1 ")), r.calls.join("\n"));
+            // Traefik on the host network: nothing on the network publishes 443, but loopback answers.
+            const s2 = site();
+            const ok = deploy(s2, release(s2, "aaaaaaaaaaa1", { traefik: true }), { FAKE_TRAEFIK_PS: "" });
+            assert.equal(ok.status, 0, ok.stderr);
+        });
+
+        test("a certificate this host does not trust: routing checked unverified, with a warning; a real failure still fails", () => {
+            const s = site();
+            const env = { FAKE_TRAEFIK_PS: PS.replace(/\t/g, "\\t") };
+            const r = deploy(s, release(s, "aaaaaaaaaaa1", { traefik: true }), { ...env, FAKE_CURL_CODE: "untrusted" });
+            assert.equal(r.status, 0, r.stderr);
+            assert.match(r.stderr, /warning: https:\/\/social\.example\/api: this host does not trust the certificate Traefik serves \(curl: \(60\) SSL certificate problem: self-signed certificate\); the routing was checked without verifying it/);
+            const calls = curlCalls(r.calls);
+            assert.equal(calls.length, 6, "each route: verified, then unverified");
+            assert.deepEqual(calls.map((c) => c.includes("--insecure")), [false, true, false, true, false, true]);
+        });
     });
 });
 

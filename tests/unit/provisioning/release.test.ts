@@ -70,11 +70,29 @@ describe("release manifest and id", () => {
         );
     });
 
-    test("traefik-external: the status server is the proxy service, and there are no route checks", () => {
+    test("traefik-external: the status server is the proxy service; the routes are checked through Traefik on the external network", () => {
         const manifest = renderManifest(configOf("fingerflow"), { project: "fingerflow-prod", paths: appPaths("fingerflow", "/srv/data") });
         assert.match(manifest, /^PROXY=traefik-external$/m);
         assert.match(manifest, /^PROXY_SERVICE=backup-status$/m);
-        assert.doesNotMatch(manifest, /^CHECK=/m);
+        assert.deepEqual(
+            manifest.split("\n").filter((l) => /^(CHECK|PROXY_NETWORK)=/.test(l)),
+            [
+                "PROXY_NETWORK=proxy",
+                // /health is the backend's health path on its own route (2xx); the frontend's "/" health on "/".
+                "CHECK=app.fingerflow.example /api lt500",
+                "CHECK=app.fingerflow.example /auth lt500",
+                "CHECK=app.fingerflow.example /health 2xx",
+                "CHECK=app.fingerflow.example / 2xx",
+            ],
+        );
+        const other = renderManifest(configOf("fingerflow", (r) => ((r.proxy as Record<string, unknown>).externalNetwork = "web_edge")), { project: "fingerflow-prod", paths: appPaths("fingerflow", "/srv/data") });
+        assert.match(other, /^PROXY_NETWORK=web_edge$/m);
+    });
+
+    test("a Caddy stack's manifest names no external network (its release ids stay as they were)", () => {
+        const manifest = renderManifest(configOf("finances"), { project: "finances-prod", paths: appPaths("finances", "/mnt/data") });
+        assert.doesNotMatch(manifest, /^PROXY_NETWORK=/m);
+        assert.match(manifest, /^CHECK=/m);
     });
 
     test("the id is a 12-hex content hash: stable, and changed by any file", () => {
