@@ -128,6 +128,8 @@ main() {
   run bash tests/host/fixture/stack-images.sh
   # The stack's own Caddy build (proxy/caddy) for the proxy tests; the binary is cached by source hash.
   run bash tests/host/fixture/caddy-image.sh
+  # A Caddy that routes by Traefik labels: the existing Traefik of the traefik-external tests.
+  run bash tests/host/fixture/traefik-standin-image.sh
   # Debian's registry server (basic auth over TLS) for the private-registry test.
   run bash tests/host/fixture/registry-image.sh
   # Debian's PgBouncer for the pooler test (database.pooler).
