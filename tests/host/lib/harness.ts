@@ -238,6 +238,8 @@ export interface StepRun {
     ran: boolean;
     ms: number;
     stdout: string;
+    /** Its warnings (deploy.sh writes them to stderr). */
+    stderr: string;
 }
 
 /** Thrown when a step fails, with its output (what `pulumi up` would show). */
@@ -291,7 +293,7 @@ export async function runSteps(server: TestServer, steps: Step[], secrets: Recor
             exec = () => ssh(server.deploy, remoteCommand(server.deploy.user), script, 900_000);
         }
         if (state[step.name] === trigger) {
-            runs.push({ name: step.name, ran: false, ms: 0, stdout: "" });
+            runs.push({ name: step.name, ran: false, ms: 0, stdout: "", stderr: "" });
             continue;
         }
         hooks.beforeStep?.(step.name);
@@ -300,7 +302,7 @@ export async function runSteps(server: TestServer, steps: Step[], secrets: Recor
             throw new StepError(step.name, result);
         }
         state[step.name] = trigger;
-        runs.push({ name: step.name, ran: true, ms: result.ms, stdout: result.stdout });
+        runs.push({ name: step.name, ran: true, ms: result.ms, stdout: result.stdout, stderr: result.stderr });
     }
     return runs;
 }
@@ -317,7 +319,7 @@ export async function runStepScript(server: TestServer, step: Step, secrets: Rec
     if (result.code !== 0) {
         throw new StepError(step.name, result);
     }
-    return { name: step.name, ran: true, ms: result.ms, stdout: result.stdout };
+    return { name: step.name, ran: true, ms: result.ms, stdout: result.stdout, stderr: result.stderr };
 }
 
 /**

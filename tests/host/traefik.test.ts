@@ -1,0 +1,289 @@
+/**
+ * Plan 004 (FingerFlow) on a real (container) server: an existing server that already
+ * runs Traefik on the external Docker network "proxy", publishing 443. The stack is the
+ * example's own stack file (examples/004-fingerflow), with only what the fixture needs
+ * swapped: the server's address and host key, the test images, PostgreSQL 17, uploaded
+ * images instead of the registry, the backups endpoint. Traefik is the stand-in of
+ * tests/host/fixture/images/traefik-standin (a Caddy routed by the containers' Traefik
+ * labels, like Traefik's Docker provider), started BEFORE the first deploy.
+ *
+ * - the deploy requests every route through the stand-in (found on "proxy" by its
+ *   published 443, reached on 127.0.0.1:443 with Docker's userland-proxy off) and goes
+ *   live; every route answers through it, from outside the server, with the stack's
+ *   security headers; the stand-in is never restarted (H14);
+ * - a release whose routers Traefik does not serve (a wrong entrypoint) fails the deploy
+ *   naming the route, and the previous release serves again through the stand-in.
+ *
+ *   flock -w 3600 /tmp/onebox-host-suite.lock node --import tsx --test --test-concurrency=1 tests/host/traefik.test.ts
+ *
+ * Needs onebox-test/fresh-server, the stack images and onebox-test/traefik-standin
+ * (scripts/test.sh builds them); skips without them unless ONEBOX_REQUIRE_TOOLS=1.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { StackConfig } from "../../components/config/schema";
+import { exampleStacks } from "../../scripts/examples";
+import { exampleConfig } from "../helpers/run-example";
+import { curl, e2eConfig, e2eSteps, makeKeys, ROOT, runSteps, StepError, TestServer, waitFor, type Keys, type StepRun, type TriggerState } from "./lib/harness";
+import { sshArgs } from "./lib/ssh";
+import type { StepName } from "../../components/provisioning/steps";
+
+const NAME = "onebox-traefik-r6t1";
+const PORTS = { ssh: 2342, http: 18342, https: 18442 };
+const STANDIN = "traefik";
+const STANDIN_IMAGE = "onebox-test/traefik-standin:latest";
+const HOST = "app.fingerflow.example";
+const PROJECT = "fingerflow-prod";
+/** The steps up to the deploy: backups and jobs are other files' business. */
+const STEPS: StepName[] = ["wait-ready", "bootstrap", "secrets", "images", "deploy"];
+/**
+ * The admin's own daemon settings from before the stack: already what the stack needs
+ * but live-restore (applied by a reload), so the bootstrap never restarts Docker under
+ * Traefik. userland-proxy is off: no docker-proxy listens on 443, the kernel forwards.
+ */
+const ADMIN_DAEMON = {
+    "log-driver": "json-file",
+    "log-opts": { "max-size": "10m", "max-file": "3" },
+    "no-new-privileges": true,
+    "userland-proxy": false,
+};
+
+const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
+const missing = ["onebox-test/fresh-server", "onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17", STANDIN_IMAGE].filter((t) => !haveImage(t));
+if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
+    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
+}
+const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+
+let keysDir = "";
+let keys: Keys;
+let server: TestServer | undefined;
+const state: TriggerState = {};
+const rand = (n: number) => createHash("sha256").update(`${Math.random()}${process.hrtime.bigint()}`).digest("hex").slice(0, n);
+const secrets: Record<string, string> = {
+    POSTGRES_PASSWORD: rand(32),
+    SESSION_SECRET: rand(48),
+    CSRF_SECRET: rand(48),
+    BACKUP_S3_ACCESS_KEY_ID: "S3RVER",
+    BACKUP_S3_SECRET_ACCESS_KEY: "S3RVER",
+};
+let firstRuns: StepRun[] = [];
+
+process.on("exit", () => {
+    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
+});
+
+async function root(body: string, timeoutMs = 300_000): Promise<string> {
+    const r = await server!.script(body, timeoutMs);
+    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+    return r.stdout;
+}
+
+/** The example's stack file as Pulumi hands it to the program (README secrets as stand-ins), as plain objects. */
+function exampleRaw(): Record<string, unknown> {
+    const stack = exampleStacks().find((s) => s.example === "004-fingerflow" && s.stack === "prod");
+    assert.ok(stack, "examples/004-fingerflow/Pulumi.prod.yaml");
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(exampleConfig(stack))) {
+        const key = k.replace(/^onebox:/, "");
+        try {
+            raw[key] = JSON.parse(v) as unknown;
+        } catch {
+            raw[key] = v;
+        }
+    }
+    return raw;
+}
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Plan 004 as written, with only what the fixture needs swapped. `entrypoint` overrides
+ * proxy.traefikEntrypoint (the failing release); `note` changes the backend (a new release).
+ */
+function fingerflowConfig(opts: { entrypoint?: string; note?: string } = {}): StackConfig {
+    const raw = exampleRaw();
+    const proxy = raw.proxy as Obj;
+    assert.equal(proxy.kind, "traefik-external");
+    assert.equal(proxy.externalNetwork, "proxy");
+    if (opts.entrypoint) proxy.traefikEntrypoint = opts.entrypoint;
+    // The backup status server behind Traefik runs the proxy image: the suite's Caddy build.
+    proxy.image = "onebox-test/caddy:latest";
+    raw.host = {
+        ...(raw.host as Obj),
+        // The fixture server: sshd on its own port 22, reached through Docker's port publishing.
+        address: "127.0.0.1",
+        hostKey: keys.hostPub,
+        sshAllowedCidrs: ["172.16.0.0/12"],
+        dataPath: "/mnt/data",
+        dataDevice: "/dev/sdb",
+        swapMb: 0,
+    };
+    const services = raw.services as Record<string, Obj>;
+    // The suite's images: the API (port 8000, /health answers 200 when PostgreSQL does) and
+    // the static frontend (port 3000, non-root: it needs none of nginx's capabilities).
+    services.backend = { ...services.backend, image: "onebox-test/api:1", memoryMb: 128, env: { ...(services.backend.env as Obj), ...(opts.note ? { RELEASE_NOTE: opts.note } : {}) } };
+    const frontend: Obj = { ...services.frontend, image: "onebox-test/web:1", port: 3000 };
+    delete frontend.capAdd;
+    delete frontend.user;
+    services.frontend = frontend;
+    raw.database = { ...(raw.database as Obj), version: 17, image: "onebox-test/postgres:17", memoryMb: 192 };
+    // Images are uploaded from this machine (there is no registry here); the rest as written.
+    raw.deploy = { ...(raw.deploy as Obj), imageSource: "upload", registries: [], healthTimeoutSeconds: 60 };
+    delete (raw.secrets as Obj).REGISTRY_TOKEN;
+    raw.sshPrivateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nharness\n-----END OPENSSH PRIVATE KEY-----\n";
+    return e2eConfig(raw);
+}
+
+function stepsFor(config: StackConfig) {
+    // The backups endpoint is the in-server S3 of the other files (no backup runs here).
+    return e2eSteps(config, 4569).filter((s) => STEPS.includes(s.name));
+}
+
+interface Standin {
+    id: string;
+    startedAt: string;
+    pid: string;
+}
+
+async function standin(): Promise<Standin> {
+    const [id, startedAt, pid] = (await root(`docker inspect -f '{{.Id}} {{.State.StartedAt}} {{.State.Pid}}' ${STANDIN}`)).trim().split(" ");
+    return { id, startedAt, pid };
+}
+
+/** One request from this machine through the server's published 443 (outside the server), headers only. */
+async function fromOutside(urlPath: string): Promise<{ code: string; headers: string }> {
+    const r = await curl(HOST, PORTS.https, urlPath, ["-D", "-", "-o", "/dev/null"]);
+    const code = /^HTTP\/\S+ (\d{3})/m.exec(r.stdout)?.[1] ?? `none (curl ${r.code}: ${r.stderr.trim()})`;
+    return { code, headers: r.stdout };
+}
+
+/** The stack's security headers, as the example's proxy settings and the defaults give them. */
+function assertSecurityHeaders(headers: string, where: string): void {
+    assert.match(headers, /^x-content-type-options: nosniff\r?$/im, where);
+    assert.match(headers, /^strict-transport-security: max-age=31536000\r?$/im, where);
+    assert.match(headers, /^x-frame-options: DENY\r?$/im, where);
+    assert.match(headers, /^referrer-policy: strict-origin-when-cross-origin\r?$/im, where);
+    assert.match(headers, /^content-security-policy: default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'\r?$/im, where);
+}
+
+/** Every route of the plan answers through the stand-in, from outside, with the stack's headers. */
+async function assertRoutesServed(): Promise<void> {
+    for (const [urlPath, want] of [["/", /^200$/], ["/health", /^200$/], ["/api/items", /^[234]\d\d$/], ["/auth/login", /^[234]\d\d$/]] as const) {
+        const r = await fromOutside(urlPath);
+        assert.match(r.code, want, `${HOST}${urlPath} through the stand-in:\n${r.headers}`);
+        assertSecurityHeaders(r.headers, `${HOST}${urlPath}`);
+    }
+    // The backend, not the frontend, serves /health (the longer rule wins).
+    const health = await curl(HOST, PORTS.https, "/health");
+    assert.match(health.stdout, /"status":\s*"ok"/);
+}
+
+before(
+    async () => {
+        if (SKIP) return;
+        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-traefik-keys-"));
+        keys = makeKeys(keysDir, PORTS.ssh);
+        server = new TestServer(NAME, PORTS, keys);
+        server.stop();
+        server.start();
+        await server.firstBoot("/dev/sdb", "/mnt/data");
+        // The server as its admin left it: Docker from the distribution, their daemon.json,
+        // the external network "proxy" and Traefik on it publishing 443 (plan 004).
+        await root(`set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get -q -y -o DPkg::Lock::Timeout=300 update >/dev/null
+apt-get -q -y -o DPkg::Lock::Timeout=300 install docker.io docker-cli >/dev/null
+mkdir -p /etc/docker
+cat >/etc/docker/daemon.json <<'EOF'
+${JSON.stringify(ADMIN_DAEMON, null, 2)}
+EOF
+systemctl restart docker
+for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+docker network create proxy >/dev/null`);
+        const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", STANDIN_IMAGE, ...sshArgs(server.deploy)], { encoding: "utf8", timeout: 300_000 });
+        assert.equal(load.status, 0, load.stderr);
+        await root(`docker run -d --name ${STANDIN} --restart unless-stopped --network proxy -p 443:443 \
+  -v /var/run/docker.sock:/var/run/docker.sock:ro -e STANDIN_NETWORK=proxy -e STANDIN_ENTRYPOINT=websecure ${STANDIN_IMAGE} >/dev/null`);
+        await waitFor("the stand-in serves (its 404: no router yet)", async () => (await server!.script("curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1/")).stdout === "404", 60_000);
+    },
+    { timeout: 900_000 },
+);
+
+after(() => {
+    server?.stop();
+    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
+});
+
+test("H14/H8 the first deploy requests every route through the existing Traefik and goes live; it keeps running", { skip: SKIP, timeout: 1_200_000 }, async () => {
+    const before = await standin();
+    firstRuns = await runSteps(server!, stepsFor(fingerflowConfig()), secrets, state);
+    assert.deepEqual(firstRuns.map((r) => [r.name, r.ran]), STEPS.map((s) => [s, true]));
+    const boot = firstRuns.find((r) => r.name === "bootstrap")!.stdout;
+    assert.doesNotMatch(boot, /restarting docker/, "Docker is not restarted under Traefik");
+    const deploy = firstRuns.find((r) => r.name === "deploy")!.stdout;
+    assert.match(deploy, /route checks through traefik on proxy\.externalNetwork proxy \(127\.0\.0\.1:443\)/);
+    // Every route of the plan was requested through Traefik, with the health path for the backend's own /health.
+    for (const url of [`https://${HOST}/api`, `https://${HOST}/auth`, `https://${HOST}/health`, `https://${HOST}/`]) {
+        assert.match(deploy, new RegExp(`route ok: ${url.replace(/[.]/g, "\\.")} answered \\d{3}`), url);
+    }
+    // The stand-in's certificate is its own internal CA's: routing checked, certificate warned about.
+    assert.match(firstRuns.find((r) => r.name === "deploy")!.stderr, /warning: https:\/\/app\.fingerflow\.example\/health: this host does not trust the certificate Traefik serves .*; the routing was checked without verifying it/);
+    assert.match(deploy, /release [0-9a-f]{12} is live/);
+    assert.deepEqual(await standin(), before, "the existing Traefik was not restarted (same container, start and process)");
+    // The stack brought no proxy and published nothing; its routed services joined "proxy".
+    const ps = await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --format '{{.Label "com.docker.compose.service"}} {{.Ports}}'`);
+    assert.doesNotMatch(ps, /->/, `the stack publishes no port:\n${ps}`);
+    assert.doesNotMatch(ps, /^caddy /m);
+    const onProxy = (await root("docker network inspect proxy -f '{{range .Containers}}{{.Name}} {{end}}'")).trim().split(/\s+/).sort();
+    assert.ok(onProxy.includes(STANDIN) && onProxy.some((n) => n.includes("backend")) && onProxy.some((n) => n.includes("frontend")), onProxy.join(" "));
+    assert.ok(!onProxy.some((n) => n.includes("postgres")), "PostgreSQL stays off the shared network (H13)");
+    await assertRoutesServed();
+});
+
+test("userland-proxy false: 127.0.0.1:443 reaches the published Traefik through the kernel, no docker-proxy listens", { skip: SKIP, timeout: 120_000 }, async () => {
+    assert.equal((await root("jq -r '.\"userland-proxy\"' /etc/docker/daemon.json")).trim(), "false");
+    const proxies = await server!.script("pgrep -a docker-proxy || true");
+    assert.doesNotMatch(proxies.stdout, /443/, `no userland proxy for 443:\n${proxies.stdout}`);
+    const listeners = await root("ss -Htlnp 'sport = :443'");
+    assert.equal(listeners.trim(), "", "nothing on the host itself listens on 443: the answer comes through Docker's NAT");
+    const r = await root(`curl -sk -o /dev/null -w '%{http_code}' --max-time 10 --resolve ${HOST}:443:127.0.0.1 https://${HOST}/health`);
+    assert.equal(r, "200");
+});
+
+test("H14 a re-deploy goes live through Traefik and restarts nothing of it", { skip: SKIP, timeout: 900_000 }, async () => {
+    const before = await standin();
+    const runs = await runSteps(server!, stepsFor(fingerflowConfig({ note: "second" })), secrets, state);
+    assert.deepEqual(runs.filter((r) => r.ran).map((r) => r.name), ["deploy"]);
+    const deploy = runs.find((r) => r.name === "deploy")!.stdout;
+    assert.match(deploy, new RegExp(`route ok: https://${HOST.replace(/[.]/g, "\\.")}/health answered 200`));
+    assert.match(deploy, /release [0-9a-f]{12} is live/);
+    assert.deepEqual(await standin(), before);
+    await assertRoutesServed();
+});
+
+test("a release Traefik does not route (wrong entrypoint) fails naming the route; the previous release serves again through Traefik", { skip: SKIP, timeout: 900_000 }, async () => {
+    const before = await standin();
+    const current = (await root("readlink -f /srv/onebox/fingerflow/current")).trim();
+    const err = await runSteps(server!, stepsFor(fingerflowConfig({ note: "second", entrypoint: "web" })), secrets, state).then(
+        () => undefined,
+        (e: unknown) => e,
+    );
+    assert.ok(err instanceof StepError, `the deploy must fail, got ${String(err)}`);
+    assert.equal(err.step, "deploy");
+    const out = `${err.result.stdout}\n${err.result.stderr}`;
+    assert.match(out, new RegExp(`route https://${HOST.replace(/[.]/g, "\\.")}/\\S* answered 404 through traefik \\(127\\.0\\.0\\.1:443\\) on proxy\\.externalNetwork proxy without this stack's headers`));
+    assert.equal((await root("readlink -f /srv/onebox/fingerflow/current")).trim(), current, "current still points at the previous release");
+    // The previous release's containers (entrypoint websecure) are back, and Traefik routes them again.
+    await waitFor("the previous release serves through the stand-in", async () => (await fromOutside("/health")).code === "200", 60_000);
+    const labels = await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --filter label=com.docker.compose.service=backend --format '{{.Labels}}'`);
+    assert.match(labels, /entrypoints=websecure/);
+    assert.doesNotMatch(labels, /entrypoints=web(,|$)/);
+    await assertRoutesServed();
+    assert.deepEqual(await standin(), before);
+});
