@@ -51,7 +51,9 @@ const HEADERS = [
     '\t\t\tStrict-Transport-Security "max-age=31536000"',
     "\t\t}",
 ];
-const PREAMBLE = ["# Rendered by the Traefik stand-in from the labels of the running containers; do not edit.", "{", "\tadmin localhost:2019", "\tauto_https disable_redirects", "\tskip_install_trust", "}"];
+const PREAMBLE = ["# Rendered by the Traefik stand-in from the labels of the running containers; do not edit.", "{", "\tadmin localhost:2019", "\tauto_https disable_redirects", "\tskip_install_trust", "\tdefault_sni standin.invalid", "\tfallback_sni standin.invalid", "}"];
+/** Every other host (or none: no router at all) gets Traefik's own 404 on the entrypoint, no middleware headers. */
+const CATCH_ALL = ["", "https://standin.invalid, https:// {", "\ttls internal", '\trespond "404 page not found" 404', "}"];
 
 describe("Traefik stand-in: labels to Caddyfile", () => {
     test("the compose render's labels: one site per host, routers by Traefik's priority (the rule's length, or the label), path rules as Traefik matches them, the headers and compress middlewares", () => {
@@ -83,6 +85,7 @@ describe("Traefik stand-in: labels to Caddyfile", () => {
                 "\thandle {",
                 ...proxied("172.20.0.12:80"),
                 "}",
+                ...CATCH_ALL,
                 "",
             ].join("\n"),
         );
@@ -113,9 +116,16 @@ describe("Traefik stand-in: labels to Caddyfile", () => {
                 '\t\trespond "404 page not found" 404',
                 "\t}",
                 "}",
+                ...CATCH_ALL,
                 "",
             ].join("\n"),
         );
+    });
+
+    test("with no router at all (every router on another entrypoint, say) the entrypoint still answers Traefik's own 404", () => {
+        const off = container("web-1", "10.1.0.3", { "traefik.enable": "true", "traefik.http.services.s.loadbalancer.server.port": "80", "traefik.http.routers.plain.rule": "Host(`plain.example`)", "traefik.http.routers.plain.entrypoints": "web" });
+        assert.equal(translate([]), [...PREAMBLE, ...CATCH_ALL, ""].join("\n"));
+        assert.equal(translate([off]), [...PREAMBLE, ...CATCH_ALL, ""].join("\n"));
     });
 
     test("what Traefik would not route here is left out, each with a reason: disabled, another entrypoint, no address on the network, an unknown rule or middleware, no port", () => {
