@@ -246,14 +246,23 @@ test("H14/H8 the first deploy requests every route through the existing Traefik 
     await assertRoutesServed();
 });
 
-test("userland-proxy false: 127.0.0.1:443 reaches the published Traefik through the kernel, no docker-proxy listens", { skip: SKIP, timeout: 120_000 }, async () => {
+test("userland-proxy false: 127.0.0.1:443 reaches the published Traefik through Docker's NAT, no userland proxy serves it", { skip: SKIP, timeout: 120_000 }, async () => {
     assert.equal((await root("jq -r '.\"userland-proxy\"' /etc/docker/daemon.json")).trim(), "false");
-    const proxies = await server!.script("pgrep -a docker-proxy || true");
-    assert.doesNotMatch(proxies.stdout, /443/, `no userland proxy for 443:\n${proxies.stdout}`);
-    const listeners = await root("ss -Htlnp 'sport = :443'");
-    assert.equal(listeners.trim(), "", "nothing on the host itself listens on 443: the answer comes through Docker's NAT");
-    const r = await root(`curl -sk -o /dev/null -w '%{http_code}' --max-time 10 --resolve ${HOST}:443:127.0.0.1 https://${HOST}/health`);
-    assert.equal(r, "200");
+    const proxies = await root("pgrep -a docker-proxy || true");
+    assert.equal(proxies.trim(), "", "no docker-proxy process runs");
+    // dockerd only holds the host port (a reservation that never accepts): no process of the host serves 443.
+    const listeners = (await root("ss -Htlnp 'sport = :443'")).trim().split("\n").filter((l) => l !== "");
+    for (const l of listeners) assert.match(l, /users:\(\("dockerd",/, `only dockerd's reservation of the port:\n${listeners.join("\n")}`);
+    // Locally sent packets to 127.0.0.1:443 are DNATed to the stand-in's address on "proxy".
+    const ip = (await root(`docker inspect -f '{{(index .NetworkSettings.Networks "proxy").IPAddress}}' ${STANDIN}`)).trim();
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
+    const nat = await root("iptables-save -t nat");
+    assert.match(nat, /^-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER$/m, "the OUTPUT hook covers loopback (the userland-proxy false form)");
+    assert.match(nat, new RegExp(`^-A DOCKER .*--dport 443 -j DNAT --to-destination ${ip.replace(/[.]/g, "\\.")}:443$`, "m"));
+    // The answer (TLS and HTTP, with the stack's headers) can only come from the stand-in.
+    const r = await root(`curl -sk -D - -o /dev/null --max-time 10 --resolve ${HOST}:443:127.0.0.1 https://${HOST}/health`);
+    assert.match(r, /^HTTP\/\S+ 200/m);
+    assert.match(r, /^x-content-type-options: nosniff\r?$/im);
 });
 
 test("H14 a re-deploy goes live through Traefik and restarts nothing of it", { skip: SKIP, timeout: 900_000 }, async () => {
