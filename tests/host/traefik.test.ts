@@ -220,7 +220,7 @@ after(() => {
     if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
 });
 
-test("H14/H8 the first deploy requests every route through the existing Traefik and goes live; it keeps running", { skip: SKIP, timeout: 1_200_000 }, async () => {
+test("H14/H8/H4 the first deploy requests every route through the existing Traefik and goes live; it keeps running", { skip: SKIP, timeout: 1_200_000 }, async () => {
     const before = await standin();
     firstRuns = await runSteps(server!, stepsFor(fingerflowConfig()), secrets, state);
     assert.deepEqual(firstRuns.map((r) => [r.name, r.ran]), STEPS.map((s) => [s, true]));
