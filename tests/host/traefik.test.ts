@@ -19,17 +19,15 @@
  * Needs onebox-test/fresh-server, the stack images and onebox-test/traefik-standin
  * (scripts/test.sh builds them); skips without them unless ONEBOX_REQUIRE_TOOLS=1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import type { StackConfig } from "../../components/config/schema";
 import { exampleStacks } from "../../scripts/examples";
 import { exampleConfig } from "../helpers/run-example";
-import { curl, e2eConfig, e2eSteps, makeKeys, ROOT, runSteps, StepError, TestServer, waitFor, type Keys, type StepRun, type TriggerState } from "./lib/harness";
+import { curl, e2eConfig, e2eSteps, runSteps, StepError, waitFor, type StepRun, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 import { sshArgs } from "./lib/ssh";
 import type { StepName } from "../../components/provisioning/steps";
 
@@ -53,16 +51,9 @@ const ADMIN_DAEMON = {
     "userland-proxy": false,
 };
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", "onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17", STANDIN_IMAGE].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17", STANDIN_IMAGE] });
+const SKIP = fx.skip;
 
-let keysDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
 const state: TriggerState = {};
 const rand = (n: number) => createHash("sha256").update(`${Math.random()}${process.hrtime.bigint()}`).digest("hex").slice(0, n);
 const secrets: Record<string, string> = {
@@ -74,15 +65,8 @@ const secrets: Record<string, string> = {
 };
 let firstRuns: StepRun[] = [];
 
-process.on("exit", () => {
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
 
-async function root(body: string, timeoutMs = 300_000): Promise<string> {
-    const r = await server!.script(body, timeoutMs);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-    return r.stdout;
-}
+const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 /** The example's stack file as Pulumi hands it to the program (README secrets as stand-ins), as plain objects. */
 function exampleRaw(): Record<string, unknown> {
@@ -118,7 +102,7 @@ function fingerflowConfig(opts: { entrypoint?: string; note?: string } = {}): St
         ...(raw.host as Obj),
         // The fixture server: sshd on its own port 22, reached through Docker's port publishing.
         address: "127.0.0.1",
-        hostKey: keys.hostPub,
+        hostKey: fx.keys.hostPub,
         sshAllowedCidrs: ["172.16.0.0/12"],
         dataPath: "/mnt/data",
         dataDevice: "/dev/sdb",
@@ -184,18 +168,10 @@ async function assertRoutesServed(): Promise<void> {
     assert.match(health.stdout, /"status":\s*"ok"/);
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        keysDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-traefik-keys-"));
-        keys = makeKeys(keysDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start();
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        // The server as its admin left it: Docker from the distribution, their daemon.json,
-        // the external network "proxy" and Traefik on it publishing 443 (plan 004).
-        await root(`set -euo pipefail
+fx.use(async () => {
+    // The server as its admin left it: Docker from the distribution, their daemon.json,
+    // the external network "proxy" and Traefik on it publishing 443 (plan 004).
+    await root(`set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get -q -y -o DPkg::Lock::Timeout=300 update >/dev/null
 apt-get -q -y -o DPkg::Lock::Timeout=300 install docker.io docker-cli >/dev/null
@@ -206,23 +182,16 @@ EOF
 systemctl restart docker
 for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 docker network create proxy >/dev/null`);
-        const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", STANDIN_IMAGE, ...sshArgs(server.deploy)], { encoding: "utf8", timeout: 300_000 });
-        assert.equal(load.status, 0, load.stderr);
-        await root(`docker run -d --name ${STANDIN} --restart unless-stopped --network proxy -p 443:443 \
+    const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", STANDIN_IMAGE, ...sshArgs(fx.server.deploy)], { encoding: "utf8", timeout: 300_000 });
+    assert.equal(load.status, 0, load.stderr);
+    await root(`docker run -d --name ${STANDIN} --restart unless-stopped --network proxy -p 443:443 \
   -v /var/run/docker.sock:/var/run/docker.sock:ro -e STANDIN_NETWORK=proxy -e STANDIN_ENTRYPOINT=websecure ${STANDIN_IMAGE} >/dev/null`);
-        await waitFor("the stand-in serves (its 404: no router yet)", async () => (await server!.script("curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1/")).stdout === "404", 60_000);
-    },
-    { timeout: 900_000 },
-);
-
-after(() => {
-    server?.stop();
-    if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
-});
+    await waitFor("the stand-in serves (its 404: no router yet)", async () => (await fx.server.script("curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1/")).stdout === "404", 60_000);
+}, 900_000);
 
 test("H14/H8/H4 the first deploy requests every route through the existing Traefik and goes live; it keeps running", { skip: SKIP, timeout: 1_200_000 }, async () => {
     const before = await standin();
-    firstRuns = await runSteps(server!, stepsFor(fingerflowConfig()), secrets, state);
+    firstRuns = await runSteps(fx.server, stepsFor(fingerflowConfig()), secrets, state);
     assert.deepEqual(firstRuns.map((r) => [r.name, r.ran]), STEPS.map((s) => [s, true]));
     const boot = firstRuns.find((r) => r.name === "bootstrap")!.stdout;
     assert.doesNotMatch(boot, /restarting docker/, "Docker is not restarted under Traefik");
@@ -267,7 +236,7 @@ test("userland-proxy false: 127.0.0.1:443 reaches the published Traefik through 
 
 test("H14 a re-deploy goes live through Traefik and restarts nothing of it", { skip: SKIP, timeout: 900_000 }, async () => {
     const before = await standin();
-    const runs = await runSteps(server!, stepsFor(fingerflowConfig({ note: "second" })), secrets, state);
+    const runs = await runSteps(fx.server, stepsFor(fingerflowConfig({ note: "second" })), secrets, state);
     assert.deepEqual(runs.filter((r) => r.ran).map((r) => r.name), ["deploy"]);
     const deploy = runs.find((r) => r.name === "deploy")!.stdout;
     assert.match(deploy, new RegExp(`route ok: https://${HOST.replace(/[.]/g, "\\.")}/health answered 200`));
@@ -279,7 +248,7 @@ test("H14 a re-deploy goes live through Traefik and restarts nothing of it", { s
 test("a release Traefik does not route (wrong entrypoint) fails naming the route; the previous release serves again through Traefik", { skip: SKIP, timeout: 900_000 }, async () => {
     const before = await standin();
     const current = (await root("readlink -f /srv/onebox/fingerflow/current")).trim();
-    const err = await runSteps(server!, stepsFor(fingerflowConfig({ note: "second", entrypoint: "web" })), secrets, state).then(
+    const err = await runSteps(fx.server, stepsFor(fingerflowConfig({ note: "second", entrypoint: "web" })), secrets, state).then(
         () => undefined,
         (e: unknown) => e,
     );
