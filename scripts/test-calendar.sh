@@ -4,7 +4,7 @@
 #
 #   bash scripts/test-calendar.sh                       # every suite, every date below
 #   bash scripts/test-calendar.sh --suite scripts --date 2026-12-06T12:00:00Z
-#   bash scripts/test-calendar.sh --ci                  # the subset CI runs
+#   bash scripts/test-calendar.sh --ci                  # the subset CI runs (whole output on stdout)
 #
 # How a date is faked, per suite:
 #  - unit: the whole suite runs under libfaketime (`faketime -f @<date>`, the
@@ -66,11 +66,13 @@ run_suite() {
 
 main() {
   local suites=() dates=() results=() failed=0 ci=0
+  # In CI each run's output is printed as well, so the test counts are read from it.
+  PRINT=0
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --suite) suites+=("${2:?--suite needs unit or scripts}"); shift 2 ;;
       --date) dates+=("${2:?--date needs an ISO-8601 UTC instant}"); shift 2 ;;
-      --ci) ci=1; shift ;;
+      --ci) ci=1; PRINT=1; shift ;;
       -h | --help) usage ;;
       *) log "unknown argument: $1"; usage ;;
     esac
@@ -89,6 +91,16 @@ main() {
   return "${failed}"
 }
 
+# usage: run_logged SUITE DATE LOG: the run's output into LOG (and on stdout with --ci).
+run_logged() {
+  local suite="$1" when="$2" logfile="$3"
+  if ((PRINT)); then
+    run_suite "${suite}" "${when}" 2>&1 | tee "${logfile}"
+  else
+    run_suite "${suite}" "${when}" >"${logfile}" 2>&1
+  fi
+}
+
 # Runs every (suite, date) pair of the caller's lists; appends to results.
 run_pairs() {
   local suite when
@@ -102,7 +114,7 @@ run_pairs() {
   for suite in "${suites[@]}"; do
     for when in "${dates[@]}"; do
       log "${suite} as if at ${when} ($(date -u -d "${when}" +%A))"
-      if run_suite "${suite}" "${when}" >"${ROOT}/.scratch/calendar-${suite}-${when}.log" 2>&1; then
+      if run_logged "${suite}" "${when}" "${ROOT}/.scratch/calendar-${suite}-${when}.log"; then
         results+=("PASS ${suite} ${when}")
       else
         results+=("FAIL ${suite} ${when} (log: .scratch/calendar-${suite}-${when}.log)")
