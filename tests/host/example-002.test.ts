@@ -185,7 +185,7 @@ before(
         config = e2eConfig(raw);
         s3 = new S3InServer(server, config.backups!.bucket, S3_PORT);
         await s3.start();
-        hook = new HookSink(server, HOOK_PORT);
+        hook = new HookSink(server, HOOK_PORT, true);
         await hook.start();
         steps = e2eSteps(config, S3_PORT);
         const base = e2eSecrets();
@@ -244,8 +244,15 @@ test("the example deploys: api, worker (no port), web, PostgreSQL, Redis and the
     assert.deepEqual((await stackContainers()).split("\n"), expected);
     const health = await root(`docker ps --filter label=com.docker.compose.project=${project()} --format '{{.Label "com.docker.compose.service"}} {{.Status}}' | sort`);
     for (const line of health.trim().split("\n")) assert.match(line, /\(healthy\)/, line);
-    // The jobs runner listens on nothing and is on no proxied network.
-    assert.equal((await root(`docker inspect -f '{{json .NetworkSettings.Ports}}' ${project()}-worker-1`)).trim(), "{}");
+    // The jobs runner (the API's image, which EXPOSEs 8000) publishes nothing, listens on
+    // nothing (no LISTEN socket, state 0A, in its namespace) and shares no network with the proxy.
+    const worker = `${project()}-worker-1`;
+    assert.match((await root(`docker inspect -f '{{json .HostConfig.PortBindings}}' ${worker}`)).trim(), /^(\{\}|null)$/);
+    const listening = await root(`docker exec ${worker} python -c "import sys; print(sum(l.split()[3] == '0A' for f in ('/proc/net/tcp', '/proc/net/tcp6') for l in open(f).readlines()[1:]))"`);
+    assert.equal(listening.trim(), "0", "no listening socket in the jobs runner");
+    const networksOf = async (c: string) => (await root(`docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' ${c}`)).trim().split(" ");
+    const proxyNets = await networksOf(`${project()}-proxy-1`);
+    assert.deepEqual((await networksOf(worker)).filter((n) => proxyNets.includes(n)), [], "the proxy cannot reach the jobs runner");
 });
 
 /** Security headers of one answer, the CSP as the example sets it for that host. */
@@ -332,7 +339,7 @@ test("the nightly backup archives the database and the shared volume once; resto
     const archives = s3!.objects(`${prefix}/files/`);
     assert.equal(archives.length, 1, `one archive of the volume two services mount: ${archives.map((o) => o.key).join(", ")}`);
     assert.match(archives[0].key, /\/files\/uploads-\d{8}T\d{6}Z\.tar\.gz$/);
-    assert.deepEqual(hook!.requests().filter((r) => r.method !== "GET"), [], "no failure alert");
+    assert.deepEqual(hook!.requests().map((r) => `${r.method} ${r.url}`), ["GET /ping"], "one heartbeat, no failure alert");
 
     const api = routes().find((r) => r.service === "api" && r.path === undefined)!.host;
     const before = (await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg")).body;
