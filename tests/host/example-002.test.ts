@@ -23,6 +23,9 @@
  * Needs what e2e.test.ts needs, plus onebox-test/caddy:current (caddy-image.sh: the example's
  * `allowFrom` needs onebox's Caddy build), onebox-test/cleaning-api:1 and
  * onebox-test/redis:latest (stack-images.sh); skips without them unless ONEBOX_REQUIRE_TOOLS=1.
+ * One server, two runs of the deploy step (the failed preflight, then the real one). On the
+ * shared 2-core machine: 211 s in all with a quiet neighbour (the first boot, the uploads and
+ * both deploys 153 s of it), up to 450 s under load.
  * Talks only to 127.0.0.1 and the containers it creates; every wait is bounded.
  */
 import { after, before, test } from "node:test";
