@@ -28,19 +28,16 @@
  * both deploys 153 s of it), up to 450 s under load.
  * Talks only to 127.0.0.1 and the containers it creates; every wait is bounded.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { readRawConfig } from "../../components/config/load";
 import type { StackConfig } from "../../components/config/schema";
 import { DEPLOY_USER } from "../../components/hosts/host";
 import type { Step } from "../../components/provisioning/steps";
 import { exampleStacks } from "../../scripts/examples";
 import { exampleConfig } from "../helpers/run-example";
-import { e2eConfig, e2eSecrets, e2eSteps, HookSink, makeKeys, ROOT, runSteps, S3InServer, StepError, SUITE_BACKUP_SCHEDULE, SUITE_DRILL_SCHEDULE, TestServer, waitFor, type Keys, type StepRun, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eSecrets, e2eSteps, runSteps, StepError, SUITE_BACKUP_SCHEDULE, SUITE_DRILL_SCHEDULE, waitFor, type StepRun, type TriggerState } from "./lib/harness";
+import { Fixture } from "./lib/fixture";
 import { httpsRequest, SECURITY_HEADERS, type HttpAnswer } from "./lib/checks";
 
 const NAME = "onebox-ex002-r5t2";
@@ -53,12 +50,15 @@ const PROXY_IMAGE = "onebox-test/caddy:current";
 const REDIS_IMAGE = "onebox-test/redis:latest";
 const POSTGRES_IMAGE = "onebox-test/postgres:17";
 
-const haveImage = (tag: string) => spawnSync("docker", ["image", "inspect", tag], { stdio: "ignore" }).status === 0;
-const missing = ["onebox-test/fresh-server", API_IMAGE, WEB_IMAGE, PROXY_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE].filter((t) => !haveImage(t));
-if (missing.length > 0 && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`ONEBOX_REQUIRE_TOOLS=1 but these images are missing: ${missing.join(", ")}`);
-}
-const SKIP = missing.length > 0 ? `missing images: ${missing.join(", ")}` : false;
+const fx: Fixture = new Fixture({
+    name: NAME,
+    ports: PORTS,
+    images: [API_IMAGE, WEB_IMAGE, PROXY_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE],
+    diskSize: "3G",
+    s3: { port: S3_PORT, bucket: (): string => e2eConfig(fixtureRaw(fx.keys.hostPub, "")).backups!.bucket },
+    hook: { port: HOOK_PORT, recordGets: true },
+});
+const SKIP = fx.skip;
 
 type Raw = Record<string, unknown>;
 type Obj = Record<string, unknown>;
@@ -140,11 +140,6 @@ function fixtureRaw(hostPub: string, hookUrl: string): Raw {
     return raw;
 }
 
-let workDir = "";
-let keys: Keys;
-let server: TestServer | undefined;
-let s3: S3InServer | undefined;
-let hook: HookSink | undefined;
 let raw: Raw;
 let config: StackConfig;
 let steps: Step[] = [];
@@ -154,17 +149,8 @@ let stackBeforeDeploy = "";
 let runs: StepRun[] = [];
 const state: TriggerState = {};
 
-process.on("exit", () => {
-    hook?.stop();
-    s3?.stop();
-    if (server) spawnSync("bash", [path.join(ROOT, "tests/host/fixture/stop-server.sh"), NAME], { stdio: "ignore" });
-});
 
-async function root(body: string, timeoutMs = 300_000): Promise<string> {
-    const r = await server!.script(body, timeoutMs);
-    if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
-    return r.stdout;
-}
+const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 const app = () => (raw.app as { name: string; environment: string });
 const project = () => `${app().name}-${app().environment}`;
@@ -175,59 +161,38 @@ async function stackContainers(): Promise<string> {
     return (await root(`docker ps -a --filter label=com.docker.compose.project=${project()} --format '{{.Label "com.docker.compose.service"}}' | sort`)).trim();
 }
 
-before(
-    async () => {
-        if (SKIP) return;
-        workDir = fs.mkdtempSync(path.join(os.tmpdir(), "onebox-ex002-"));
-        keys = makeKeys(workDir, PORTS.ssh);
-        server = new TestServer(NAME, PORTS, keys);
-        server.stop();
-        server.start("3G");
-        await server.firstBoot("/dev/sdb", "/mnt/data");
-        raw = fixtureRaw(keys.hostPub, `http://127.0.0.1:${HOOK_PORT}/alert`);
-        config = e2eConfig(raw);
-        s3 = new S3InServer(server, config.backups!.bucket, S3_PORT);
-        await s3.start();
-        hook = new HookSink(server, HOOK_PORT, true);
-        await hook.start();
-        steps = e2eSteps(config, S3_PORT);
-        const base = e2eSecrets();
-        secrets = {
-            POSTGRES_PASSWORD: base.POSTGRES_PASSWORD,
-            BACKUP_S3_ACCESS_KEY_ID: base.BACKUP_S3_ACCESS_KEY_ID,
-            BACKUP_S3_SECRET_ACCESS_KEY: base.BACKUP_S3_SECRET_ACCESS_KEY,
-            SMTP_PASSWORD: e2eSecrets().APP_SECRET,
-            METRICS_TOKEN: e2eSecrets().APP_SECRET,
-            SESSION_SECRET: e2eSecrets().APP_SECRET,
-        };
+fx.use(async () => {
+    raw = fixtureRaw(fx.keys.hostPub, `http://127.0.0.1:${HOOK_PORT}/alert`);
+    config = e2eConfig(raw);
+    steps = e2eSteps(config, S3_PORT);
+    const base = e2eSecrets();
+    secrets = {
+        POSTGRES_PASSWORD: base.POSTGRES_PASSWORD,
+        BACKUP_S3_ACCESS_KEY_ID: base.BACKUP_S3_ACCESS_KEY_ID,
+        BACKUP_S3_SECRET_ACCESS_KEY: base.BACKUP_S3_SECRET_ACCESS_KEY,
+        SMTP_PASSWORD: e2eSecrets().APP_SECRET,
+        METRICS_TOKEN: e2eSecrets().APP_SECRET,
+        SESSION_SECRET: e2eSecrets().APP_SECRET,
+    };
 
-        // Every step up to the deploy, then one required secret goes missing on the server.
-        const deployAt = steps.findIndex((s) => s.name === "deploy");
-        await runSteps(server, steps.slice(0, deployAt), secrets, state);
-        const secretDir = (await root("ls -d /etc/onebox/*/secrets/worker")).trim();
-        assert.equal(secretDir.split("\n").length, 1, secretDir);
-        await root(`mv ${secretDir}/SMTP_PASSWORD /root/SMTP_PASSWORD.aside`);
-        try {
-            await runSteps(server, steps, secrets, state);
-        } catch (e) {
-            if (!(e instanceof StepError)) throw e;
-            preflightFailure = e;
-        } finally {
-            stackBeforeDeploy = await stackContainers();
-            await root(`mv /root/SMTP_PASSWORD.aside ${secretDir}/SMTP_PASSWORD`);
-        }
-        // The same steps again: only the deploy (it never succeeded) and what follows run.
-        runs = await runSteps(server, steps, secrets, state);
-    },
-    { timeout: 1_200_000 },
-);
-
-after(() => {
-    hook?.dispose();
-    s3?.dispose();
-    server?.stop();
-    if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
-});
+    // Every step up to the deploy, then one required secret goes missing on the server.
+    const deployAt = steps.findIndex((s) => s.name === "deploy");
+    await runSteps(fx.server, steps.slice(0, deployAt), secrets, state);
+    const secretDir = (await root("ls -d /etc/onebox/*/secrets/worker")).trim();
+    assert.equal(secretDir.split("\n").length, 1, secretDir);
+    await root(`mv ${secretDir}/SMTP_PASSWORD /root/SMTP_PASSWORD.aside`);
+    try {
+        await runSteps(fx.server, steps, secrets, state);
+    } catch (e) {
+        if (!(e instanceof StepError)) throw e;
+        preflightFailure = e;
+    } finally {
+        stackBeforeDeploy = await stackContainers();
+        await root(`mv /root/SMTP_PASSWORD.aside ${secretDir}/SMTP_PASSWORD`);
+    }
+    // The same steps again: only the deploy (it never succeeded) and what follows run.
+    runs = await runSteps(fx.server, steps, secrets, state);
+}, 1_200_000);
 
 test("deploy.preflight: a missing required secret is named with its service before any container of the stack exists", { skip: SKIP }, () => {
     assert.ok(preflightFailure, "the deploy with the worker's SMTP_PASSWORD missing failed");
@@ -337,13 +302,13 @@ test("Redis: reached by api and worker only; not published, not from the proxy o
 test("the nightly backup archives the database and the shared volume once; restore --volume uploads puts a lost upload back", { skip: SKIP, timeout: 600_000 }, async () => {
     const prefix = `${app().name}/${app().environment}`;
     await root("systemctl start onebox-backup.service", 280_000);
-    const dumps = s3!.objects(`${prefix}/daily/`);
+    const dumps = fx.s3.objects(`${prefix}/daily/`);
     assert.equal(dumps.length, 1, dumps.map((o) => o.key).join(", "));
     assert.match(dumps[0].key, new RegExp(`/daily/${app().name}-\\d{8}T\\d{6}Z\\.dump$`));
-    const archives = s3!.objects(`${prefix}/files/`);
+    const archives = fx.s3.objects(`${prefix}/files/`);
     assert.equal(archives.length, 1, `one archive of the volume two services mount: ${archives.map((o) => o.key).join(", ")}`);
     assert.match(archives[0].key, /\/files\/uploads-\d{8}T\d{6}Z\.tar\.gz$/);
-    assert.deepEqual(hook!.requests().map((r) => `${r.method} ${r.url}`), ["GET /ping"], "one heartbeat, no failure alert");
+    assert.deepEqual(fx.hook.requests().map((r) => `${r.method} ${r.url}`), ["GET /ping"], "one heartbeat, no failure alert");
 
     const api = routes().find((r) => r.service === "api" && r.path === undefined)!.host;
     const before = (await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg")).body;

@@ -23,10 +23,15 @@ export interface FixtureSpec {
     images: string[];
     /** Commands this machine must have (e.g. openssl). */
     commands?: string[];
-    /** s3rver inside the server, bucket onebox-e2e; `tls` makes its certificate in the work directory. */
-    s3?: { port?: number; tls?: (dir: string) => { cert: string; key: string } };
+    /**
+     * s3rver inside the server; bucket onebox-e2e unless given (a function is called once the
+     * keys exist); `tls` makes its certificate in the work directory.
+     */
+    s3?: { port?: number; bucket?: string | (() => string); tls?: (dir: string) => { cert: string; key: string } };
     /** The alert (and, with recordGets, heartbeat) receiver inside the server. */
     hook?: { port?: number; recordGets?: boolean };
+    /** The data disk's ceiling (a sparse file), when the default 2G is not enough. */
+    diskSize?: string;
 }
 
 const SERVER_IMAGE = "onebox-test/fresh-server";
@@ -92,11 +97,12 @@ export class Fixture {
         const server = new TestServer(this.spec.name, this.spec.ports, keys);
         this.parts = { keys, server };
         server.stop();
-        server.start();
+        server.start(this.spec.diskSize);
         await server.firstBoot("/dev/sdb", "/mnt/data");
         if (this.spec.s3) {
             const tls = this.spec.s3.tls?.(this.dir);
-            this.parts.s3 = new S3InServer(server, "onebox-e2e", this.spec.s3.port, tls);
+            const bucket = this.spec.s3.bucket;
+            this.parts.s3 = new S3InServer(server, typeof bucket === "function" ? bucket() : (bucket ?? "onebox-e2e"), this.spec.s3.port, tls);
             await this.parts.s3.start();
         }
         if (this.spec.hook) {
