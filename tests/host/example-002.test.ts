@@ -32,11 +32,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readRawConfig } from "../../components/config/load";
 import type { StackConfig } from "../../components/config/schema";
-import { DEPLOY_USER } from "../../components/hosts/host";
 import type { Step } from "../../components/provisioning/steps";
 import { exampleStacks } from "../../scripts/examples";
 import { exampleConfig } from "../helpers/run-example";
-import { e2eConfig, e2eSecrets, e2eSteps, runSteps, StepError, SUITE_BACKUP_SCHEDULE, SUITE_DRILL_SCHEDULE, waitFor, type StepRun, type TriggerState } from "./lib/harness";
+import { e2eConfig, e2eSecrets, e2eSteps, fixtureHost, runSteps, StepError, SUITE_BACKUP_SCHEDULE, SUITE_DRILL_SCHEDULE, waitFor, type StepRun, type TriggerState } from "./lib/harness";
 import { Fixture } from "./lib/fixture";
 import { httpsRequest, SECURITY_HEADERS, type HttpAnswer } from "./lib/checks";
 
@@ -55,7 +54,8 @@ const fx: Fixture = new Fixture({
     ports: PORTS,
     images: [API_IMAGE, WEB_IMAGE, PROXY_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE],
     diskSize: "3G",
-    s3: { port: S3_PORT, bucket: (): string => e2eConfig(fixtureRaw(fx.keys.hostPub, "")).backups!.bucket },
+    // The example's own bucket name (create: false; s3rver serves it).
+    s3: { port: S3_PORT, bucket: (): string => (exampleRaw().backups as { bucket: string }).bucket },
     hook: { port: HOOK_PORT, recordGets: true },
 });
 const SKIP = fx.skip;
@@ -103,17 +103,7 @@ function exampleRaw(): Raw {
  */
 function fixtureRaw(hostPub: string, hookUrl: string): Raw {
     const raw = exampleRaw();
-    raw.host = {
-        provider: "existing",
-        address: "127.0.0.1",
-        port: 22,
-        user: DEPLOY_USER,
-        hostKey: hostPub,
-        sshAllowedCidrs: ["172.16.0.0/12"],
-        dataPath: "/mnt/data",
-        dataDevice: "/dev/sdb",
-        swapMb: 0,
-    };
+    raw.host = fixtureHost(hostPub);
     raw.dns = { provider: "none", zone: (raw.dns as Obj).zone };
     raw.tls = { mode: "internal" };
     raw.proxy = { ...(raw.proxy as Obj), image: PROXY_IMAGE };

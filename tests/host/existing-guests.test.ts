@@ -23,7 +23,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { e2eConfig, e2eRawConfig, e2eSecrets, e2eSteps, makeKeys, runSteps, StepError, TestServer, waitFor, type Keys, type TriggerState } from "./lib/harness";
-import { sshArgs } from "./lib/ssh";
+import { installAdminDocker, loadImage } from "./lib/fixture";
 import type { StepName } from "../../components/provisioning/steps";
 
 const NAME = "onebox-guests-r5t1";
@@ -91,18 +91,8 @@ before(async () => {
     await server.firstBoot("/dev/sdb", "/mnt/data");
     // The server as its admin left it: Docker from the distribution, their own daemon.json,
     // and another stack's web server publishing a port.
-    await root(`set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q -y -o DPkg::Lock::Timeout=300 update >/dev/null
-apt-get -q -y -o DPkg::Lock::Timeout=300 install docker.io docker-cli >/dev/null
-mkdir -p /etc/docker
-cat >/etc/docker/daemon.json <<'EOF'
-${JSON.stringify(GUEST_DAEMON, null, 2)}
-EOF
-systemctl restart docker
-for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done`);
-    const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", GUEST_IMAGE, ...sshArgs(server.deploy)], { encoding: "utf8", timeout: 300_000 });
-    assert.equal(load.status, 0, load.stderr);
+    await installAdminDocker(server, GUEST_DAEMON);
+    loadImage(server, GUEST_IMAGE);
     await root(`docker run -d --name ${GUEST} --restart unless-stopped -p ${GUEST_PORT}:3000 ${GUEST_IMAGE} >/dev/null`);
     await waitFor("the guest answers inside the server", async () => (await server.script(`curl -fsS -o /dev/null http://127.0.0.1:${GUEST_PORT}/`)).code === 0, 60_000);
 }, { timeout: 900_000 });

@@ -22,13 +22,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { spawnSync } from "node:child_process";
 import type { StackConfig } from "../../components/config/schema";
 import { exampleStacks } from "../../scripts/examples";
 import { exampleConfig } from "../helpers/run-example";
-import { curl, e2eConfig, e2eSteps, runSteps, StepError, waitFor, type StepRun, type TriggerState } from "./lib/harness";
-import { Fixture } from "./lib/fixture";
-import { sshArgs } from "./lib/ssh";
+import { curl, e2eConfig, e2eSteps, fixtureHost, runSteps, StepError, waitFor, type StepRun, type TriggerState } from "./lib/harness";
+import { Fixture, installAdminDocker, loadImage } from "./lib/fixture";
 import type { StepName } from "../../components/provisioning/steps";
 
 const NAME = "onebox-traefik-r6t1";
@@ -98,16 +96,8 @@ function fingerflowConfig(opts: { entrypoint?: string; note?: string } = {}): St
     if (opts.entrypoint) proxy.traefikEntrypoint = opts.entrypoint;
     // The backup status server behind Traefik runs the proxy image: the suite's Caddy build.
     proxy.image = "onebox-test/caddy:latest";
-    raw.host = {
-        ...(raw.host as Obj),
-        // The fixture server: sshd on its own port 22, reached through Docker's port publishing.
-        address: "127.0.0.1",
-        hostKey: fx.keys.hostPub,
-        sshAllowedCidrs: ["172.16.0.0/12"],
-        dataPath: "/mnt/data",
-        dataDevice: "/dev/sdb",
-        swapMb: 0,
-    };
+    // The fixture server: sshd on its own port 22, reached through Docker's port publishing.
+    raw.host = { ...(raw.host as Obj), ...fixtureHost(fx.keys.hostPub) };
     const services = raw.services as Record<string, Obj>;
     // The suite's images: the API (port 8000, /health answers 200 when PostgreSQL does) and
     // the static frontend (port 3000, non-root: it needs none of nginx's capabilities).
@@ -171,19 +161,8 @@ async function assertRoutesServed(): Promise<void> {
 fx.use(async () => {
     // The server as its admin left it: Docker from the distribution, their daemon.json,
     // the external network "proxy" and Traefik on it publishing 443 (plan 004).
-    await root(`set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q -y -o DPkg::Lock::Timeout=300 update >/dev/null
-apt-get -q -y -o DPkg::Lock::Timeout=300 install docker.io docker-cli >/dev/null
-mkdir -p /etc/docker
-cat >/etc/docker/daemon.json <<'EOF'
-${JSON.stringify(ADMIN_DAEMON, null, 2)}
-EOF
-systemctl restart docker
-for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-docker network create proxy >/dev/null`);
-    const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", STANDIN_IMAGE, ...sshArgs(fx.server.deploy)], { encoding: "utf8", timeout: 300_000 });
-    assert.equal(load.status, 0, load.stderr);
+    await installAdminDocker(fx.server, ADMIN_DAEMON, "docker network create proxy >/dev/null");
+    loadImage(fx.server, STANDIN_IMAGE);
     await root(`docker run -d --name ${STANDIN} --restart unless-stopped --network proxy -p 443:443 \
   -v /var/run/docker.sock:/var/run/docker.sock:ro -e STANDIN_NETWORK=proxy -e STANDIN_ENTRYPOINT=websecure ${STANDIN_IMAGE} >/dev/null`);
     await waitFor("the stand-in serves (its 404: no router yet)", async () => (await fx.server.script("curl -sk -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1/")).stdout === "404", 60_000);

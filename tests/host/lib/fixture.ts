@@ -14,6 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before } from "node:test";
 import { HookSink, makeKeys, ROOT, S3InServer, TestServer, type Keys, type ServerPorts } from "./harness";
+import { sshArgs } from "./ssh";
 
 export interface FixtureSpec {
     /** Container name (unique per file). */
@@ -139,4 +140,32 @@ export class Fixture {
         if (r.code !== 0) throw new Error(`server script exited ${r.code}: ${body.slice(0, 200)}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
         return r.stdout;
     }
+}
+
+/**
+ * The server as its admin left it before any stack (an existing server): Debian's Docker,
+ * started with their own daemon.json (`extra` runs after, e.g. a network of theirs).
+ */
+export async function installAdminDocker(server: TestServer, daemon: Record<string, unknown>, extra = ""): Promise<void> {
+    const r = await server.script(
+        `set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get -q -y -o DPkg::Lock::Timeout=300 update >/dev/null
+apt-get -q -y -o DPkg::Lock::Timeout=300 install docker.io docker-cli >/dev/null
+mkdir -p /etc/docker
+cat >/etc/docker/daemon.json <<'JSON'
+${JSON.stringify(daemon, null, 2)}
+JSON
+systemctl restart docker
+for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+${extra}`,
+        600_000,
+    );
+    if (r.code !== 0) throw new Error(`installing the admin's Docker exited ${r.code}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+}
+
+/** Copies an image of this machine's Docker into the server's (`docker save | ssh docker load`). */
+export function loadImage(server: TestServer, tag: string): void {
+    const load = spawnSync("bash", ["-c", `docker save "$1" | ssh "\${@:2}" sudo -n docker load`, "_", tag, ...sshArgs(server.deploy)], { encoding: "utf8", timeout: 300_000 });
+    if (load.status !== 0) throw new Error(`loading ${tag} into the server failed (${load.status}): ${load.stderr}`);
 }

@@ -416,22 +416,27 @@ const CLEAR_HOUR = (loadedAt.getUTCHours() + 12) % 24;
 export const SUITE_BACKUP_SCHEDULE = `17 ${CLEAR_HOUR} * * *`;
 export const SUITE_DRILL_SCHEDULE = `47 ${CLEAR_HOUR} * * ${(loadedAt.getUTCDay() + 3) % 7}`;
 
+/** `host` of a stack on the fixture server: an existing server with its data disk, reached over SSH. */
+export function fixtureHost(hostPub: string): Record<string, unknown> {
+    return {
+        provider: "existing",
+        address: "127.0.0.1",
+        // sshd's port on the server; the harness reaches it through the published ports.ssh.
+        port: 22,
+        user: DEPLOY_USER,
+        hostKey: hostPub,
+        // SSH arrives through Docker's port publishing, from the bridge gateway.
+        sshAllowedCidrs: ["172.16.0.0/12"],
+        dataPath: "/mnt/data",
+        dataDevice: "/dev/sdb",
+        swapMb: 0,
+    };
+}
+
 export function e2eRawConfig(_ports: ServerPorts, hostPub: string, opts: E2eOptions = {}): Record<string, unknown> {
     return {
         app: { name: "shop", environment: "e2e" },
-        host: {
-            provider: "existing",
-            address: "127.0.0.1",
-            // sshd's port on the server; the harness reaches it through the published ports.ssh.
-            port: 22,
-            user: DEPLOY_USER,
-            hostKey: hostPub,
-            // SSH arrives through Docker's port publishing, from the bridge gateway.
-            sshAllowedCidrs: ["172.16.0.0/12"],
-            dataPath: "/mnt/data",
-            dataDevice: "/dev/sdb",
-            swapMb: 0,
-        },
+        host: fixtureHost(hostPub),
         dns: { provider: "none", zone: "example.test" },
         tls: { mode: "internal" },
         proxy: { image: "onebox-test/caddy:latest" },
