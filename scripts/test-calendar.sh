@@ -104,7 +104,9 @@ run_logged() {
 # Runs every (suite, date) pair of the caller's lists; appends to results.
 run_pairs() {
   local suite when
-  mkdir -p "${ROOT}/.scratch"
+  # Each run's log (CALENDAR_LOG_DIR: a test of this script keeps its logs apart).
+  local logs="${CALENDAR_LOG_DIR:-${ROOT}/.scratch}"
+  mkdir -p "${logs}"
   for when in "${dates[@]}"; do
     if [[ ! "${when}" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]; then
       log "--date ${when}: use YYYY-MM-DDTHH:MM:SSZ"
@@ -114,10 +116,10 @@ run_pairs() {
   for suite in "${suites[@]}"; do
     for when in "${dates[@]}"; do
       log "${suite} as if at ${when} ($(date -u -d "${when}" +%A))"
-      if run_logged "${suite}" "${when}" "${ROOT}/.scratch/calendar-${suite}-${when}.log"; then
+      if run_logged "${suite}" "${when}" "${logs}/calendar-${suite}-${when}.log"; then
         results+=("PASS ${suite} ${when}")
       else
-        results+=("FAIL ${suite} ${when} (log: .scratch/calendar-${suite}-${when}.log)")
+        results+=("FAIL ${suite} ${when} (log: ${logs}/calendar-${suite}-${when}.log)")
         failed=1
       fi
       log "${results[-1]}"
