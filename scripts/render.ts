@@ -174,7 +174,7 @@ function stepSummary(step: Step, sshUser: string): Record<string, unknown> {
 
 /** validate.sh: the two offline validators, pointed at the rendered files. */
 export function renderValidateScript(config: StackConfig, dataPath: string, trustedProxies?: IpRanges): string {
-    const paths = appPaths(config.app.name, dataPath);
+    const paths = appPaths(projectName(config), dataPath);
     const rendered = renderRelease(config, dataPath, trustedProxies);
     const release = releaseDir(paths, rendered.id).replace(/^\//, "");
     const hasCaddyfile = rendered.files.some((f) => f.name === "Caddyfile");

@@ -14,7 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { StackConfig } from "../config/schema";
 import { BACKUP_STATUS_PATH, planOf } from "../config/plan";
-import { BACKUP_STATUS_FILE } from "../provisioning/paths";
+import { backupStatusFile } from "../provisioning/paths";
 import { version as PROGRAM_VERSION } from "../../package.json";
 
 /** Major version of the contract. */
@@ -186,7 +186,7 @@ export function backupsOutputs(config: StackConfig): StackOutputs["backups"] {
         weeklyRetentionWeeks: b.weeklyRetentionWeeks,
         statusUrl: statusHost ? `https://${statusHost}${BACKUP_STATUS_PATH}` : null,
         heartbeat: b.heartbeatUrl !== undefined,
-        statusFile: BACKUP_STATUS_FILE,
+        statusFile: backupStatusFile(`${config.app.name}-${config.app.environment}`),
     };
 }
 

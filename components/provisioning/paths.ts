@@ -1,7 +1,12 @@
 /**
  * Every path the provisioning steps use on the host, in one place. The
  * bootstrap and backup scripts (other files) read the same locations through
- * /etc/onebox/bootstrap.env and /etc/onebox/backup.env, never by hard-coding.
+ * each stack's bootstrap.env and backup.env, never by hard-coding.
+ *
+ * Several stacks (compose projects `<app>-<environment>`) can share one server: every
+ * path below that holds a stack's state is under a directory named after its project,
+ * and its systemd units carry the project in their names. Only the installed scripts
+ * (/usr/local/lib/onebox) and the parents of the stacks' directories are shared.
  */
 import * as path from "node:path";
 
@@ -10,6 +15,9 @@ export const LIB_DIR = "/usr/local/lib/onebox";
 export const BOOTSTRAP_SCRIPT = `${LIB_DIR}/bootstrap.sh`;
 export const DEPLOY_SCRIPT = `${LIB_DIR}/deploy.sh`;
 export const BACKUP_LIB_DIR = `${LIB_DIR}/backup`;
+/** Moves a stack deployed with the single-stack layout into its own directories (shipped with the bootstrap). */
+export const LAYOUT_SCRIPT_NAME = "migrate-layout.sh";
+export const LAYOUT_SCRIPT = `${LIB_DIR}/${LAYOUT_SCRIPT_NAME}`;
 
 /**
  * Host-wide lock of one stack (R7): every step that changes the stack on the host
@@ -17,22 +25,20 @@ export const BACKUP_LIB_DIR = `${LIB_DIR}/backup`;
  * is a tmpfs, and a flock dies with its holder, so no stale lock survives a crash.
  */
 export const STACK_LOCK_DIR = "/run/lock/onebox";
-export function stackLockFile(app: string): string {
-    return `${STACK_LOCK_DIR}/${app}.lock`;
+export function stackLockFile(project: string): string {
+    return `${STACK_LOCK_DIR}/${project}.lock`;
 }
 
-/** Settings shared by all apps on the host. */
+/** Parents of the stacks' settings, releases, state and logs (one directory per project below each). */
 export const ETC_DIR = "/etc/onebox";
-export const BOOTSTRAP_ENV = `${ETC_DIR}/bootstrap.env`;
-export const BACKUP_ENV = `${ETC_DIR}/backup.env`;
-
-/** Host state written by the backup scripts and served by the proxy (B3). */
+export const SRV_DIR = "/srv/onebox";
 export const STATE_DIR = "/var/lib/onebox";
-export const BACKUP_STATE_DIR = `${STATE_DIR}/backup`;
-export const STATUS_DIR = `${STATE_DIR}/status`;
-export const BACKUP_STATUS_FILE = `${STATUS_DIR}/backup.json`;
+export const LOG_DIR = "/var/log/onebox";
+
+/** Host state of one stack, written by the backup scripts and served by the proxy (B3). */
+export const BACKUP_STATUS_FILE_NAME = "backup.json";
 /** Present while the last success is older than backups.maxAgeHours (written by the status timer). */
-export const BACKUP_STALE_FILE = `${STATUS_DIR}/backup.stale`;
+export const BACKUP_STALE_FILE_NAME = "backup.stale";
 
 export const SYSTEMD_DIR = "/etc/systemd/system";
 
@@ -65,16 +71,33 @@ export const POSTGRES_HBA_FILE_NAME = "pg_hba.conf";
  */
 export const CONFIG_DIR_VARIABLE = "ONEBOX_CONFIG_DIR";
 
-/** Per-app paths on the host. */
+/** Paths of one stack on the host. */
 export interface AppPaths {
-    /** `/etc/onebox/<app>`: 0700 root; env files, secret files, certificates (H10). */
+    /** The compose project, `<app>-<environment>`, that names every directory below. */
+    project: string;
+    /** `/etc/onebox/<project>`: 0700 root; env files, secret files, certificates (H10). */
     configDir: string;
+    /** The bootstrap's settings of this stack (its firewall ports join the other stacks'). */
+    bootstrapEnv: string;
+    /** The backup scripts' settings (secret), and pgBackRest's (`backups.pointInTime`). */
+    backupEnv: string;
+    pgbackrestConf: string;
+    /** `/run/lock/onebox/<project>.lock` (R7). */
+    lockFile: string;
+    /** `/var/lib/onebox/<project>/backup`: 0700; LAST_SUCCESS, drill result, run logs. */
+    backupStateDir: string;
+    /** `/var/lib/onebox/<project>/status`: 0755; served read-only by the proxy (B3). */
+    statusDir: string;
+    backupStatusFile: string;
+    backupStaleFile: string;
+    /** `<dataPath>/<project>`: the stack's data on the data volume (database, volumes, certificates). */
+    dataDir: string;
     envDir: string;
     secretsDir: string;
     certsDir: string;
     /** `/etc/onebox/<app>/registry`: 0700 root; the stack's own DOCKER_CONFIG (registry logins). */
     registryDir: string;
-    /** `/srv/onebox/<app>`: releases and the live proxy configuration. */
+    /** `/srv/onebox/<project>`: releases and the live proxy configuration. */
     appDir: string;
     releasesDir: string;
     currentLink: string;
@@ -89,11 +112,35 @@ export interface AppPaths {
     caddyConfigDir: string;
 }
 
-export function appPaths(app: string, dataPath: string): AppPaths {
-    const configDir = `${ETC_DIR}/${app}`;
-    const appDir = `/srv/onebox/${app}`;
+/** The backup status of stack `project`, served read-only by its proxy (B3). */
+export function backupStatusFile(project: string): string {
+    return `${STATE_DIR}/${project}/status/${BACKUP_STATUS_FILE_NAME}`;
+}
+
+/** `<dataPath>/<project>`: one stack's directory on the data volume. */
+export function stackDataDir(dataPath: string, project: string): string {
+    return path.posix.join(dataPath, project);
+}
+
+/** Every path of stack `project` (`<app>-<environment>`) whose data volume is mounted at `dataPath`. */
+export function appPaths(project: string, dataPath: string): AppPaths {
+    const configDir = `${ETC_DIR}/${project}`;
+    const appDir = `${SRV_DIR}/${project}`;
+    const stateDir = `${STATE_DIR}/${project}`;
+    const statusDir = `${stateDir}/status`;
+    const dataDir = stackDataDir(dataPath, project);
     return {
+        project,
         configDir,
+        bootstrapEnv: `${configDir}/bootstrap.env`,
+        backupEnv: `${configDir}/backup.env`,
+        pgbackrestConf: `${configDir}/pgbackrest.conf`,
+        lockFile: stackLockFile(project),
+        backupStateDir: `${stateDir}/backup`,
+        statusDir,
+        backupStatusFile: backupStatusFile(project),
+        backupStaleFile: `${statusDir}/${BACKUP_STALE_FILE_NAME}`,
+        dataDir,
         envDir: `${configDir}/env`,
         secretsDir: `${configDir}/secrets`,
         registryDir: `${configDir}/registry`,
@@ -102,11 +149,11 @@ export function appPaths(app: string, dataPath: string): AppPaths {
         releasesDir: `${appDir}/releases`,
         currentLink: `${appDir}/current`,
         proxyDir: `${appDir}/proxy`,
-        logDir: `/var/log/onebox/${app}/caddy`,
-        postgresDataDir: path.posix.join(dataPath, "postgres"),
-        redisDataDir: path.posix.join(dataPath, "redis"),
-        caddyDataDir: path.posix.join(dataPath, "caddy", "data"),
-        caddyConfigDir: path.posix.join(dataPath, "caddy", "config"),
+        logDir: `${LOG_DIR}/${project}/caddy`,
+        postgresDataDir: path.posix.join(dataDir, "postgres"),
+        redisDataDir: path.posix.join(dataDir, "redis"),
+        caddyDataDir: path.posix.join(dataDir, "caddy", "data"),
+        caddyConfigDir: path.posix.join(dataDir, "caddy", "config"),
     };
 }
 
@@ -128,17 +175,17 @@ export function containerSecretsDir(paths: AppPaths, container: string): string 
     return `${paths.secretsDir}/${container}`;
 }
 
-/** Persistent directory of one service volume: `<dataPath>/volumes/<service>/<name>`. */
-export function volumePath(dataPath: string, service: string, volume: string): string {
-    return path.posix.join(dataPath, "volumes", service, volume);
+/** Persistent directory of one service volume: `<dataPath>/<project>/volumes/<service>/<name>`. */
+export function volumePath(dataDir: string, service: string, volume: string): string {
+    return path.posix.join(dataDir, "volumes", service, volume);
 }
 
 /**
  * Directory of a stack volume (top-level `volumes`), shared by the services that mount it:
- * `<dataPath>/shared/<name>` (beside `volumes/`, whose subdirectories are service names).
+ * `<dataPath>/<project>/shared/<name>` (beside `volumes/`, whose subdirectories are service names).
  */
-export function sharedVolumePath(dataPath: string, volume: string): string {
-    return path.posix.join(dataPath, "shared", volume);
+export function sharedVolumePath(dataDir: string, volume: string): string {
+    return path.posix.join(dataDir, "shared", volume);
 }
 
 /**
@@ -146,8 +193,8 @@ export function sharedVolumePath(dataPath: string, volume: string): string {
  * finished WAL segment into this spool directory on the data volume; the host's
  * `pitr.sh push` hands it to pgBackRest, which uploads it, and removes it.
  */
-export function walSpoolDir(dataPath: string): string {
-    return path.posix.join(dataPath, "postgres-wal-spool");
+export function walSpoolDir(dataDir: string): string {
+    return path.posix.join(dataDir, "postgres-wal-spool");
 }
 
 /** Where the spool is mounted in the PostgreSQL container and in pgBackRest's. */
@@ -159,16 +206,13 @@ export const CONTAINER_WAL_SPOOL_DIR = "/var/spool/pgbackrest";
  * PostgreSQL's socket directory, shared with pgBackRest's short-lived container (pgBackRest
  * reaches PostgreSQL through the socket only) when `backups.pointInTime` is on.
  */
-export function postgresSocketDir(dataPath: string): string {
-    return path.posix.join(dataPath, "postgres-socket");
+export function postgresSocketDir(dataDir: string): string {
+    return path.posix.join(dataDir, "postgres-socket");
 }
 
-/** pgBackRest's settings (repository, credentials: secret), mounted read-only into its container. */
-export const PGBACKREST_CONF = `${ETC_DIR}/pgbackrest.conf`;
-
-/** Local copies of the newest dumps (`backups.local`), on the data volume: `<dataPath>/backups`. */
-export function localBackupDir(dataPath: string): string {
-    return path.posix.join(dataPath, "backups");
+/** Local copies of the newest dumps (`backups.local`), on the data volume: `<dataPath>/<project>/backups`. */
+export function localBackupDir(dataDir: string): string {
+    return path.posix.join(dataDir, "backups");
 }
 
 export function releaseDir(paths: AppPaths, releaseId: string): string {

@@ -32,12 +32,10 @@ import type { HostScripts } from "./host-scripts";
 import {
     appPaths,
     type AppPaths,
-    BACKUP_ENV,
     BACKUP_LIB_DIR,
-    BACKUP_STATE_DIR,
-    BACKUP_STATUS_FILE,
-    BOOTSTRAP_ENV,
     BOOTSTRAP_SCRIPT,
+    LAYOUT_SCRIPT,
+    LAYOUT_SCRIPT_NAME,
     containerSecretsDir,
     DB_PASSWORD_FILE_NAME,
     DEPLOY_SCRIPT,
@@ -50,12 +48,12 @@ import {
     POSTGRES_TLS_CERT_FILE_NAME,
     POSTGRES_TLS_KEY_FILE_NAME,
     releaseDir,
-    stackLockFile,
-    STATUS_DIR,
+    SRV_DIR,
+    STATE_DIR,
+    LOG_DIR,
     SYSTEMD_DIR,
     volumePath,
     localBackupDir,
-    PGBACKREST_CONF,
     postgresSocketDir,
     walSpoolDir,
     JOBS_LIB_DIR,
@@ -88,7 +86,7 @@ import {
 import { renderCaddyfile, renderStatusCaddyfile } from "./render/caddyfile";
 import { renderPgHba } from "./render/pg-hba";
 import { DUMP_VERIFY_LIB, releaseId, renderManifest, type ReleaseFile } from "./render/release";
-import { BACKUP_SCRIPTS, BACKUP_TIMERS, renderBackupUnits } from "./render/systemd";
+import { BACKUP_SCRIPTS, backupTimers, renderBackupUnits } from "./render/systemd";
 import { jobUnitPrefix, renderJobSettings, renderJobUnits, type JobsInput } from "./render/jobs";
 import { envFileLines, envFileValue, shellJoin, shellQuote } from "./shell";
 
@@ -203,6 +201,11 @@ function ownerOf(user: string | null): string {
 }
 
 /** SSH port the bootstrap keeps open: the configured one for existing hosts, else 22. */
+/** Every path of the stack on this host. */
+export function stackPaths(config: ProvisioningConfig, ctx: Pick<StepContext, "dataPath">): AppPaths {
+    return appPaths(projectName(config), ctx.dataPath);
+}
+
 // ---------------------------------------------------------------- wait-ready
 
 function waitReadyStep(): Step {
@@ -245,8 +248,9 @@ function sshAllowed(config: ProvisioningConfig): string {
 }
 
 /**
- * /etc/onebox/bootstrap.env: the settings bootstrap.sh documents in its header
- * (sourced by bash as root, so 0600 root).
+ * /etc/onebox/<project>/bootstrap.env: the settings bootstrap.sh documents in its header
+ * (sourced by bash as root, so 0600 root). The firewall the bootstrap applies joins the
+ * ports of every stack's file on the server.
  */
 export function renderBootstrapEnv(config: ProvisioningConfig, ctx: StepContext): string {
     const db = config.database;
@@ -305,20 +309,26 @@ function webPorts(config: ProvisioningConfig, sources: IpRanges | undefined): { 
 }
 
 /** The bootstrap script and the files it ships next to itself, all installed in /usr/local/lib/onebox. */
-function bootstrapStep(config: ProvisioningConfig, ctx: StepContext): Step {
+function bootstrapStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths): Step {
     const names = Object.keys(ctx.scripts.bootstrap).sort();
-    if (!names.includes("bootstrap.sh")) {
-        throw new Error("scripts/host/bootstrap/bootstrap.sh is missing");
+    for (const required of ["bootstrap.sh", LAYOUT_SCRIPT_NAME]) {
+        if (!names.includes(required)) {
+            throw new Error(`scripts/host/bootstrap/${required} is missing`);
+        }
     }
     return {
         name: "bootstrap",
         description: "Install and run the host bootstrap: Docker, firewall, SSH hardening, data volume, swap",
-        directories: [dir(ETC_DIR, "0700"), dir(LIB_DIR, "0755")],
+        directories: [dir(ETC_DIR, "0700"), dir(paths.configDir, "0700"), dir(LIB_DIR, "0755")],
         files: [
             ...names.map((n) => file(`${LIB_DIR}/${n}`, ctx.scripts.bootstrap[n], n.endsWith(".sh") ? "0755" : "0644")),
-            file(BOOTSTRAP_ENV, renderBootstrapEnv(config, ctx), "0600"),
+            file(paths.bootstrapEnv, renderBootstrapEnv(config, ctx), "0600"),
         ],
-        run: shellJoin([BOOTSTRAP_SCRIPT]),
+        run: [
+            // A stack deployed before stacks had their own directories moves into them first.
+            shellJoin([LAYOUT_SCRIPT, config.app.name, paths.project, ctx.dataPath]),
+            shellJoin(["env", `ONEBOX_BOOTSTRAP_ENV=${paths.bootstrapEnv}`, BOOTSTRAP_SCRIPT]),
+        ].join("\n"),
         secret: false,
         dependsOn: ["wait-ready"],
     };
@@ -451,7 +461,7 @@ function secretsStep(config: ProvisioningConfig, paths: AppPaths): Step {
         run,
         secret: true,
         dependsOn: ["bootstrap"],
-        lock: stackLockFile(config.app.name),
+        lock: paths.lockFile,
     };
 }
 
@@ -526,8 +536,8 @@ function imagesStep(config: ProvisioningConfig): Step {
 /** The release files and their id. */
 export function renderRelease(config: ProvisioningConfig, dataPath: string, trustedProxies?: IpRanges): { id: string; files: ReleaseFile[] } {
     const project = projectName(config);
-    const paths = appPaths(config.app.name, dataPath);
-    const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths, dataPath }) }];
+    const paths = appPaths(project, dataPath);
+    const files: ReleaseFile[] = [{ name: "compose.yaml", content: renderCompose(config, { project, paths }) }];
     // No route, no proxy (a database-only server): no Caddyfile either.
     if (planOf(config).proxyRuns) {
         files.push({ name: "Caddyfile", content: renderCaddyfile(config, project, { trustedProxies }) });
@@ -558,7 +568,7 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
     const target = releaseDir(paths, release.id);
     const directories = [
         dir(LIB_DIR, "0755"),
-        dir("/srv/onebox", "0755"),
+        dir(SRV_DIR, "0755"),
         dir(paths.appDir, "0755"),
         dir(paths.releasesDir, "0755"),
         dir(paths.proxyDir, "0755"),
@@ -568,15 +578,20 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         dir(paths.caddyDataDir, "0700", PROXY_USER),
         dir(paths.caddyConfigDir, "0700", PROXY_USER),
         dir(paths.logDir, "0750", PROXY_USER),
-        dir(STATUS_DIR, "0755"),
+        dir(STATE_DIR, "0755"),
+        dir(path.posix.dirname(paths.statusDir), "0755"),
+        dir(paths.statusDir, "0755"),
+        dir(LOG_DIR, "0755"),
+        dir(path.posix.dirname(paths.logDir), "0755"),
+        dir(paths.dataDir, "0755"),
     ];
-    const volumes = volumeDirectories(config, ctx.dataPath);
+    const volumes = volumeDirectories(config, paths.dataDir);
     directories.push(...volumes.map((v) => dir(v.path, v.mode, v.owner)));
     if (config.database.enabled && config.backups?.enabled && config.backups.pointInTime) {
         // Point-in-time recovery: the WAL spool (written by PostgreSQL's archive_command) and
         // the socket directory shared with pgBackRest, both owned by the database's uid.
         const pgOwner = postgresUid(postgresImage(config));
-        directories.push(dir(walSpoolDir(ctx.dataPath), "0700", pgOwner), dir(postgresSocketDir(ctx.dataPath), "0755", pgOwner));
+        directories.push(dir(walSpoolDir(paths.dataDir), "0700", pgOwner), dir(postgresSocketDir(paths.dataDir), "0755", pgOwner));
     }
     // Database and Redis directories are created but never chowned here: their entrypoints own them.
     const dataDirs = [...(config.database.enabled ? [paths.postgresDataDir] : []), ...(config.redis.enabled ? [paths.redisDataDir] : [])];
@@ -587,7 +602,7 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         `if find ${proxyDirs.map(shellQuote).join(" ")} ! -user ${shellQuote(PROXY_USER.split(":")[0])} -print -quit | grep -q .; then`,
         `  ${shellJoin(["chown", "-R", PROXY_USER, "--", ...proxyDirs])}`,
         "fi",
-        ...stackVolumeCommands(config, ctx.dataPath),
+        ...stackVolumeCommands(config, paths.dataDir),
         shellJoin([DEPLOY_SCRIPT, target]),
     ].join("\n");
     return {
@@ -598,7 +613,7 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
         run,
         secret: false,
         dependsOn: [config.deploy.imageSource === "upload" ? "images" : "secrets"],
-        lock: stackLockFile(config.app.name),
+        lock: paths.lockFile,
     };
 }
 
@@ -612,12 +627,12 @@ function deployStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPath
  *   with the others), so that a changed `owner` or files restored as another uid stay
  *   writable. `chown -R -h` never follows a symbolic link out of the volume.
  */
-export function stackVolumeCommands(config: ProvisioningConfig, dataPath: string): string[] {
+export function stackVolumeCommands(config: ProvisioningConfig, dataDir: string): string[] {
     const run: string[] = [];
-    for (const v of volumeDirectories(config, dataPath).filter((d) => d.shared)) {
+    for (const v of volumeDirectories(config, dataDir).filter((d) => d.shared)) {
         for (const s of Object.keys(config.services).sort()) {
             if (!config.services[s].volumes.some((m) => m.name === v.name)) continue;
-            const old = volumePath(dataPath, s, v.name);
+            const old = volumePath(dataDir, s, v.name);
             const q = shellQuote(old);
             const message = `volume ${v.name}: ${old} (services.${s}'s own directory before volumes.${v.name} was declared) still holds files and ${v.path} is empty; move them first: mv ${old}/* ${old}/.[!.]* ${v.path}/ (then rmdir ${old}), or delete ${old} if they are not wanted`;
             run.push(
@@ -645,22 +660,22 @@ export const BACKUP_WEEKLY_DAY = "7";
 
 /** The PITR_* settings of backup.env (pitr.sh documents them). */
 function pitrEnv(config: ProvisioningConfig, ctx: StepContext): [string, string][] {
-    const paths = appPaths(config.app.name, ctx.dataPath);
+    const paths = stackPaths(config, ctx);
     return [
         ["PITR_ENABLED", "true"],
-        ["PITR_CONF", PGBACKREST_CONF],
+        ["PITR_CONF", paths.pgbackrestConf],
         ["PITR_CA_FILE", ctx.backup?.caFile ?? ""],
         ["PITR_DATA_DIR", paths.postgresDataDir],
         ["PITR_DATA_TARGET", postgresDataTarget(config.database.version)],
-        ["PITR_SPOOL_DIR", walSpoolDir(ctx.dataPath)],
-        ["PITR_SOCKET_DIR", postgresSocketDir(ctx.dataPath)],
-        ["PITR_SCRATCH_DIR", path.posix.join(ctx.dataPath, "postgres-pitr-restore")],
+        ["PITR_SPOOL_DIR", walSpoolDir(paths.dataDir)],
+        ["PITR_SOCKET_DIR", postgresSocketDir(paths.dataDir)],
+        ["PITR_SCRATCH_DIR", path.posix.join(paths.dataDir, "postgres-pitr-restore")],
         ["PITR_UID", postgresUid(postgresImage(config))],
     ];
 }
 
 /**
- * /etc/onebox/backup.env: the settings backup.sh documents in its header (the
+ * /etc/onebox/<project>/backup.env: the settings backup.sh documents in its header (the
  * scripts source it themselves and refuse anything but 0600 root). Retention is
  * the bucket's lifecycle rules for a bucket the program creates, and the host's
  * prune after each backup otherwise (`backups.pruneOnHost`).
@@ -671,10 +686,11 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
         throw new Error("renderBackupEnv: backups are not configured");
     }
     const project = projectName(config);
+    const paths = stackPaths(config, ctx);
     const endpoint = ctx.backup?.endpoint ?? b.endpoint ?? "";
     // An endpoint decided elsewhere (ctx.backup) is a service the config's preset does not describe.
     const target = ctx.backup?.endpoint && ctx.backup.endpoint !== b.endpoint ? resolveS3Target({ endpoint: ctx.backup.endpoint }) : b;
-    const backupDirs = backupDirectories(config, ctx.dataPath);
+    const backupDirs = backupDirectories(config, paths.dataDir);
     const db = config.database;
     const plain = (entries: [string, string][]) => envFileLines(entries);
     return [
@@ -695,7 +711,7 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
             ["BACKUP_RETENTION_DAYS", String(b.retentionDays)],
             ["BACKUP_WEEKLY_RETENTION_WEEKS", String(b.weeklyRetentionWeeks)],
             ["BACKUP_LOCAL_KEEP", String(b.local?.keep ?? 0)],
-            ["BACKUP_LOCAL_DIR", b.local ? localBackupDir(ctx.dataPath) : ""],
+            ["BACKUP_LOCAL_DIR", b.local ? localBackupDir(paths.dataDir) : ""],
             ["BACKUP_DB_CONTAINER", db.enabled ? postgresContainerName(project) : ""],
             ["BACKUP_DB_NAME", db.enabled ? db.name : ""],
             ["BACKUP_DB_USER", db.enabled ? db.user : ""],
@@ -703,8 +719,8 @@ export function renderBackupEnv(config: ProvisioningConfig, ctx: StepContext): s
             ["BACKUP_DIRS", backupDirs.join(" ")],
             // 0 turns weekly copies off (empty would mean the script's default, 7).
             ["BACKUP_WEEKLY_DAY", b.weeklyRetentionWeeks > 0 ? BACKUP_WEEKLY_DAY : "0"],
-            ["BACKUP_STATE_DIR", BACKUP_STATE_DIR],
-            ["BACKUP_STATUS_FILE", BACKUP_STATUS_FILE],
+            ["BACKUP_STATE_DIR", paths.backupStateDir],
+            ["BACKUP_STATUS_FILE", paths.backupStatusFile],
             ["BACKUP_MAX_AGE_HOURS", String(b.maxAgeHours)],
             ["BACKUP_ALERT_URL", b.alertUrl ?? ""],
             ["BACKUP_HEARTBEAT_URL", b.heartbeatUrl ?? ""],
@@ -727,7 +743,7 @@ export function pitrFullBackupsKept(retentionDays: number): number {
 }
 
 /**
- * /etc/onebox/pgbackrest.conf (secret): the repository in the backup bucket under
+ * /etc/onebox/<project>/pgbackrest.conf (secret): the repository in the backup bucket under
  * `<prefix>/pitr`, addressed as the provider's preset says, and the stack's cluster
  * (stanza "onebox"), reached through its socket. Mounted read-only into pgBackRest's
  * short-lived containers, which run as the image's postgres user.
@@ -783,7 +799,9 @@ export function renderPgbackrestConf(config: ProvisioningConfig, ctx: StepContex
 }
 
 function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
-    const base = { name: "backup" as const, dependsOn: ["deploy" as StepName], lock: stackLockFile(config.app.name) };
+    const paths = stackPaths(config, ctx);
+    const project = projectName(config);
+    const base = { name: "backup" as const, dependsOn: ["deploy" as StepName], lock: paths.lockFile };
     if (!planOf(config).backupsEnabled || !config.backups) {
         // Converge: a stack that turns backups off stops its timers.
         return {
@@ -792,7 +810,7 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
             directories: [],
             files: [],
             // pgBackRest's settings hold the bucket key: they go with the units.
-            run: [...BACKUP_TIMERS.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`), `rm -f ${PGBACKREST_CONF}`].join("\n"),
+            run: [...backupTimers(project).map((t) => `systemctl disable --now ${t} 2>/dev/null || true`), shellJoin(["rm", "-f", "--", paths.pgbackrestConf])].join("\n"),
             secret: false,
         };
     }
@@ -807,29 +825,40 @@ function backupStep(config: ProvisioningConfig, ctx: StepContext): Step {
         throw new Error(`backups.pointInTime is on but scripts/host/backup/ lacks ${BACKUP_SCRIPTS.pitr}`);
     }
     const units = renderBackupUnits({
-        project: projectName(config),
+        project,
+        backupEnv: paths.backupEnv,
         schedule: b.schedule,
         drillSchedule: config.database.enabled ? b.drill.schedule : undefined,
-        pitr: pitr ? { spoolDir: walSpoolDir(ctx.dataPath) } : undefined,
+        pitr: pitr ? { spoolDir: walSpoolDir(paths.dataDir) } : undefined,
     });
     const timers = units.filter((u) => u.name.endsWith(".timer") || u.name.endsWith(".path")).map((u) => u.name);
-    const stale = BACKUP_TIMERS.filter((t) => !timers.includes(t));
+    const stale = backupTimers(project).filter((t) => !timers.includes(t));
     const scripts = Object.keys(ctx.scripts.backup).sort();
     return {
         ...base,
         description: "Install the backup scripts, their settings and the backup, drill and status timers",
-        directories: [dir(ETC_DIR, "0700"), dir(BACKUP_LIB_DIR, "0755"), dir(BACKUP_STATE_DIR, "0700"), dir(STATUS_DIR, "0755")],
+        directories: [
+            dir(ETC_DIR, "0700"),
+            dir(paths.configDir, "0700"),
+            dir(BACKUP_LIB_DIR, "0755"),
+            dir(STATE_DIR, "0755"),
+            dir(path.posix.dirname(paths.backupStateDir), "0755"),
+            dir(paths.backupStateDir, "0700"),
+            dir(paths.statusDir, "0755"),
+        ],
         files: [
             ...scripts.map((n) => file(`${BACKUP_LIB_DIR}/${n}`, ctx.scripts.backup[n], "0755")),
-            file(BACKUP_ENV, renderBackupEnv(config, ctx), "0600"),
-            ...(pitr ? [file(PGBACKREST_CONF, renderPgbackrestConf(config, ctx), "0400", postgresUid(postgresImage(config)))] : []),
+            file(paths.backupEnv, renderBackupEnv(config, ctx), "0600"),
+            ...(pitr ? [file(paths.pgbackrestConf, renderPgbackrestConf(config, ctx), "0400", postgresUid(postgresImage(config)))] : []),
             ...units.map((u) => file(`${SYSTEMD_DIR}/${u.name}`, u.content, "0644")),
         ],
         run: [
             "systemctl daemon-reload",
             ...stale.map((t) => `systemctl disable --now ${t} 2>/dev/null || true`),
             // The repository must exist before the first WAL segment can be pushed.
-            ...(pitr ? [shellJoin([`${BACKUP_LIB_DIR}/${BACKUP_SCRIPTS.pitr}`, "stanza"])] : [`rm -f ${PGBACKREST_CONF}`]),
+            ...(pitr
+                ? [shellJoin(["env", `ONEBOX_BACKUP_ENV=${paths.backupEnv}`, `${BACKUP_LIB_DIR}/${BACKUP_SCRIPTS.pitr}`, "stanza"])]
+                : [shellJoin(["rm", "-f", "--", paths.pgbackrestConf])]),
             shellJoin(["systemctl", "enable", "--now", ...timers]),
         ].join("\n"),
         secret: true,
@@ -844,7 +873,7 @@ export function jobsInput(config: ProvisioningConfig, paths: AppPaths): JobsInpu
         app: config.app.name,
         project: projectName(config),
         appDir: paths.appDir,
-        lockFile: stackLockFile(config.app.name),
+        lockFile: paths.lockFile,
         lockWaitSeconds: STACK_LOCK_WAIT_SECONDS,
         configDir: jobsConfigDir(paths),
         jobs: config.jobs,
@@ -867,7 +896,7 @@ function jobsStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths)
     const units = renderJobUnits(input);
     const keep = units.map((u) => u.name);
     const timers = keep.filter((n) => n.endsWith(".timer"));
-    const prefix = jobUnitPrefix(config.app.name);
+    const prefix = jobUnitPrefix(projectName(config));
     const keepPattern = keep.length > 0 ? keep.map(shellQuote).join("|") : "''";
     const run = [
         "shopt -s nullglob",
@@ -903,7 +932,7 @@ function jobsStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths)
         secret: alerts,
         // After the backup step, which follows the deploy: every step runs after the one before it.
         dependsOn: ["backup"],
-        lock: stackLockFile(config.app.name),
+        lock: paths.lockFile,
     };
 }
 
@@ -911,8 +940,8 @@ function jobsStep(config: ProvisioningConfig, ctx: StepContext, paths: AppPaths)
 
 /** The ordered steps of a stack. Pure: same config and context, same steps. */
 export function buildSteps(config: ProvisioningConfig, ctx: StepContext): Step[] {
-    const paths = appPaths(config.app.name, ctx.dataPath);
-    const steps: Step[] = [waitReadyStep(), bootstrapStep(config, ctx), secretsStep(config, paths)];
+    const paths = stackPaths(config, ctx);
+    const steps: Step[] = [waitReadyStep(), bootstrapStep(config, ctx, paths), secretsStep(config, paths)];
     if (config.deploy.imageSource === "upload") {
         steps.push(imagesStep(config));
     }

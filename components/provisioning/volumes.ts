@@ -30,10 +30,10 @@ export interface VolumeDirectory {
 }
 
 /** The volume mounts of service NAME, in its declaration order. */
-export function serviceMounts(config: ProvisioningConfig, dataPath: string, name: string): VolumeMount[] {
+export function serviceMounts(config: ProvisioningConfig, dataDir: string, name: string): VolumeMount[] {
     const shared = usesStackVolumes(config);
     return config.services[name].volumes.map((v) => ({
-        hostPath: shared ? sharedVolumePath(dataPath, v.name) : volumePath(dataPath, name, v.name),
+        hostPath: shared ? sharedVolumePath(dataDir, v.name) : volumePath(dataDir, name, v.name),
         mountPath: v.mountPath,
         readOnly: shared && v.readOnly === true,
     }));
@@ -44,12 +44,12 @@ export function serviceMounts(config: ProvisioningConfig, dataPath: string, name
  * is 0750 and owned by the service's user (as before stack volumes existed); a stack volume
  * is 0770 and owned by its owner, so that services of its group can write too.
  */
-export function volumeDirectories(config: ProvisioningConfig, dataPath: string): VolumeDirectory[] {
+export function volumeDirectories(config: ProvisioningConfig, dataDir: string): VolumeDirectory[] {
     if (usesStackVolumes(config)) {
         return Object.entries(config.volumes)
             .map(([name, v]) => ({
                 name,
-                path: sharedVolumePath(dataPath, name),
+                path: sharedVolumePath(dataDir, name),
                 mode: "0770",
                 // volumeChecks refused a configuration without one owner.
                 owner: volumeOwner(config, name) ?? "0:0",
@@ -65,7 +65,7 @@ export function volumeDirectories(config: ProvisioningConfig, dataPath: string):
             const user = config.services[s].user;
             return config.services[s].volumes.map((v) => ({
                 name: v.name,
-                path: volumePath(dataPath, s, v.name),
+                path: volumePath(dataDir, s, v.name),
                 mode: "0750",
                 owner: user === null ? "root:root" : ownerOfUser(user),
                 backup: v.backup ?? true,
@@ -75,8 +75,8 @@ export function volumeDirectories(config: ProvisioningConfig, dataPath: string):
 }
 
 /** The directories the nightly backup archives (BACKUP_DIRS), each once. */
-export function backupDirectories(config: ProvisioningConfig, dataPath: string): string[] {
-    return volumeDirectories(config, dataPath)
+export function backupDirectories(config: ProvisioningConfig, dataDir: string): string[] {
+    return volumeDirectories(config, dataDir)
         .filter((d) => d.backup)
         .map((d) => d.path);
 }

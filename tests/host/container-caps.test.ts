@@ -37,7 +37,7 @@ function renderedService(capAdd: string[]): Service {
         tls: { mode: "internal" },
         services: { worker: { image: "onebox-test/python:1", user: null, capAdd, health: { command: ["true"] } } },
     });
-    const model = composeModel(config, { project: "caps-test", paths: appPaths("caps", "/mnt/data"), dataPath: "/mnt/data" }) as { services: Record<string, Service> };
+    const model = composeModel(config, { project: "caps-test", paths: appPaths("caps-test", "/mnt/data") }) as { services: Record<string, Service> };
     return model.services.worker;
 }
 

@@ -59,7 +59,7 @@ const { config } = validateConfig({
     redis: { enabled: true },
 });
 // The project names the internal bridges (obi-<hash>): one of its own per run.
-const model = composeModel(config, { project: ID, paths: appPaths("iso", "/mnt/data"), dataPath: "/mnt/data" }) as unknown as Model;
+const model = composeModel(config, { project: ID, paths: appPaths(ID, "/mnt/data") }) as unknown as Model;
 /** Port each stand-in listens on. */
 const PORT: Record<string, number> = { proxy: 443, postgres: 5432, redis: 6379, api: 8000, web: 3000, jobs: 9000 };
 

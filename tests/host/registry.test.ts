@@ -46,7 +46,7 @@ const REGISTRY_HOST = "registry.onebox.test";
 const REGISTRY = `${REGISTRY_HOST}:5000`;
 const WEB_IMAGE = `${REGISTRY}/onebox/web:1`;
 const PROXY_IMAGE = `${REGISTRY}/onebox/caddy:latest`;
-const PATHS = appPaths("reg", "/mnt/data");
+const PATHS = appPaths("reg-test", "/mnt/data");
 const REGISTRY_DIR = PATHS.registryDir;
 const IMAGES = ["onebox-test/registry:latest", "onebox-test/fresh-server:latest", "onebox-test/web:1", "onebox-test/caddy:latest"];
 

@@ -56,7 +56,6 @@ import {
     POSTGRES_TLS_CERT_FILE_NAME,
     POSTGRES_TLS_KEY_FILE_NAME,
     CONTAINER_STATUS_DIR,
-    STATUS_DIR,
     type AppPaths,
     walSpoolDir,
     CONTAINER_WAL_SPOOL_DIR,
@@ -105,8 +104,8 @@ export const STATUS_PORT = 8080;
 export interface ComposeContext {
     /** Compose project name, `<app>-<environment>`. */
     project: string;
+    /** The stack's paths; its data is under `paths.dataDir`. */
     paths: AppPaths;
-    dataPath: string;
 }
 
 /** The compose project name of a stack. */
@@ -146,7 +145,7 @@ export function composeEscape(value: string): string {
     return value.replace(/\$/g, () => "$$");
 }
 
-/** `${ONEBOX_CONFIG_DIR:-/etc/onebox/<app>}`: the real path on the host, relocatable for offline validation. */
+/** `${ONEBOX_CONFIG_DIR:-/etc/onebox/<project>}`: the real path on the host, relocatable for offline validation. */
 export function configDirRef(paths: AppPaths): string {
     return `\${${CONFIG_DIR_VARIABLE}:-${paths.configDir}}`;
 }
@@ -424,7 +423,7 @@ function appService(config: ProvisioningConfig, ctx: ComposeContext, name: strin
     if (Object.keys(environment).length > 0) {
         out.environment = environment;
     }
-    const volumes: Bind[] = serviceMounts(config, ctx.dataPath, name).map((m) => bind(m.hostPath, m.mountPath, m.readOnly));
+    const volumes: Bind[] = serviceMounts(config, ctx.paths.dataDir, name).map((m) => bind(m.hostPath, m.mountPath, m.readOnly));
     if (hasSecretFiles(svc)) {
         volumes.push(bind(`${configDirRef(ctx.paths)}/secrets/${name}`, CONTAINER_SECRETS_DIR, true));
     }
@@ -475,7 +474,7 @@ function proxyService(config: ProvisioningConfig, ctx: ComposeContext, upload: b
         volumes.push(bind(`${configDirRef(ctx.paths)}/certs`, CONTAINER_CERTS_DIR, true));
     }
     if (planOf(config).backupsEnabled) {
-        volumes.push(bind(STATUS_DIR, CONTAINER_STATUS_DIR, true));
+        volumes.push(bind(ctx.paths.statusDir, CONTAINER_STATUS_DIR, true));
     }
     return {
         image: config.proxy.image,
@@ -524,7 +523,7 @@ function statusService(config: ProvisioningConfig, ctx: ComposeContext, upload: 
         image: config.proxy.image,
         ...(upload ? { pull_policy: "never" } : {}),
         user: PROXY_USER,
-        volumes: [bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true), bind(STATUS_DIR, CONTAINER_STATUS_DIR, true)],
+        volumes: [bind(ctx.paths.proxyDir, CONTAINER_CADDY_DIR, true), bind(ctx.paths.statusDir, CONTAINER_STATUS_DIR, true)],
         networks: [config.proxy.externalNetwork],
         labels: sortKeys(labels),
         healthcheck: CADDY_HEALTH,
@@ -606,7 +605,7 @@ function postgresService(config: ProvisioningConfig, ctx: ComposeContext, upload
             bind(ctx.paths.postgresDataDir, postgresDataTarget(db.version)),
             bind(`${configDirRef(ctx.paths)}/secrets/${POSTGRES_SERVICE}`, CONTAINER_SECRETS_DIR, true),
             // Point-in-time recovery: the WAL spool, and the socket pgBackRest connects through.
-            ...(pitr ? [bind(walSpoolDir(ctx.dataPath), CONTAINER_WAL_SPOOL_DIR), bind(postgresSocketDir(ctx.dataPath), POSTGRES_SOCKET_DIR)] : []),
+            ...(pitr ? [bind(walSpoolDir(ctx.paths.dataDir), CONTAINER_WAL_SPOOL_DIR), bind(postgresSocketDir(ctx.paths.dataDir), POSTGRES_SOCKET_DIR)] : []),
         ],
         ...(published ? { ports: [{ target: 5432, published: String(db.publicPort), protocol: "tcp" }] } : {}),
         networks: published ? [NETWORKS.database, "db-published"] : [NETWORKS.database],

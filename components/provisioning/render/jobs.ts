@@ -33,7 +33,7 @@ export interface JobsInput {
     app: string;
     /** Compose project name (`<app>-<environment>`). */
     project: string;
-    /** `/srv/onebox/<app>`: the runner resolves `current` below it. */
+    /** `/srv/onebox/<project>`: the runner resolves `current` below it. */
     appDir: string;
     /** The stack's lock file (R7) and how long a run waits for it. */
     lockFile: string;
@@ -46,16 +46,16 @@ export interface JobsInput {
 }
 
 /**
- * Unit name of a job, without suffix. App and job names are slugs (no "_"), so
- * `onebox-job-<app>_*` names exactly this app's jobs, never another app's whose name
- * merely starts with this one's.
+ * Unit name of a job, without suffix. App, environment and job names are slugs (no "_"),
+ * so `onebox-job-<project>_*` names exactly this stack's jobs, never another stack's whose
+ * project merely starts with this one's (`shop-prod` and `shop-prod-eu`).
  */
-export function jobUnitName(app: string, job: string): string {
-    return `${jobUnitPrefix(app)}${job}`;
+export function jobUnitName(project: string, job: string): string {
+    return `${jobUnitPrefix(project)}${job}`;
 }
 
-export function jobUnitPrefix(app: string): string {
-    return `onebox-job-${app}_`;
+export function jobUnitPrefix(project: string): string {
+    return `onebox-job-${project}_`;
 }
 
 export function jobSettingsPath(input: Pick<JobsInput, "configDir">, job: string): string {
@@ -104,7 +104,7 @@ function serviceUnit(input: JobsInput, name: string): string {
         // Only the settings file's path: the alert URL (often with a token) stays in the 0600 file.
         `ExecStart=${JOB_RUNNER} ${settings}`,
         `TimeoutStartSec=${jobUnitTimeoutSeconds(input.lockWaitSeconds, job.timeoutSeconds)}`,
-        `SyslogIdentifier=${jobUnitName(input.app, name)}`,
+        `SyslogIdentifier=${jobUnitName(input.project, name)}`,
         "NoNewPrivileges=true",
         "UMask=0077",
         "",
@@ -134,7 +134,7 @@ export function renderJobUnits(input: JobsInput): UnitFile[] {
     return Object.keys(input.jobs)
         .sort()
         .flatMap((name) => [
-            { name: `${jobUnitName(input.app, name)}.service`, content: serviceUnit(input, name) },
-            { name: `${jobUnitName(input.app, name)}.timer`, content: timerUnit(input, name) },
+            { name: `${jobUnitName(input.project, name)}.service`, content: serviceUnit(input, name) },
+            { name: `${jobUnitName(input.project, name)}.timer`, content: timerUnit(input, name) },
         ]);
 }

@@ -66,6 +66,12 @@ export function routeChecks(config: ProvisioningConfig): RouteCheck[] {
     return checks;
 }
 
+/** The host ports a stack publishes: the proxy's 80/443, and the database's port when it is published. */
+export function publishedPorts(config: ProvisioningConfig): number[] {
+    const plan = planOf(config);
+    return [...(plan.proxyRuns ? [80, 443] : []), ...(plan.databasePublished ? [config.database.publicPort] : [])];
+}
+
 export interface ManifestContext {
     project: string;
     paths: AppPaths;
@@ -83,6 +89,9 @@ export function renderManifest(config: ProvisioningConfig, ctx: ManifestContext)
         `PROXY=${config.proxy.kind}`,
         `PROXY_SERVICE=${proxyService}`,
         `PROXY_DIR=${ctx.paths.proxyDir}`,
+        // The host ports the release publishes: deploy.sh refuses to start it while a container
+        // of another stack on the server holds one of them (several stacks per server).
+        `PUBLISHES=${publishedPorts(config).join(" ")}`,
         `TLS_MODE=${config.tls.mode}`,
         `IMAGE_SOURCE=${config.deploy.imageSource}`,
         `HEALTH_TIMEOUT=${config.deploy.healthTimeoutSeconds}`,

@@ -1,10 +1,11 @@
 /**
  * systemd units for the backup timers (pure). The scripts they run belong to
- * scripts/host/backup/ (they read /etc/onebox/backup.env themselves); these
- * units only schedule them.
+ * scripts/host/backup/ (they read the stack's backup.env themselves, named by
+ * ONEBOX_BACKUP_ENV); these units only schedule them. Every unit name carries the
+ * stack's project, so several stacks on one server have their own timers.
  */
 import { cronToOnCalendar } from "../../config/validators";
-import { BACKUP_ENV, BACKUP_LIB_DIR } from "../paths";
+import { BACKUP_LIB_DIR } from "../paths";
 
 /** Script file names the units run, relative to /usr/local/lib/onebox/backup/. */
 export const BACKUP_SCRIPTS = {
@@ -20,7 +21,7 @@ export interface UnitFile {
 }
 
 interface JobSpec {
-    /** Unit name without suffix, e.g. "onebox-backup". */
+    /** Unit name without suffix, e.g. "onebox-shop-prod-backup". */
     unit: string;
     description: string;
     script: string;
@@ -36,17 +37,18 @@ interface JobSpec {
     persistent: boolean;
 }
 
-function serviceUnit(job: JobSpec, project: string): string {
+function serviceUnit(job: JobSpec, project: string, backupEnv: string): string {
     const lines = [
         "[Unit]",
         `Description=${job.description} (${project})`,
         `Documentation=file:${BACKUP_LIB_DIR}/${job.script}`,
         "Wants=network-online.target",
         "After=network-online.target docker.service",
-        `ConditionPathExists=${BACKUP_ENV}`,
+        `ConditionPathExists=${backupEnv}`,
         "",
         "[Service]",
         "Type=oneshot",
+        `Environment=ONEBOX_BACKUP_ENV=${backupEnv}`,
         // No EnvironmentFile=: the scripts read the file themselves and hand the bucket
         // credentials to rclone only, not to every process they start.
         `ExecStart=${[`${BACKUP_LIB_DIR}/${job.script}`, ...(job.args ?? [])].join(" ")}`,
@@ -75,6 +77,8 @@ function timerUnit(job: JobSpec, project: string): string {
 
 export interface BackupTimersInput {
     project: string;
+    /** The stack's backup settings file (`/etc/onebox/<project>/backup.env`). */
+    backupEnv: string;
     /** backups.schedule (five-field cron, UTC). */
     schedule: string;
     /** backups.drill.schedule, or undefined when there is no database to drill. */
@@ -83,15 +87,25 @@ export interface BackupTimersInput {
     pitr?: { spoolDir: string };
 }
 
-/** Unit names of the timers (and the WAL pusher's path unit), in a fixed order. */
-export const BACKUP_TIMERS = [
-    "onebox-backup.timer",
-    "onebox-restore-drill.timer",
-    "onebox-backup-status.timer",
-    "onebox-pitr-backup.timer",
-    "onebox-pitr-push.timer",
-    "onebox-pitr-push.path",
-] as const;
+/** The jobs' unit names without the stack: `onebox-<project>-<job>`. */
+const JOB_UNITS = { backup: "backup", drill: "restore-drill", status: "backup-status", pitrBackup: "pitr-backup", pitrPush: "pitr-push" } as const;
+
+/** Name (without suffix) of one backup unit of stack `project`. */
+export function backupUnit(project: string, job: keyof typeof JOB_UNITS): string {
+    return `onebox-${project}-${JOB_UNITS[job]}`;
+}
+
+/** Unit names of a stack's timers (and the WAL pusher's path unit), in a fixed order. */
+export function backupTimers(project: string): string[] {
+    return [
+        `${backupUnit(project, "backup")}.timer`,
+        `${backupUnit(project, "drill")}.timer`,
+        `${backupUnit(project, "status")}.timer`,
+        `${backupUnit(project, "pitrBackup")}.timer`,
+        `${backupUnit(project, "pitrPush")}.timer`,
+        `${backupUnit(project, "pitrPush")}.path`,
+    ];
+}
 
 /**
  * A .path unit: starts the service as soon as a finished WAL segment lies in the spool,
@@ -117,7 +131,7 @@ function pathUnit(job: JobSpec, project: string, glob: string): string {
 export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
     const jobs: JobSpec[] = [
         {
-            unit: "onebox-backup",
+            unit: backupUnit(input.project, "backup"),
             description: "onebox backup: database dump and volumes to object storage",
             script: BACKUP_SCRIPTS.backup,
             timeoutStart: "3h",
@@ -129,7 +143,7 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
     ];
     if (input.drillSchedule) {
         jobs.push({
-            unit: "onebox-restore-drill",
+            unit: backupUnit(input.project, "drill"),
             description: "onebox restore drill: restore the latest dump into a scratch database",
             script: BACKUP_SCRIPTS.drill,
             timeoutStart: "3h",
@@ -142,7 +156,7 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
     if (input.pitr) {
         jobs.push(
             {
-                unit: "onebox-pitr-backup",
+                unit: backupUnit(input.project, "pitrBackup"),
                 description: "onebox point-in-time recovery: pgBackRest base backup (full on Sundays)",
                 script: BACKUP_SCRIPTS.pitr,
                 args: ["backup"],
@@ -153,7 +167,7 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
                 persistent: true,
             },
             {
-                unit: "onebox-pitr-push",
+                unit: backupUnit(input.project, "pitrPush"),
                 description: "onebox point-in-time recovery: push archived WAL to object storage",
                 script: BACKUP_SCRIPTS.pitr,
                 args: ["push"],
@@ -167,7 +181,7 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
         );
     }
     jobs.push({
-        unit: "onebox-backup-status",
+        unit: backupUnit(input.project, "status"),
         description: "onebox backup status: refresh the status file and stale marker",
         script: BACKUP_SCRIPTS.status,
         timeoutStart: "5min",
@@ -176,7 +190,7 @@ export function renderBackupUnits(input: BackupTimersInput): UnitFile[] {
         persistent: false,
     });
     return jobs.flatMap((job) => [
-        { name: `${job.unit}.service`, content: serviceUnit(job, input.project) },
+        { name: `${job.unit}.service`, content: serviceUnit(job, input.project, input.backupEnv) },
         { name: `${job.unit}.timer`, content: timerUnit(job, input.project) },
         ...(job.pathGlob ? [{ name: `${job.unit}.path`, content: pathUnit(job, input.project, job.pathGlob) }] : []),
     ]);

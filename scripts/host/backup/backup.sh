@@ -13,8 +13,9 @@
 # Any failing step: exit non-zero, LAST_SUCCESS untouched, the failing step on
 # stderr, alert URL called (B3).
 #
-# Settings come from one env file sourced by bash:
-#   ${ONEBOX_BACKUP_ENV:-/etc/onebox/backup.env}
+# Settings come from one env file sourced by bash: ${ONEBOX_BACKUP_ENV}, the
+# stack's /etc/onebox/<app>-<env>/backup.env (its systemd units set it). Unset, the
+# scripts take the only stack's file; with several stacks on the server they refuse.
 # It must be a regular file owned by root with no group/other permission bits
 # (0600); any other mode is refused before it is read.
 #

@@ -154,10 +154,28 @@ check_private_file() {
   fi
 }
 
+# The settings file when ONEBOX_BACKUP_ENV does not name one: the only stack's
+# ${ONEBOX_ETC_DIR:-/etc/onebox}/<app>-<env>/backup.env, or the single-stack layout's
+# backup.env. With several stacks on the server the caller must say which (the units do).
+find_backup_env() {
+  local etc="${ONEBOX_ETC_DIR:-/etc/onebox}" f
+  local -a found=()
+  for f in "${etc}"/*/backup.env "${etc}/backup.env"; do
+    # A directory that is a link was left by a move into the per-stack layout: the same stack.
+    [[ -e "${f}" && ! -L "$(dirname -- "${f}")" ]] && found+=("${f}")
+  done
+  case "${#found[@]}" in
+    0) printf '%s\n' "${etc}/<app>-<env>/backup.env" ;;
+    1) printf '%s\n' "${found[0]}" ;;
+    *) die "this server holds the backups of several stacks (${found[*]}); name one: ONEBOX_BACKUP_ENV=<file> $0 ..." ;;
+  esac
+}
+
 # Load and validate the settings. Sourcing happens without `set -a`, so the
 # values stay shell variables and are not exported to child processes.
 load_env() {
-  ONEBOX_BACKUP_ENV_FILE="${ONEBOX_BACKUP_ENV:-/etc/onebox/backup.env}"
+  ONEBOX_BACKUP_ENV_FILE="${ONEBOX_BACKUP_ENV:-}"
+  [[ -n "${ONEBOX_BACKUP_ENV_FILE}" ]] || ONEBOX_BACKUP_ENV_FILE="$(find_backup_env)"
   if [[ ! -e "${ONEBOX_BACKUP_ENV_FILE}" ]]; then
     die "settings file ${ONEBOX_BACKUP_ENV_FILE} does not exist (set ONEBOX_BACKUP_ENV to use another path)"
   fi

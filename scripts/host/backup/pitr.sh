@@ -54,7 +54,7 @@ PITR_SCRATCH=""
 load_pitr_env() {
   load_env
   PITR_ENABLED="${PITR_ENABLED:-false}"
-  PITR_CONF="${PITR_CONF:-/etc/onebox/pgbackrest.conf}"
+  PITR_CONF="${PITR_CONF:-$(dirname -- "${ONEBOX_BACKUP_ENV_FILE}")/pgbackrest.conf}"
   PITR_CA_FILE="${PITR_CA_FILE:-}"
   PITR_DATA_DIR="${PITR_DATA_DIR:-}"
   PITR_DATA_TARGET="${PITR_DATA_TARGET:-/var/lib/postgresql/data}"

@@ -85,6 +85,7 @@ readonly ENV_FILE_DEFAULT="/etc/onebox/bootstrap.env"
 readonly SHIPPED_FILES=(
   sshd-hardening.conf daemon.json jail.local after.rules.snippet sysctl.conf
   20auto-upgrades 52onebox-unattended-upgrades docker-requires-data.conf
+  migrate-layout.sh
 )
 # The modules in the order they apply (their file-name order).
 readonly MODULES=(host data_volume swap sysctl packages docker ssh firewall fail2ban upgrades)

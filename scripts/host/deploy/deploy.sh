@@ -74,7 +74,7 @@
 # the next `pulumi up` that changes the configuration deploys the configured one.
 #
 # Concurrency (R7): the whole run holds the stack's host-wide lock
-# (/run/lock/onebox/<app>.lock, the same one the secrets, deploy and backup steps
+# (/run/lock/onebox/<app>-<env>.lock, the same one the secrets, deploy and backup steps
 # hold). A second run waits at most ONEBOX_LOCK_WAIT_SECONDS (default 900), printing
 # who holds it, then fails without touching anything. Canary containers and
 # temporary files carry per-run names.
@@ -155,7 +155,7 @@ UNCHANGED_FAILURE=0
 read_manifest() {
   local file="$1" line key value
   [[ -f "${file}" ]] || die "no release manifest at ${file}"
-  PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE=""
+  PROJECT="" PROXY="" PROXY_SERVICE="" PROXY_DIR="" TLS_MODE="" IMAGE_SOURCE="" PUBLISHES=""
   HEALTH_TIMEOUT="" KEEP_RELEASES="" DATABASE_SERVICE="" DATABASE_USER="" DATABASE_MAJOR="" DATABASE_DATA_DIR="" REGISTRY_CONFIG=""
   POOLER_SERVICE=""
   ENV_FILES=()
@@ -172,6 +172,7 @@ read_manifest() {
       PROXY) PROXY="${value}" ;;
       PROXY_SERVICE) PROXY_SERVICE="${value}" ;;
       PROXY_DIR) PROXY_DIR="${value}" ;;
+      PUBLISHES) PUBLISHES="${value}" ;;
       TLS_MODE) TLS_MODE="${value}" ;;
       IMAGE_SOURCE) IMAGE_SOURCE="${value}" ;;
       HEALTH_TIMEOUT) HEALTH_TIMEOUT="${value}" ;;
@@ -198,6 +199,7 @@ read_manifest() {
   done <"${file}"
   [[ "${PROJECT}" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "${file}: PROJECT is missing or invalid"
   [[ "${HEALTH_TIMEOUT}" =~ ^[0-9]+$ ]] || die "${file}: HEALTH_TIMEOUT must be a number of seconds"
+  [[ "${PUBLISHES}" =~ ^([1-9][0-9]*( [1-9][0-9]*)*)?$ ]] || die "${file}: PUBLISHES must list port numbers"
   [[ "${KEEP_RELEASES}" =~ ^[0-9]+$ ]] || die "${file}: KEEP_RELEASES must be a number"
   if [[ -n "${DATABASE_SERVICE}" ]]; then
     [[ "${DATABASE_MAJOR}" =~ ^[1-9][0-9]?$ ]] || die "${file}: DATABASE_MAJOR must be a PostgreSQL major version"
@@ -869,6 +871,20 @@ preflight() {
   log "deploy.preflight: ${#PREFLIGHTS[@]} required key(s) set"
 }
 
+# Several stacks can share a server, but a host port only one of them: a container of another
+# stack (or none) that publishes a port this release publishes stops the deploy before anything
+# changes, naming it. Only running containers hold a port.
+check_published_ports() {
+  local port name project
+  for port in ${PUBLISHES}; do
+    while IFS=' ' read -r name project; do
+      [[ -n "${name}" && "${project}" != "${PROJECT}" ]] || continue
+      FAILURE="port ${port} is published by the container ${name} ($([[ -n "${project}" ]] && echo "stack ${project}" || echo "not a compose stack")), and this release publishes it too. Only one stack on a server can run its own proxy on 80/443: put the stacks behind one shared proxy (proxy.kind: traefik-external), or give this one its own server (README \"Several stacks on one server\")"
+      return 1
+    done < <(docker ps --filter "publish=${port}" --format '{{.Names}} {{.Label "com.docker.compose.project"}}')
+  done
+}
+
 remove_release_container() {
   [[ -n "${RELEASE_CONTAINER}" ]] || return 0
   docker rm --force "${RELEASE_CONTAINER}" >/dev/null 2>&1 || true
@@ -996,7 +1012,7 @@ activate() {
     FAILURE="compose.yaml does not validate: $(tail -n 5 "${WORK}/config.log")"
     return 1
   fi
-  if [[ "${mode}" == "deploy" ]] && ! preflight; then
+  if [[ "${mode}" == "deploy" ]] && ! { preflight && check_published_ports; }; then
     UNCHANGED_FAILURE=1
     return 1
   fi

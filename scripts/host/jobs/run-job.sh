@@ -6,7 +6,7 @@
 # timer the jobs step installs.
 #
 # Usage: run-job.sh SETTINGS_FILE
-#   SETTINGS_FILE  /etc/onebox/<app>/jobs/<job>.conf, root-owned 0600 (it may hold
+#   SETTINGS_FILE  /etc/onebox/<app>-<env>/jobs/<job>.conf, root-owned 0600 (it may hold
 #                  the alert URL): KEY=value lines, never sourced:
 #     JOB, PROJECT, APP_DIR, SERVICE  the job, compose project, app directory, service
 #     TIMEOUT, KILL_GRACE             seconds until SIGTERM, then until SIGKILL

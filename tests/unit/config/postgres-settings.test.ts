@@ -26,7 +26,7 @@ const withSettings = (settings: Record<string, unknown>, raw: Raw = digitalOcean
 
 function postgresCommand(config: StackConfig): string[] {
     const dataPath = "/mnt/data";
-    const model = composeModel(config, { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath }) as { services: { postgres: { command: string[]; pids_limit: number } } };
+    const model = composeModel(config, { project: projectName(config), paths: appPaths(projectName(config), dataPath) }) as { services: { postgres: { command: string[]; pids_limit: number } } };
     return model.services.postgres.command;
 }
 
@@ -163,7 +163,7 @@ describe("database.settings: the server's command line", () => {
         const dataPath = "/mnt/data";
         const pids = (settings: Record<string, unknown>) => {
             const { config } = validateConfig(withValue(withSettings(settings), "database.memoryMb", 900));
-            const m = composeModel(config, { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath }) as { services: { postgres: { pids_limit: number } } };
+            const m = composeModel(config, { project: projectName(config), paths: appPaths(projectName(config), dataPath) }) as { services: { postgres: { pids_limit: number } } };
             return m.services.postgres.pids_limit;
         };
         assert.equal(pids({}), 256);

@@ -412,9 +412,9 @@ describe("002 cleaning service: behind Cloudflare with origin lockdown, jobs run
         for (const service of ["api", "worker"]) {
             const volumes = r.compose.services[service].volumes as { source: string; target: string; read_only?: boolean }[];
             const uploads = volumes.filter((v) => v.target === "/app/uploads");
-            assert.deepEqual(uploads.map((v) => [v.source, v.read_only ?? false]), [["/mnt/data/shared/uploads", false]], `${service}: ${JSON.stringify(volumes)}`);
+            assert.deepEqual(uploads.map((v) => [v.source, v.read_only ?? false]), [["/mnt/data/cleaning-prod/shared/uploads", false]], `${service}: ${JSON.stringify(volumes)}`);
         }
-        assert.match(r.backupEnv ?? "", /^BACKUP_DIRS='\/mnt\/data\/shared\/uploads'$/m);
+        assert.match(r.backupEnv ?? "", /^BACKUP_DIRS='\/mnt\/data\/cleaning-prod\/shared\/uploads'$/m);
     });
 
     it("the env audit: the app's required keys per service in the manifest, each one the configuration gives the service", () => {
@@ -422,7 +422,7 @@ describe("002 cleaning service: behind Cloudflare with origin lockdown, jobs run
         const api = ["DATABASE_URL", "REDIS_URL", "SMTP_PASSWORD", "METRICS_TOKEN", "SESSION_SECRET", "SMTP_HOST", "CORS_ORIGINS"];
         const worker = ["DATABASE_URL", "REDIS_URL", "SMTP_PASSWORD", "SMTP_HOST"];
         assert.deepEqual(preflight, [...api.map((k) => `api ${k}`), ...worker.map((k) => `worker ${k}`)]);
-        assert.match(r.manifest, /^SECRETS_DIR=\/etc\/onebox\/cleaning\/secrets$/m);
+        assert.match(r.manifest, /^SECRETS_DIR=\/etc\/onebox\/cleaning-prod\/secrets$/m);
         // Every key the app checks itself at start-up (its REQUIRED_ENV) is audited before the deploy.
         const required = configOf(s).services.api.env.REQUIRED_ENV ?? "";
         assert.ok(required.length > 0);

@@ -43,7 +43,7 @@ type Service = Record<string, unknown> & {
 
 function ctxOf(config: StackConfig): ComposeContext {
     const dataPath = config.host.provider === "existing" ? config.host.dataPath : "/mnt/data";
-    return { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath };
+    return { project: projectName(config), paths: appPaths(projectName(config), dataPath) };
 }
 
 /** The compose file as Docker Compose would read it (rendered, then parsed). */
@@ -327,7 +327,7 @@ describe("H9: health checks, restart policy, users, hardening", () => {
 describe("environment, secrets and volumes", () => {
     test("env files are referenced at the real path, relocatable only for offline validation", () => {
         const { services } = composeOf(configOf("finances"));
-        assert.deepEqual(services.api.env_file, ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/env/api.env"]);
+        assert.deepEqual(services.api.env_file, ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances-prod}/env/api.env"]);
     });
 
     test("H11: database services get DATABASE_* (the URL without the password) and the password file, read-only; each secret as <NAME>_FILE; never a value", () => {
@@ -348,7 +348,7 @@ describe("environment, secrets and volumes", () => {
         assert.deepEqual(services.api.volumes, [
             {
                 type: "bind",
-                source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/secrets/api",
+                source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances-prod}/secrets/api",
                 target: "/run/secrets",
                 read_only: true,
                 bind: { create_host_path: false },
@@ -356,7 +356,7 @@ describe("environment, secrets and volumes", () => {
         ]);
         assert.deepEqual(services.postgres.volumes?.[1], {
             type: "bind",
-            source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/secrets/postgres",
+            source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances-prod}/secrets/postgres",
             target: "/run/secrets",
             read_only: true,
             bind: { create_host_path: false },
@@ -406,8 +406,8 @@ describe("environment, secrets and volumes", () => {
             "# Secrets of service api (finances-prod) it reads from its environment (secretsAsEnv), rendered by onebox; root-only (H10).\nPOSTGRES_PASSWORD={{secret:POSTGRES_PASSWORD|env}}\n",
         );
         const files = step(buildSteps(config, contextFor(config)), "secrets").files.map((f) => f.path);
-        assert.ok(!files.includes("/etc/onebox/finances/secrets/api/database-password"), "no password file for an app that reads none");
-        assert.ok(files.includes("/etc/onebox/finances/secrets/api/JWT_SECRET"));
+        assert.ok(!files.includes("/etc/onebox/finances-prod/secrets/api/database-password"), "no password file for an app that reads none");
+        assert.ok(files.includes("/etc/onebox/finances-prod/secrets/api/JWT_SECRET"));
     });
 
     test("database contract: a libpq URL carries sslmode; the URL variable in secretsAsEnv takes the password, under its own name", () => {
@@ -430,12 +430,12 @@ describe("environment, secrets and volumes", () => {
         assert.deepEqual(services.redis.command, ["redis-server", "--appendonly", "yes", "--maxmemory", "96mb", "--maxmemory-policy", "noeviction"]);
     });
 
-    test("volumes live under <dataPath>/volumes/<service>/<name> and must exist (no silent directory creation)", () => {
+    test("volumes live under <dataPath>/<app>-<env>/volumes/<service>/<name> and must exist (no silent directory creation)", () => {
         const { services } = composeOf(configOf("cleaning"));
-        assert.deepEqual(services.api.volumes?.[0], { type: "bind", source: "/mnt/data/volumes/api/uploads", target: "/app/uploads", bind: { create_host_path: false } });
+        assert.deepEqual(services.api.volumes?.[0], { type: "bind", source: "/mnt/data/cleaning-prod/volumes/api/uploads", target: "/app/uploads", bind: { create_host_path: false } });
         assert.deepEqual(composeOf(configOf("finances")).services.postgres.volumes?.[0], {
             type: "bind",
-            source: "/mnt/data/postgres",
+            source: "/mnt/data/finances-prod/postgres",
             target: "/var/lib/postgresql/data",
             bind: { create_host_path: false },
         });
@@ -536,8 +536,8 @@ describe("traefik-external (FingerFlow)", () => {
         assert.equal(status.labels?.["traefik.http.routers.fingerflow-prod-backup-status.rule"], "Host(`app.fingerflow.example`) && Path(`/healthz/backup`)");
         assert.equal(status.labels?.["traefik.http.routers.fingerflow-prod-backup-status.priority"], "10000");
         assert.deepEqual(status.volumes?.map((v) => [v.source, v.target, v.read_only]), [
-            ["/srv/onebox/fingerflow/proxy", "/etc/caddy", true],
-            ["/var/lib/onebox/status", "/srv/status", true],
+            ["/srv/onebox/fingerflow-prod/proxy", "/etc/caddy", true],
+            ["/var/lib/onebox/fingerflow-prod/status", "/srv/status", true],
         ]);
         const noBackups = composeOf(configOf("fingerflow", (r) => delete r.backups));
         assert.equal(noBackups.services["backup-status"], undefined);
@@ -548,12 +548,12 @@ describe("proxy service and image sources", () => {
     test("the proxy mounts the live config directory (reloaded, never recreated), data, logs, status and origin certificates", () => {
         const { services } = composeOf(configOf("finances"));
         assert.deepEqual(services.proxy.volumes?.map((v) => [v.source, v.target, v.read_only ?? false]), [
-            ["/srv/onebox/finances/proxy", "/etc/caddy", true],
-            ["/mnt/data/caddy/data", "/data", false],
-            ["/mnt/data/caddy/config", "/config", false],
-            ["/var/log/onebox/finances/caddy", "/var/log/caddy", false],
-            ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/certs", "/etc/caddy/certs", true],
-            ["/var/lib/onebox/status", "/srv/status", true],
+            ["/srv/onebox/finances-prod/proxy", "/etc/caddy", true],
+            ["/mnt/data/finances-prod/caddy/data", "/data", false],
+            ["/mnt/data/finances-prod/caddy/config", "/config", false],
+            ["/var/log/onebox/finances-prod/caddy", "/var/log/caddy", false],
+            ["${ONEBOX_CONFIG_DIR:-/etc/onebox/finances-prod}/certs", "/etc/caddy/certs", true],
+            ["/var/lib/onebox/finances-prod/status", "/srv/status", true],
         ]);
     });
 

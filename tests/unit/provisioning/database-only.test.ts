@@ -34,7 +34,7 @@ interface Compose {
 
 function composeOf(config: StackConfig): Compose {
     const dataPath = config.host.provider === "existing" ? config.host.dataPath : "/mnt/data";
-    return parse(renderCompose(config, { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath })) as Compose;
+    return parse(renderCompose(config, { project: projectName(config), paths: appPaths(projectName(config), dataPath) })) as Compose;
 }
 
 void describe("database-only server: render (H8)", () => {

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { renderRelease } from "../../../components/provisioning/steps";
-import { STACK_LOCK_DIR, stackLockFile } from "../../../components/provisioning/paths";
+import { appPaths, STACK_LOCK_DIR, stackLockFile } from "../../../components/provisioning/paths";
 import { parse as parseYaml } from "yaml";
 import { configOf } from "./fixtures";
 
@@ -82,6 +82,11 @@ fi
 if [[ "$1 $2" == "network rm" && " \${FAKE_NETWORK_RM_FAIL:-} " == *" \${*: -1} "* ]]; then
   echo "Error response from daemon: error while removing network: network \${*: -1} has active endpoints" >&2; exit 1
 fi
+# Running containers publishing a host port: FAKE_PUBLISHED lists "port:name,project" (project may be empty).
+if [[ "$1" == ps && "$3" == publish=* ]]; then
+  for e in \${FAKE_PUBLISHED:-}; do [[ "\${e%%:*}" == "\${3#publish=}" ]] && { v="\${e#*:}"; printf '%s %s\\n' "\${v%%,*}" "\${v#*,}"; }; done
+  exit 0
+fi
 # The containers on the external Traefik network with their ports (tab-separated), as docker ps lists them.
 if [[ "$1" == ps && " $* " == *" --filter network="* && " $* " == *" --format "* ]]; then
   printf '%b' "\${FAKE_TRAEFIK_PS:-}"; exit 0
@@ -139,7 +144,7 @@ function site(): Site {
     fs.writeFileSync(log, "");
     return {
         dir,
-        appDir: path.join(dir, "srv", "social"),
+        appDir: path.join(dir, "srv", "social-prod"),
         log,
         env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, FAKE_LOG: log, ONEBOX_LOCK_DIR: path.join(dir, "lock") },
     };
@@ -182,7 +187,7 @@ function release(s: Site, id: string, opts: { fail?: boolean; tls?: string; trae
         if (f.name === "release.manifest") {
             content = content
                 .replace(/^PROXY_DIR=.*$/m, `PROXY_DIR=${s.appDir}/proxy`)
-                .replace(/^ENV_FILE=\/etc\/onebox\/social\/env\//gm, `ENV_FILE=${s.dir}/env/`)
+                .replace(/^ENV_FILE=\/etc\/onebox\/social-prod\/env\//gm, `ENV_FILE=${s.dir}/env/`)
                 .replace(/^SECRETS_DIR=.*$/m, `SECRETS_DIR=${s.dir}/secrets`)
                 .replace(/^DUMP_VERIFY_LIB=.*$/m, `DUMP_VERIFY_LIB=${path.resolve(__dirname, "../../../scripts/host/backup/lib.sh")}`)
                 .replace(/^DATABASE_DATA_DIR=.*$/m, `DATABASE_DATA_DIR=${s.dir}/data/postgres`)
@@ -222,6 +227,9 @@ describe("deploy.sh", () => {
             // ...and so is a release command's container.
             "docker ps --all --quiet --filter label=onebox.release=social-prod",
             `${compose} config --quiet`,
+            // The ports the release publishes are free of other stacks' containers (several stacks per server).
+            "docker ps --filter publish=80 --format {{.Names}} {{.Label \"com.docker.compose.project\"}}",
+            "docker ps --filter publish=443 --format {{.Names}} {{.Label \"com.docker.compose.project\"}}",
             `${compose} pull --quiet`,
             `${compose} ps --status running --quiet proxy`,
             `${compose} up --detach --wait --wait-timeout 0 postgres`,
@@ -349,21 +357,25 @@ describe("deploy.sh", () => {
     test("R7: deploy.sh locks the same file as the steps (one lock per stack)", () => {
         const text = fs.readFileSync(DEPLOY_SH, "utf8");
         assert.match(text, new RegExp(`^readonly LOCK_DIR="\\$\\{ONEBOX_LOCK_DIR:-${STACK_LOCK_DIR}\\}"$`, "m"));
-        assert.equal(stackLockFile("social"), `${STACK_LOCK_DIR}/social.lock`);
+        // deploy.sh names the lock after its app directory, which is the stack's project.
+        const paths = appPaths("social-prod", "/mnt/data");
+        assert.equal(path.posix.basename(paths.appDir), "social-prod");
+        assert.equal(paths.lockFile, `${STACK_LOCK_DIR}/social-prod.lock`);
+        assert.equal(stackLockFile("social-prod"), paths.lockFile);
         assert.match(text, /lock="\$\{LOCK_DIR\}\/\$\{app\}\.lock"/);
     });
 
     test("R7: a held stack lock makes deploy.sh wait its bound, name the holder and exit 1 without a docker call; a lock handed down on fd 9 passes at once", () => {
         const s = site();
         const dir = release(s, "aaaaaaaaaaa1");
-        const lock = path.join(s.dir, "lock", "social.lock");
+        const lock = path.join(s.dir, "lock", "social-prod.lock");
         fs.mkdirSync(path.dirname(lock), { recursive: true });
         fs.writeFileSync(lock, "onebox step deploy (pid 4242, user deploy, since 2026-01-01T00:00:00Z)\n");
         fs.writeFileSync(s.log, "");
         const held = spawnSync("flock", [lock, "bash", DEPLOY_SH, dir], { env: { ...s.env, ONEBOX_LOCK_WAIT_SECONDS: "1" }, encoding: "utf8" });
         assert.equal(held.status, 1, held.stderr);
-        assert.match(held.stdout, /waiting \(at most 1 s\) for the lock .*social\.lock, held by onebox step deploy \(pid 4242/);
-        assert.match(held.stderr, /error: .*social\.lock is still held after 1 s by onebox step deploy \(pid 4242.*nothing was changed/);
+        assert.match(held.stdout, /waiting \(at most 1 s\) for the lock .*social-prod\.lock, held by onebox step deploy \(pid 4242/);
+        assert.match(held.stderr, /error: .*social-prod\.lock is still held after 1 s by onebox step deploy \(pid 4242.*nothing was changed/);
         assert.deepEqual(fs.readFileSync(s.log, "utf8").trim().split("\n"), ["docker compose version"], "nothing but the version check ran");
         assert.equal(fs.existsSync(path.join(s.appDir, "current")), false);
         // What the deploy step does: take the lock on fd 9, then run deploy.sh, which inherits it.
@@ -430,6 +442,23 @@ describe("deploy.sh", () => {
         assert.equal(r.status, 1);
         assert.match(r.stderr, /env file .*\/env\/web\.env is missing \(the secrets step writes it\)/);
         assert.ok(!r.calls.some((c) => c.includes(" up ")));
+    });
+
+    test("several stacks per server: a port another stack's container publishes stops the deploy before anything changes, naming it; the stack's own proxy does not", () => {
+        const s = site();
+        const first = deploy(s, release(s, "aaaaaaaaaaa1"), { FAKE_PUBLISHED: "443:social-prod-proxy-1,social-prod 80:social-prod-proxy-1,social-prod" });
+        assert.equal(first.status, 0, first.stderr);
+        const dir = release(s, "bbbbbbbbbbb2", { webImage: "ghcr.io/social/web:0.9.1" });
+        const r = deploy(s, dir, { FAKE_PUBLISHED: "80:social-prod-proxy-1,social-prod 443:shop-prod-proxy-1,shop-prod" });
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /port 443 is published by the container shop-prod-proxy-1 \(stack shop-prod\), and this release publishes it too\. .*proxy\.kind: traefik-external/);
+        assert.match(r.stdout, /nothing was changed; release aaaaaaaaaaa1 keeps serving/);
+        assert.ok(!r.calls.some((c) => c.includes(" up ") || c.includes(" pull ")), r.calls.join("\n"));
+        assert.equal(current(s), "releases/aaaaaaaaaaa1");
+        // A container that is no compose stack's is named as such.
+        const other = deploy(s, dir, { FAKE_PUBLISHED: "80:nginx," });
+        assert.equal(other.status, 1);
+        assert.match(other.stderr, /port 80 is published by the container nginx \(not a compose stack\)/);
     });
 
     test("keeps KEEP_RELEASES releases, newest by deploy time, never the current one", () => {

@@ -158,6 +158,7 @@ export function configOf(name: DeploymentName, change?: (raw: RawConfig) => void
 export const FAKE_SCRIPTS: HostScripts = {
     bootstrap: {
         "bootstrap.sh": "#!/usr/bin/env bash\necho bootstrap\n",
+        "migrate-layout.sh": "#!/usr/bin/env bash\necho layout \"$@\"\n",
         "daemon.json": "{\"log-driver\": \"json-file\"}\n",
     },
     deploy: "#!/usr/bin/env bash\necho deploy \"$1\"\n",

@@ -334,7 +334,7 @@ describe("HostProvisioner: arguments of its own (not the whole stack configurati
         assert.deepEqual(names, ["lib-backup", "lib-bootstrap", "lib-deploy", "lib-jobs", "lib-secrets", "lib-wait-ready"]);
         const bootstrap = mocks.ofType(REMOTE).find((r) => r.name === "lib-bootstrap");
         const stdin = String(unsecret(bootstrap?.inputs.stdin));
-        const env = /put_file \/etc\/onebox\/bootstrap\.env \S+ \S+ <<'(\w+)'\n([\s\S]*?)\n\1\n/.exec(stdin);
+        const env = /put_file \/etc\/onebox\/hello-demo\/bootstrap\.env \S+ \S+ <<'(\w+)'\n([\s\S]*?)\n\1\n/.exec(stdin);
         assert.ok(env, "the bootstrap installs its settings file");
         const settings = Buffer.from(env[2], "base64").toString("utf8");
         // Defaults of the stack configuration: a 1024 MiB swap file; the SSH port is the host's.

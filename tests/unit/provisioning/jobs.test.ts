@@ -33,7 +33,7 @@ function jobsStepOf(config: ReturnType<typeof cleaning>, scripts = FAKE_SCRIPTS)
 
 describe("job units and settings", () => {
     const config = cleaning({ remind: REMIND, purge: { service: "api", command: ["purge"], schedule: "0 3 * * *", timeoutSeconds: 60, alertUrl: "https://alerts.example.net/jobs" } });
-    const input = jobsInput(config, appPaths("cleaning", "/mnt/data"));
+    const input = jobsInput(config, appPaths("cleaning-prod", "/mnt/data"));
 
     test("the settings file: one KEY=value per line, ARG once per argument, the stack's alert URL as the fallback", () => {
         assert.equal(
@@ -42,11 +42,11 @@ describe("job units and settings", () => {
                 "# Job remind of cleaning-prod, rendered by onebox; read (never sourced) by /usr/local/lib/onebox/jobs/run-job.sh. Root-only: it may hold the alert URL.",
                 "JOB=remind",
                 "PROJECT=cleaning-prod",
-                "APP_DIR=/srv/onebox/cleaning",
+                "APP_DIR=/srv/onebox/cleaning-prod",
                 "SERVICE=api",
                 "TIMEOUT=300",
                 `KILL_GRACE=${JOB_KILL_GRACE_SECONDS}`,
-                "LOCK=/run/lock/onebox/cleaning.lock",
+                "LOCK=/run/lock/onebox/cleaning-prod.lock",
                 `LOCK_WAIT=${STACK_LOCK_WAIT_SECONDS}`,
                 "ALERT_URL=https://hooks.example.net/backup-failed",
                 "ARG=python",
@@ -57,7 +57,7 @@ describe("job units and settings", () => {
             ].join("\n"),
         );
         assert.match(renderJobSettings(input, "purge"), /^ALERT_URL=https:\/\/alerts\.example\.net\/jobs$/m, "a job's own alert URL wins");
-        const noBackups = jobsInput(cleaning({ remind: REMIND }, (r) => delete r.backups), appPaths("cleaning", "/mnt/data"));
+        const noBackups = jobsInput(cleaning({ remind: REMIND }, (r) => delete r.backups), appPaths("cleaning-prod", "/mnt/data"));
         assert.match(renderJobSettings(noBackups, "remind"), /^ALERT_URL=$/m);
     });
 
@@ -65,7 +65,7 @@ describe("job units and settings", () => {
         const units = renderJobUnits(input);
         assert.deepEqual(
             units.map((u) => u.name),
-            ["onebox-job-cleaning_purge.service", "onebox-job-cleaning_purge.timer", "onebox-job-cleaning_remind.service", "onebox-job-cleaning_remind.timer"],
+            ["onebox-job-cleaning-prod_purge.service", "onebox-job-cleaning-prod_purge.timer", "onebox-job-cleaning-prod_remind.service", "onebox-job-cleaning-prod_remind.timer"],
         );
         assert.equal(
             units[2].content,
@@ -75,13 +75,13 @@ describe("job units and settings", () => {
                 "Documentation=file:/usr/local/lib/onebox/jobs/run-job.sh",
                 "Wants=network-online.target",
                 "After=network-online.target docker.service",
-                "ConditionPathExists=/etc/onebox/cleaning/jobs/remind.conf",
+                "ConditionPathExists=/etc/onebox/cleaning-prod/jobs/remind.conf",
                 "",
                 "[Service]",
                 "Type=oneshot",
-                "ExecStart=/usr/local/lib/onebox/jobs/run-job.sh /etc/onebox/cleaning/jobs/remind.conf",
+                "ExecStart=/usr/local/lib/onebox/jobs/run-job.sh /etc/onebox/cleaning-prod/jobs/remind.conf",
                 `TimeoutStartSec=${STACK_LOCK_WAIT_SECONDS + 300 + 120}`,
-                "SyslogIdentifier=onebox-job-cleaning_remind",
+                "SyslogIdentifier=onebox-job-cleaning-prod_remind",
                 "NoNewPrivileges=true",
                 "UMask=0077",
                 "",
@@ -110,8 +110,8 @@ describe("job units and settings", () => {
     });
 
     test("unit names keep apps apart: one app's prefix never matches another app's jobs", () => {
-        assert.equal(jobUnitName("shop", "tick"), "onebox-job-shop_tick");
-        assert.ok(!jobUnitName("shop-eu", "tick").startsWith("onebox-job-shop_"));
+        assert.equal(jobUnitName("shop-prod", "tick"), "onebox-job-shop-prod_tick");
+        assert.ok(!jobUnitName("shop-prod-eu", "tick").startsWith("onebox-job-shop-prod_"));
     });
 
     test("the longest job fits in a deploy's wait for the lock, with its stop grace and alert", () => {
@@ -124,23 +124,23 @@ describe("the jobs step", () => {
     test("installs the runner, 0600 settings and 0644 units under the stack lock, after the deploy and backup steps; secret while an alert URL is in its files", () => {
         const step = jobsStepOf(cleaning({ remind: REMIND }));
         assert.deepEqual(step.dependsOn, ["backup"]);
-        assert.equal(step.lock, "/run/lock/onebox/cleaning.lock");
+        assert.equal(step.lock, "/run/lock/onebox/cleaning-prod.lock");
         assert.equal(step.secret, true);
         assert.deepEqual(
             step.files.map((f) => [f.path, f.mode, f.owner]),
             [
                 ["/usr/local/lib/onebox/jobs/run-job.sh", "0755", "root:root"],
-                ["/etc/onebox/cleaning/jobs/remind.conf", "0600", "root:root"],
-                ["/etc/systemd/system/onebox-job-cleaning_remind.service", "0644", "root:root"],
-                ["/etc/systemd/system/onebox-job-cleaning_remind.timer", "0644", "root:root"],
+                ["/etc/onebox/cleaning-prod/jobs/remind.conf", "0600", "root:root"],
+                ["/etc/systemd/system/onebox-job-cleaning-prod_remind.service", "0644", "root:root"],
+                ["/etc/systemd/system/onebox-job-cleaning-prod_remind.timer", "0644", "root:root"],
             ],
         );
         assert.deepEqual(
             step.directories.map((d) => [d.path, d.mode]),
-            [["/etc/onebox", "0700"], ["/etc/onebox/cleaning", "0700"], ["/etc/onebox/cleaning/jobs", "0700"], ["/usr/local/lib/onebox/jobs", "0755"]],
+            [["/etc/onebox", "0700"], ["/etc/onebox/cleaning-prod", "0700"], ["/etc/onebox/cleaning-prod/jobs", "0700"], ["/usr/local/lib/onebox/jobs", "0755"]],
         );
-        assert.match(step.run, /^ {4}onebox-job-cleaning_remind\.service\|onebox-job-cleaning_remind\.timer\) ;;$/m);
-        assert.match(step.run, /^systemctl enable onebox-job-cleaning_remind\.timer\nsystemctl restart onebox-job-cleaning_remind\.timer$/m);
+        assert.match(step.run, /^ {4}onebox-job-cleaning-prod_remind\.service\|onebox-job-cleaning-prod_remind\.timer\) ;;$/m);
+        assert.match(step.run, /^systemctl enable onebox-job-cleaning-prod_remind\.timer\nsystemctl restart onebox-job-cleaning-prod_remind\.timer$/m);
         const quiet = jobsStepOf(cleaning({ remind: REMIND }, (r) => delete r.backups));
         assert.equal(quiet.secret, false, "no alert URL: the step may log");
     });
@@ -151,7 +151,7 @@ describe("the jobs step", () => {
             step.files.map((f) => f.path),
             ["/usr/local/lib/onebox/jobs/run-job.sh"],
         );
-        assert.match(step.run, /for f in \/etc\/systemd\/system\/onebox-job-cleaning_\*\.timer \/etc\/systemd\/system\/onebox-job-cleaning_\*\.service; do/);
+        assert.match(step.run, /for f in \/etc\/systemd\/system\/onebox-job-cleaning-prod_\*\.timer \/etc\/systemd\/system\/onebox-job-cleaning-prod_\*\.service; do/);
         assert.match(step.run, /^ {4}''\) ;;$/m, "no unit is kept");
         assert.doesNotMatch(step.run, /systemctl enable/);
     });
@@ -165,19 +165,19 @@ describe("the jobs step", () => {
         try {
             const unitDir = path.join(tmp, "units");
             fs.mkdirSync(unitDir);
-            const names = ["onebox-job-cleaning_remind.timer", "onebox-job-cleaning_remind.service", "onebox-job-cleaning_old.timer", "onebox-job-cleaning_old.service", "onebox-job-cleaning-eu_old.timer"];
+            const names = ["onebox-job-cleaning-prod_remind.timer", "onebox-job-cleaning-prod_remind.service", "onebox-job-cleaning-prod_old.timer", "onebox-job-cleaning-prod_old.service", "onebox-job-cleaning-prod-eu_old.timer"];
             for (const n of names) fs.writeFileSync(path.join(unitDir, n), "");
             const bin = path.join(tmp, "bin");
             fs.mkdirSync(bin);
             fs.writeFileSync(path.join(bin, "systemctl"), `#!/usr/bin/env bash\necho "systemctl $*" >>"${tmp}/systemctl.log"\n`, { mode: 0o755 });
             const step = jobsStepOf(cleaning({ remind: REMIND }));
-            const script = step.run.replaceAll("/etc/systemd/system", unitDir).replaceAll("/etc/onebox/cleaning/jobs", path.join(tmp, "conf"));
+            const script = step.run.replaceAll("/etc/systemd/system", unitDir).replaceAll("/etc/onebox/cleaning-prod/jobs", path.join(tmp, "conf"));
             const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
             assert.equal(r.status, 0, r.stderr);
-            assert.deepEqual(fs.readdirSync(unitDir).sort(), ["onebox-job-cleaning-eu_old.timer", "onebox-job-cleaning_remind.service", "onebox-job-cleaning_remind.timer"]);
+            assert.deepEqual(fs.readdirSync(unitDir).sort(), ["onebox-job-cleaning-prod-eu_old.timer", "onebox-job-cleaning-prod_remind.service", "onebox-job-cleaning-prod_remind.timer"]);
             const calls = fs.readFileSync(path.join(tmp, "systemctl.log"), "utf8");
-            assert.match(calls, /^systemctl disable --now onebox-job-cleaning_old\.timer$/m);
-            assert.match(calls, /^systemctl stop onebox-job-cleaning_old\.service$/m);
+            assert.match(calls, /^systemctl disable --now onebox-job-cleaning-prod_old\.timer$/m);
+            assert.match(calls, /^systemctl stop onebox-job-cleaning-prod_old\.service$/m);
             assert.doesNotMatch(calls, /cleaning-eu/);
         } finally {
             fs.rmSync(tmp, { recursive: true, force: true });
@@ -262,11 +262,11 @@ describe("run-job.sh (bash, with stand-ins for docker and curl)", () => {
     test("the stack's lock held elsewhere: waits LOCK_WAIT, names the holder, does not run, alerts", { skip: !root && "needs root" }, () => {
         const s = setup({}, ["purge"]);
         try {
-            fs.writeFileSync(path.join(s.tmp, "stack.lock"), "deploy.sh /srv/onebox/cleaning/releases/r2 (pid 1)\n");
+            fs.writeFileSync(path.join(s.tmp, "stack.lock"), "deploy.sh /srv/onebox/cleaning-prod/releases/r2 (pid 1)\n");
             const r = spawnSync("bash", ["-c", `flock "${s.tmp}/stack.lock" bash "${RUNNER}" "${s.conf}"`], { encoding: "utf8", env: s.env(), timeout: 30_000 });
             // The outer flock holds the lock while the runner runs under it: the runner must give up.
             assert.equal(r.status, 1, r.stderr);
-            assert.match(r.stderr, /job remind failed \(lock\): .*still held after 1 s by deploy\.sh \/srv\/onebox\/cleaning\/releases\/r2/);
+            assert.match(r.stderr, /job remind failed \(lock\): .*still held after 1 s by deploy\.sh \/srv\/onebox\/cleaning-prod\/releases\/r2/);
             assert.doesNotMatch(s.read("docker.log"), /^compose /m);
             assert.match(s.read("curl.log"), /\\"step\\":\\"lock\\"/);
         } finally {

@@ -39,7 +39,7 @@ interface PgService {
 
 function postgresOf(config: StackConfig): PgService {
     const dataPath = "/srv/data";
-    const ctx = { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath };
+    const ctx = { project: projectName(config), paths: appPaths(projectName(config), dataPath) };
     const parsed = parse(renderCompose(config, ctx)) as { services: { postgres: PgService } };
     assert.deepEqual(parsed.services.postgres, (composeModel(config, ctx).services as Record<string, unknown>).postgres, "the rendered file says what the model says");
     return parsed.services.postgres;
@@ -62,8 +62,8 @@ describe("compose.yaml with backups.pointInTime", () => {
         assert.deepEqual(
             pg.volumes.filter((v) => /spool|socket/.test(v.source)).map((v) => [v.source, v.target]),
             [
-                ["/srv/data/postgres-wal-spool", "/var/spool/pgbackrest"],
-                ["/srv/data/postgres-socket", "/var/run/postgresql"],
+                ["/srv/data/fingerflow-prod/postgres-wal-spool", "/var/spool/pgbackrest"],
+                ["/srv/data/fingerflow-prod/postgres-socket", "/var/run/postgresql"],
             ],
         );
         assert.deepEqual(pg.tmpfs, ["/tmp"], "the socket directory is the shared mount, not memory");
@@ -78,7 +78,7 @@ describe("compose.yaml with backups.pointInTime", () => {
     });
 });
 
-describe("pgBackRest settings (/etc/onebox/pgbackrest.conf)", () => {
+describe("pgBackRest settings (/etc/onebox/<app>-<env>/pgbackrest.conf)", () => {
     const cases: [string, (raw: RawConfig) => void, string[]][] = [
         ["a custom endpoint (other): path style, its host", () => undefined, ["repo1-s3-endpoint=s3.eu-west-1.example-storage.net", "repo1-s3-uri-style=path", "repo1-s3-region=us-east-1"]],
         [
@@ -119,7 +119,7 @@ describe("pgBackRest settings (/etc/onebox/pgbackrest.conf)", () => {
     test("the key is a secret placeholder in a 0400 file of the database's uid, in a secret step (R3, R4)", () => {
         const steps = stepsOf(fingerflow());
         const backup = stepNamed(steps, "backup");
-        const conf = backup.files.find((f) => f.path === "/etc/onebox/pgbackrest.conf")!;
+        const conf = backup.files.find((f) => f.path === "/etc/onebox/fingerflow-prod/pgbackrest.conf")!;
         assert.equal(conf.mode, "0400");
         assert.equal(conf.owner, "999:999");
         assert.match(conf.content, /^repo1-s3-key=\{\{secret:BACKUP_S3_ACCESS_KEY_ID\}\}$/m);
@@ -158,14 +158,14 @@ describe("host steps and units with backups.pointInTime", () => {
         const steps = stepsOf(fingerflow());
         const dirs = stepNamed(steps, "deploy").directories.filter((d) => /spool|socket/.test(d.path));
         assert.deepEqual(dirs, [
-            { path: "/srv/data/postgres-wal-spool", mode: "0700", owner: "999:999" },
-            { path: "/srv/data/postgres-socket", mode: "0755", owner: "999:999" },
+            { path: "/srv/data/fingerflow-prod/postgres-wal-spool", mode: "0700", owner: "999:999" },
+            { path: "/srv/data/fingerflow-prod/postgres-socket", mode: "0755", owner: "999:999" },
         ]);
         const run = stepNamed(steps, "backup").run.split("\n");
-        const stanza = run.indexOf("/usr/local/lib/onebox/backup/pitr.sh stanza");
+        const stanza = run.indexOf("env ONEBOX_BACKUP_ENV=/etc/onebox/fingerflow-prod/backup.env /usr/local/lib/onebox/backup/pitr.sh stanza");
         const enable = run.findIndex((l) => l.startsWith("systemctl enable --now"));
         assert.ok(stanza >= 0 && stanza < enable, run.join("\n"));
-        for (const unit of ["onebox-pitr-backup.timer", "onebox-pitr-push.timer", "onebox-pitr-push.path"]) {
+        for (const unit of ["onebox-fingerflow-prod-pitr-backup.timer", "onebox-fingerflow-prod-pitr-push.timer", "onebox-fingerflow-prod-pitr-push.path"]) {
             assert.ok(run[enable].split(" ").includes(unit), `${unit} enabled`);
         }
     });
@@ -174,8 +174,8 @@ describe("host steps and units with backups.pointInTime", () => {
         const steps = stepsOf(configOf("fingerflow"));
         const backup = stepNamed(steps, "backup");
         assert.equal(backup.files.filter((f) => f.path.includes("pgbackrest")).length, 0);
-        assert.match(backup.run, /systemctl disable --now onebox-pitr-push\.path/);
-        assert.match(backup.run, /^rm -f \/etc\/onebox\/pgbackrest\.conf$/m);
+        assert.match(backup.run, /systemctl disable --now onebox-fingerflow-prod-pitr-push\.path/);
+        assert.match(backup.run, /^rm -f -- \/etc\/onebox\/fingerflow-prod\/pgbackrest\.conf$/m);
         assert.equal(stepNamed(steps, "deploy").directories.filter((d) => /spool|socket/.test(d.path)).length, 0);
     });
 
@@ -185,13 +185,13 @@ describe("host steps and units with backups.pointInTime", () => {
     });
 
     test("the pusher starts when a segment lands in the spool; the base backup runs on the backup schedule", () => {
-        const units = renderBackupUnits({ project: "p", schedule: "30 3 * * *", pitr: { spoolDir: "/mnt/data/postgres-wal-spool" } });
-        const path = units.find((u) => u.name === "onebox-pitr-push.path")!;
-        assert.match(path.content, /^PathExistsGlob=\/mnt\/data\/postgres-wal-spool\/0\*$/m);
-        assert.match(path.content, /^Unit=onebox-pitr-push\.service$/m);
-        assert.match(units.find((u) => u.name === "onebox-pitr-push.service")!.content, /^ExecStart=\/usr\/local\/lib\/onebox\/backup\/pitr\.sh push$/m);
-        const backup = units.find((u) => u.name === "onebox-pitr-backup.service")!.content;
+        const units = renderBackupUnits({ project: "p", backupEnv: "/etc/onebox/p/backup.env", schedule: "30 3 * * *", pitr: { spoolDir: "/mnt/data/p/postgres-wal-spool" } });
+        const path = units.find((u) => u.name === "onebox-p-pitr-push.path")!;
+        assert.match(path.content, /^PathExistsGlob=\/mnt\/data\/p\/postgres-wal-spool\/0\*$/m);
+        assert.match(path.content, /^Unit=onebox-p-pitr-push\.service$/m);
+        assert.match(units.find((u) => u.name === "onebox-p-pitr-push.service")!.content, /^ExecStart=\/usr\/local\/lib\/onebox\/backup\/pitr\.sh push$/m);
+        const backup = units.find((u) => u.name === "onebox-p-pitr-backup.service")!.content;
         assert.match(backup, /^ExecStart=\/usr\/local\/lib\/onebox\/backup\/pitr\.sh backup$/m);
-        assert.match(units.find((u) => u.name === "onebox-pitr-backup.timer")!.content, /^OnCalendar=\*-\*-\* 03:30:00 UTC$/m);
+        assert.match(units.find((u) => u.name === "onebox-p-pitr-backup.timer")!.content, /^OnCalendar=\*-\*-\* 03:30:00 UTC$/m);
     });
 });

@@ -40,7 +40,7 @@ type Service = Record<string, unknown> & { networks?: string[]; ports?: unknown;
 
 function composeOf(config: StackConfig): { services: Record<string, Service> } {
     const dataPath = "/mnt/data";
-    return parse(renderCompose(config, { project: projectName(config), paths: appPaths(config.app.name, dataPath), dataPath })) as never;
+    return parse(renderCompose(config, { project: projectName(config), paths: appPaths(projectName(config), dataPath) })) as never;
 }
 
 describe("database.pooler: schema", () => {
@@ -118,7 +118,7 @@ describe("database.pooler: rendered files", () => {
         const steps = buildSteps(config, contextFor(config));
         const secrets = steps.find((s) => s.name === "secrets");
         assert.ok(secrets?.secret, "the secrets step is secret (R4)");
-        const auth = secrets.files.find((f) => f.path === "/etc/onebox/finances/secrets/pgbouncer/userlist.txt");
+        const auth = secrets.files.find((f) => f.path === "/etc/onebox/finances-prod/secrets/pgbouncer/userlist.txt");
         assert.ok(auth);
         assert.equal(auth.mode, "0400");
         assert.equal(auth.owner, "10002:10002");
@@ -127,24 +127,24 @@ describe("database.pooler: rendered files", () => {
         assert.equal(filled, `"finances" "${scramVerifier(password)}"\n`);
         assert.ok(!filled.includes(password));
         // The same verifier deploy.sh sets in PostgreSQL: SCRAM pass-through needs them identical.
-        const pgScram = secrets.files.find((f) => f.path === "/etc/onebox/finances/secrets/postgres/postgres-password.scram");
+        const pgScram = secrets.files.find((f) => f.path === "/etc/onebox/finances-prod/secrets/postgres/postgres-password.scram");
         assert.ok(pgScram);
         assert.equal(substituteSecrets(pgScram.content, { POSTGRES_PASSWORD: password }), scramVerifier(password));
-        const ini = secrets.files.find((f) => f.path === "/etc/onebox/finances/secrets/pgbouncer/pgbouncer.ini");
+        const ini = secrets.files.find((f) => f.path === "/etc/onebox/finances-prod/secrets/pgbouncer/pgbouncer.ini");
         assert.equal(ini?.mode, "0400");
-        assert.ok(secrets.directories.some((d) => d.path === "/etc/onebox/finances/secrets/pgbouncer" && d.mode === "0500" && d.owner === "10002:10002"));
+        assert.ok(secrets.directories.some((d) => d.path === "/etc/onebox/finances-prod/secrets/pgbouncer" && d.mode === "0500" && d.owner === "10002:10002"));
     });
 
     it("without the pooler, no pooler files, no manifest line, no compose service", () => {
         const { config: plain } = validateConfig(digitalOceanRaw());
         const secrets = buildSteps(plain, contextFor(plain)).find((s) => s.name === "secrets");
         assert.ok(!secrets?.files.some((f) => f.path.includes("pgbouncer")));
-        assert.doesNotMatch(renderManifest(plain, { project: "finances-prod", paths: appPaths("finances", "/mnt/data") }), /POOLER/);
+        assert.doesNotMatch(renderManifest(plain, { project: "finances-prod", paths: appPaths("finances-prod", "/mnt/data") }), /POOLER/);
         assert.equal(composeOf(plain).services.pgbouncer, undefined);
     });
 
     it("the manifest names the pooler for deploy.sh", () => {
-        assert.match(renderManifest(config, { project: "finances-prod", paths: appPaths("finances", "/mnt/data") }), /^POOLER_SERVICE=pgbouncer$/m);
+        assert.match(renderManifest(config, { project: "finances-prod", paths: appPaths("finances-prod", "/mnt/data") }), /^POOLER_SERVICE=pgbouncer$/m);
     });
 });
 
@@ -169,7 +169,7 @@ describe("database.pooler: compose", () => {
         assert.equal(p.mem_limit, "64m");
         assert.deepEqual(p.entrypoint, ["pgbouncer"]);
         assert.deepEqual(p.command, ["/run/secrets/pgbouncer.ini"]);
-        assert.deepEqual(p.volumes, [{ type: "bind", source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances}/secrets/pgbouncer", target: "/run/secrets", read_only: true, bind: { create_host_path: false } }]);
+        assert.deepEqual(p.volumes, [{ type: "bind", source: "${ONEBOX_CONFIG_DIR:-/etc/onebox/finances-prod}/secrets/pgbouncer", target: "/run/secrets", read_only: true, bind: { create_host_path: false } }]);
         assert.deepEqual(p.depends_on, { postgres: { condition: "service_healthy" } });
         assert.match(JSON.stringify(p.healthcheck), /pg_isready -q -h 127\.0\.0\.1 -p 6432 -U finances -d finances/);
     });

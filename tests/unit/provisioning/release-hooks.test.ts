@@ -12,7 +12,7 @@ import { buildSteps, renderRelease } from "../../../components/provisioning/step
 import { FAKE_CLOUDFLARE_RANGES } from "../../helpers/cloudflare";
 import { configOf, contextFor, FAKE_SCRIPTS } from "./fixtures";
 
-const paths = appPaths("finances", "/mnt/data");
+const paths = appPaths("finances-prod", "/mnt/data");
 const ctx = { project: "finances-prod", paths };
 
 const withHooks = configOf("finances", (r) => {
@@ -67,7 +67,7 @@ describe("release hooks: manifest", () => {
             "PREFLIGHT=api DATABASE_URL",
             "PREFLIGHT=api COOKIE_DOMAIN",
             "PREFLIGHT=web NODE_ENV",
-            "SECRETS_DIR=/etc/onebox/finances/secrets",
+            "SECRETS_DIR=/etc/onebox/finances-prod/secrets",
             'RELEASE_SERVICE=api',
             'RELEASE_COMMAND=["python","-c","print(\'a b\')","--flag=\\"x\\""]',
             "RELEASE_TIMEOUT=120",

@@ -45,13 +45,14 @@ describe("release manifest and id", () => {
     test("manifest (exact)", () => {
         const config = configOf("finances");
         assert.equal(
-            renderManifest(config, { project: "finances-prod", paths: appPaths("finances", "/mnt/data") }),
+            renderManifest(config, { project: "finances-prod", paths: appPaths("finances-prod", "/mnt/data") }),
             [
                 "# Release manifest of finances-prod, rendered by onebox; read (never sourced) by deploy.sh.",
                 "PROJECT=finances-prod",
                 "PROXY=caddy",
                 "PROXY_SERVICE=proxy",
-                "PROXY_DIR=/srv/onebox/finances/proxy",
+                "PROXY_DIR=/srv/onebox/finances-prod/proxy",
+                "PUBLISHES=80 443",
                 "TLS_MODE=cloudflare-origin",
                 "IMAGE_SOURCE=registry",
                 "HEALTH_TIMEOUT=180",
@@ -59,10 +60,10 @@ describe("release manifest and id", () => {
                 "DATABASE_SERVICE=postgres",
                 "DATABASE_USER=finances",
                 "DATABASE_MAJOR=16",
-                "DATABASE_DATA_DIR=/mnt/data/postgres",
+                "DATABASE_DATA_DIR=/mnt/data/finances-prod/postgres",
                 "REGISTRY_CONFIG=",
-                "ENV_FILE=/etc/onebox/finances/env/api.env",
-                "ENV_FILE=/etc/onebox/finances/env/web.env",
+                "ENV_FILE=/etc/onebox/finances-prod/env/api.env",
+                "ENV_FILE=/etc/onebox/finances-prod/env/web.env",
                 "CHECK=app.example.com /api/health 2xx",
                 "CHECK=api.example.com /health 2xx",
                 "",
@@ -71,7 +72,7 @@ describe("release manifest and id", () => {
     });
 
     test("traefik-external: the status server is the proxy service; the routes are checked through Traefik on the external network", () => {
-        const manifest = renderManifest(configOf("fingerflow"), { project: "fingerflow-prod", paths: appPaths("fingerflow", "/srv/data") });
+        const manifest = renderManifest(configOf("fingerflow"), { project: "fingerflow-prod", paths: appPaths("fingerflow-prod", "/srv/data") });
         assert.match(manifest, /^PROXY=traefik-external$/m);
         assert.match(manifest, /^PROXY_SERVICE=backup-status$/m);
         assert.deepEqual(
@@ -85,12 +86,12 @@ describe("release manifest and id", () => {
                 "CHECK=app.fingerflow.example / 2xx",
             ],
         );
-        const other = renderManifest(configOf("fingerflow", (r) => ((r.proxy as Record<string, unknown>).externalNetwork = "web_edge")), { project: "fingerflow-prod", paths: appPaths("fingerflow", "/srv/data") });
+        const other = renderManifest(configOf("fingerflow", (r) => ((r.proxy as Record<string, unknown>).externalNetwork = "web_edge")), { project: "fingerflow-prod", paths: appPaths("fingerflow-prod", "/srv/data") });
         assert.match(other, /^PROXY_NETWORK=web_edge$/m);
     });
 
     test("a Caddy stack's manifest names no external network (its release ids stay as they were)", () => {
-        const manifest = renderManifest(configOf("finances"), { project: "finances-prod", paths: appPaths("finances", "/mnt/data") });
+        const manifest = renderManifest(configOf("finances"), { project: "finances-prod", paths: appPaths("finances-prod", "/mnt/data") });
         assert.doesNotMatch(manifest, /^PROXY_NETWORK=/m);
         assert.match(manifest, /^CHECK=/m);
     });
@@ -110,16 +111,16 @@ describe("release manifest and id", () => {
 });
 
 describe("backup timers", () => {
-    const units = renderBackupUnits({ project: "finances-prod", schedule: "30 3 * * *", drillSchedule: "0 5 * * 0" });
+    const units = renderBackupUnits({ project: "finances-prod", backupEnv: "/etc/onebox/finances-prod/backup.env", schedule: "30 3 * * *", drillSchedule: "0 5 * * 0" });
 
     test("backup service and timer (exact): OnCalendar from the cron schedule, randomized, persistent", () => {
         assert.deepEqual(units.map((u) => u.name), [
-            "onebox-backup.service",
-            "onebox-backup.timer",
-            "onebox-restore-drill.service",
-            "onebox-restore-drill.timer",
-            "onebox-backup-status.service",
-            "onebox-backup-status.timer",
+            "onebox-finances-prod-backup.service",
+            "onebox-finances-prod-backup.timer",
+            "onebox-finances-prod-restore-drill.service",
+            "onebox-finances-prod-restore-drill.timer",
+            "onebox-finances-prod-backup-status.service",
+            "onebox-finances-prod-backup-status.timer",
         ]);
         assert.equal(
             units[0].content,
@@ -129,10 +130,11 @@ describe("backup timers", () => {
                 "Documentation=file:/usr/local/lib/onebox/backup/backup.sh",
                 "Wants=network-online.target",
                 "After=network-online.target docker.service",
-                "ConditionPathExists=/etc/onebox/backup.env",
+                "ConditionPathExists=/etc/onebox/finances-prod/backup.env",
                 "",
                 "[Service]",
                 "Type=oneshot",
+                "Environment=ONEBOX_BACKUP_ENV=/etc/onebox/finances-prod/backup.env",
                 "ExecStart=/usr/local/lib/onebox/backup/backup.sh",
                 "TimeoutStartSec=3h",
                 "NoNewPrivileges=true",
@@ -169,9 +171,9 @@ describe("backup timers", () => {
     });
 
     test("no drill unit without a database", () => {
-        const names = renderBackupUnits({ project: "p", schedule: "0 2 * * 1-5" }).map((u) => u.name);
-        assert.deepEqual(names, ["onebox-backup.service", "onebox-backup.timer", "onebox-backup-status.service", "onebox-backup-status.timer"]);
-        assert.match(renderBackupUnits({ project: "p", schedule: "0 2 * * 1-5" })[1].content, /^OnCalendar=Mon,Tue,Wed,Thu,Fri \*-\*-\* 02:00:00 UTC$/m);
+        const names = renderBackupUnits({ project: "p", backupEnv: "/etc/onebox/p/backup.env", schedule: "0 2 * * 1-5" }).map((u) => u.name);
+        assert.deepEqual(names, ["onebox-p-backup.service", "onebox-p-backup.timer", "onebox-p-backup-status.service", "onebox-p-backup-status.timer"]);
+        assert.match(renderBackupUnits({ project: "p", backupEnv: "/etc/onebox/p/backup.env", schedule: "0 2 * * 1-5" })[1].content, /^OnCalendar=Mon,Tue,Wed,Thu,Fri \*-\*-\* 02:00:00 UTC$/m);
     });
 
     test("the scripts read backup.env themselves: no EnvironmentFile= hands the credentials to every child", () => {

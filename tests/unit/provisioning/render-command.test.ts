@@ -174,22 +174,23 @@ describe("render command", () => {
         for (const expected of [
             "wait-ready.stdin.sh",
             "bootstrap.stdin.sh",
-            "bootstrap/etc/onebox/bootstrap.env",
+            "bootstrap/etc/onebox/finances-prod/bootstrap.env",
+            "bootstrap/usr/local/lib/onebox/migrate-layout.sh",
             "bootstrap/usr/local/lib/onebox/bootstrap.sh",
             "secrets.stdin.sh",
-            "secrets/etc/onebox/finances/env/api.env",
-            "secrets/etc/onebox/finances/certs/origin.key",
+            "secrets/etc/onebox/finances-prod/env/api.env",
+            "secrets/etc/onebox/finances-prod/certs/origin.key",
             "deploy.stdin.sh",
             "deploy/usr/local/lib/onebox/deploy.sh",
-            "backup/etc/onebox/backup.env",
-            "backup/etc/systemd/system/onebox-backup.timer",
+            "backup/etc/onebox/finances-prod/backup.env",
+            "backup/etc/systemd/system/onebox-finances-prod-backup.timer",
             "steps.json",
             "validate.sh",
         ]) {
             assert.ok(files.includes(expected), `missing ${expected}`);
         }
         const summary = JSON.parse(fs.readFileSync(path.join(out, "steps.json"), "utf8")) as { steps: Record<string, unknown>[]; releaseId: string };
-        assert.ok(files.includes(`deploy/srv/onebox/finances/releases/${summary.releaseId}/compose.yaml`));
+        assert.ok(files.includes(`deploy/srv/onebox/finances-prod/releases/${summary.releaseId}/compose.yaml`));
         assert.deepEqual(summary.steps.map((s) => [s.name, s.secret, s.command]), [
             ["wait-ready", false, "sudo -n bash -s"],
             ["bootstrap", false, "sudo -n bash -s"],
@@ -200,7 +201,7 @@ describe("render command", () => {
         ]);
         const secrets = summary.steps[2] as { trigger: unknown; files: { path: string; mode: string; owner: string; sha256: string; masked: boolean }[] };
         assert.equal(secrets.trigger, null, "secret triggers depend on values the render never sees");
-        const jwt = "/etc/onebox/finances/secrets/api/JWT_SECRET";
+        const jwt = "/etc/onebox/finances-prod/secrets/api/JWT_SECRET";
         assert.deepEqual(secrets.files.find((f) => f.path === jwt), {
             path: jwt,
             mode: "0400",
@@ -211,7 +212,7 @@ describe("render command", () => {
         assert.match(String((summary.steps[1] as { trigger: string }).trigger), /^[0-9a-f]{64}$/);
         assert.equal(fs.readFileSync(path.join(out, `secrets${jwt}`), "utf8"), "********");
         // H11: the env file holds no secret unless the service opts in.
-        assert.equal(secrets.files.find((f) => f.path === "/etc/onebox/finances/env/api.env")?.masked, false);
+        assert.equal(secrets.files.find((f) => f.path === "/etc/onebox/finances-prod/env/api.env")?.masked, false);
         assert.equal(spawnSync("bash", ["-n", path.join(out, "validate.sh")]).status, 0);
     });
 
@@ -227,7 +228,7 @@ describe("render command", () => {
             assert.ok(!content.includes(PLAIN_SECRET), `${file} holds a secret from the stack file`);
             assert.ok(!content.includes("encrypted-in-stack-file") && !content.includes("v1:AAAA") && !content.includes("v1:CCCC"), file);
         }
-        assert.match(fs.readFileSync(path.join(out, "backup/etc/onebox/backup.env"), "utf8"), /^BACKUP_S3_SECRET_ACCESS_KEY='\*{8}'$/m);
+        assert.match(fs.readFileSync(path.join(out, "backup/etc/onebox/fingerflow-prod/backup.env"), "utf8"), /^BACKUP_S3_SECRET_ACCESS_KEY='\*{8}'$/m);
     });
 
     test("reads only the onebox: namespace; a whole encrypted secrets map is refused with the fix", () => {
@@ -240,7 +241,7 @@ describe("render command", () => {
         const file = stackFile("finances", DEPLOYMENTS.finances);
         const out = path.join(tmp, "finances-cli");
         assert.equal(main(["--stack-file", file, "--out", out, "--scripts-dir", scriptsDir, "--cloudflare-ips", CLOUDFLARE_IPS]), 0);
-        const env = fs.readFileSync(path.join(out, "bootstrap/etc/onebox/bootstrap.env"), "utf8");
+        const env = fs.readFileSync(path.join(out, "bootstrap/etc/onebox/finances-prod/bootstrap.env"), "utf8");
         assert.match(env, /^ONEBOX_PUBLIC_TCP_PORTS=''$/m);
         const cidrs = [...FAKE_CLOUDFLARE_RANGES.ipv4, ...FAKE_CLOUDFLARE_RANGES.ipv6];
         assert.match(env, new RegExp(`^ONEBOX_RESTRICTED_PORTS='${[80, 443].flatMap((p) => cidrs.map((c) => `${p}:${c}`)).join(" ")}'$`, "m"));

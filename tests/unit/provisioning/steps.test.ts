@@ -124,10 +124,12 @@ describe("bootstrap", () => {
         assert.deepEqual(s.files.map((f) => [f.path, f.mode, f.owner]), [
             ["/usr/local/lib/onebox/bootstrap.sh", "0755", "root:root"],
             ["/usr/local/lib/onebox/daemon.json", "0644", "root:root"],
-            ["/etc/onebox/bootstrap.env", "0600", "root:root"],
+            ["/usr/local/lib/onebox/migrate-layout.sh", "0755", "root:root"],
+            ["/etc/onebox/finances-prod/bootstrap.env", "0600", "root:root"],
         ]);
         assert.equal(fileOf(s, "/usr/local/lib/onebox/bootstrap.sh").content, FAKE_SCRIPTS.bootstrap["bootstrap.sh"]);
-        assert.equal(s.run, "/usr/local/lib/onebox/bootstrap.sh");
+        // The move into the stack's own directories (a no-op once done), then the bootstrap on the stack's settings.
+        assert.equal(s.run, "/usr/local/lib/onebox/migrate-layout.sh finances finances-prod /mnt/data\nenv ONEBOX_BOOTSTRAP_ENV=/etc/onebox/finances-prod/bootstrap.env /usr/local/lib/onebox/bootstrap.sh");
     });
 
     test("bootstrap.env (exact): the settings bootstrap.sh documents", () => {
@@ -226,7 +228,7 @@ describe("secrets (H10)", () => {
 
     test("Chronos (published database): TLS certificate, key and pg_hba.conf beside the password, 0400 for the postgres uid", () => {
         const chronos = step(stepsOf("chronos"), "secrets");
-        const pg = chronos.files.filter((f) => f.path.startsWith("/etc/onebox/chronos/secrets/postgres/"));
+        const pg = chronos.files.filter((f) => f.path.startsWith("/etc/onebox/chronos-prod/secrets/postgres/"));
         assert.deepEqual(pg.map((f) => [f.path.split("/").pop(), f.mode, f.owner]), [
             ["postgres-password", "0400", "999:999"],
             ["postgres-password.scram", "0400", "999:999"],
@@ -261,12 +263,12 @@ describe("secrets (H10)", () => {
     test("env files are 0600 root in a 0700 root directory created before them", () => {
         assert.deepEqual(s.directories.map((d) => [d.path, d.mode, d.owner]), [
             ["/etc/onebox", "0700", "root:root"],
-            ["/etc/onebox/finances", "0700", "root:root"],
-            ["/etc/onebox/finances/env", "0700", "root:root"],
-            ["/etc/onebox/finances/secrets", "0700", "root:root"],
-            ["/etc/onebox/finances/secrets/postgres", "0500", "999:999"],
-            ["/etc/onebox/finances/secrets/api", "0500", "10001:10001"],
-            ["/etc/onebox/finances/certs", "0700", "root:root"],
+            ["/etc/onebox/finances-prod", "0700", "root:root"],
+            ["/etc/onebox/finances-prod/env", "0700", "root:root"],
+            ["/etc/onebox/finances-prod/secrets", "0700", "root:root"],
+            ["/etc/onebox/finances-prod/secrets/postgres", "0500", "999:999"],
+            ["/etc/onebox/finances-prod/secrets/api", "0500", "10001:10001"],
+            ["/etc/onebox/finances-prod/certs", "0700", "root:root"],
         ]);
         for (const f of s.files.filter((x) => x.path.endsWith(".env"))) {
             assert.equal(f.mode, "0600", f.path);
@@ -276,26 +278,26 @@ describe("secrets (H10)", () => {
 
     test("H11/R8: secret files, one directory per container, owned by the uid that reads it (postgres 999, the service's user); PostgreSQL gets the verifier too", () => {
         assert.deepEqual(s.files.filter((f) => f.path.includes("/secrets/")).map((f) => [f.path, f.mode, f.owner, f.content]), [
-            ["/etc/onebox/finances/secrets/postgres/postgres-password", "0400", "999:999", "{{secret:POSTGRES_PASSWORD}}"],
-            ["/etc/onebox/finances/secrets/postgres/postgres-password.scram", "0400", "999:999", "{{secret:POSTGRES_PASSWORD|scram}}"],
-            ["/etc/onebox/finances/secrets/api/database-password", "0400", "10001:10001", "{{secret:POSTGRES_PASSWORD}}"],
-            ["/etc/onebox/finances/secrets/api/JWT_REFRESH_SECRET", "0400", "10001:10001", "{{secret:JWT_REFRESH_SECRET}}"],
-            ["/etc/onebox/finances/secrets/api/JWT_SECRET", "0400", "10001:10001", "{{secret:JWT_SECRET}}"],
+            ["/etc/onebox/finances-prod/secrets/postgres/postgres-password", "0400", "999:999", "{{secret:POSTGRES_PASSWORD}}"],
+            ["/etc/onebox/finances-prod/secrets/postgres/postgres-password.scram", "0400", "999:999", "{{secret:POSTGRES_PASSWORD|scram}}"],
+            ["/etc/onebox/finances-prod/secrets/api/database-password", "0400", "10001:10001", "{{secret:POSTGRES_PASSWORD}}"],
+            ["/etc/onebox/finances-prod/secrets/api/JWT_REFRESH_SECRET", "0400", "10001:10001", "{{secret:JWT_REFRESH_SECRET}}"],
+            ["/etc/onebox/finances-prod/secrets/api/JWT_SECRET", "0400", "10001:10001", "{{secret:JWT_SECRET}}"],
         ]);
         // A service without the database gets a directory for its secrets alone.
         const cleaning = step(stepsOf("cleaning"), "secrets");
-        assert.ok(cleaning.files.some((f) => f.path === "/etc/onebox/cleaning/secrets/worker/SMTP_PASSWORD"), cleaning.files.map((f) => f.path).join(" "));
+        assert.ok(cleaning.files.some((f) => f.path === "/etc/onebox/cleaning-prod/secrets/worker/SMTP_PASSWORD"), cleaning.files.map((f) => f.path).join(" "));
         const alpine = step(stepsOf("finances", (r) => ((r.database as Record<string, unknown>).image = "postgres:16-alpine")), "secrets");
-        assert.equal(fileOf(alpine, "/etc/onebox/finances/secrets/postgres/postgres-password").owner, "70:70");
+        assert.equal(fileOf(alpine, "/etc/onebox/finances-prod/secrets/postgres/postgres-password").owner, "70:70");
         const imageUser = step(stepsOf("fingerflow", (r) => ((r.services as Record<string, Record<string, unknown>>).backend.user = null)), "secrets");
-        const f = fileOf(imageUser, "/etc/onebox/fingerflow/secrets/backend/database-password");
+        const f = fileOf(imageUser, "/etc/onebox/fingerflow-prod/secrets/backend/database-password");
         assert.deepEqual([f.mode, f.owner], ["0444", "root:root"]);
-        assert.deepEqual(imageUser.directories.find((d) => d.path.endsWith("/secrets/backend")), { path: "/etc/onebox/fingerflow/secrets/backend", mode: "0555", owner: "root:root" });
+        assert.deepEqual(imageUser.directories.find((d) => d.path.endsWith("/secrets/backend")), { path: "/etc/onebox/fingerflow-prod/secrets/backend", mode: "0555", owner: "root:root" });
     });
 
     test("origin certificate and key (Cloudflare origin TLS)", () => {
-        assert.deepEqual([fileOf(s, "/etc/onebox/finances/certs/origin.pem").mode, fileOf(s, "/etc/onebox/finances/certs/origin.key").mode], ["0644", "0600"]);
-        assert.equal(fileOf(s, "/etc/onebox/finances/certs/origin.key").content, "{{secret:TLS_ORIGIN_KEY}}");
+        assert.deepEqual([fileOf(s, "/etc/onebox/finances-prod/certs/origin.pem").mode, fileOf(s, "/etc/onebox/finances-prod/certs/origin.key").mode], ["0644", "0600"]);
+        assert.equal(fileOf(s, "/etc/onebox/finances-prod/certs/origin.key").content, "{{secret:TLS_ORIGIN_KEY}}");
         assert.ok(!step(stepsOf("cleaning"), "secrets").files.some((x) => x.path.includes("/certs/")));
     });
 
@@ -314,8 +316,8 @@ describe("secrets (H10)", () => {
         );
         // The opted-in secret is no longer a file; the other one still is.
         const files = step(buildSteps(optedIn, contextFor(optedIn)), "secrets").files.map((f) => f.path);
-        assert.ok(!files.includes("/etc/onebox/finances/secrets/api/JWT_SECRET"));
-        assert.ok(files.includes("/etc/onebox/finances/secrets/api/JWT_REFRESH_SECRET"));
+        assert.ok(!files.includes("/etc/onebox/finances-prod/secrets/api/JWT_SECRET"));
+        assert.ok(files.includes("/etc/onebox/finances-prod/secrets/api/JWT_REFRESH_SECRET"));
         // By default: no value at all.
         assert.doesNotMatch(renderServiceEnv(configOf("finances"), "api"), /=/);
         assert.doesNotMatch(renderServiceEnv(configOf("finances"), "web"), /=/);
@@ -326,25 +328,25 @@ describe("secrets (H10)", () => {
             s.run,
             [
                 "shopt -s nullglob",
-                "for f in /etc/onebox/finances/env/*.env; do",
+                "for f in /etc/onebox/finances-prod/env/*.env; do",
                 '  case "${f##*/}" in',
                 "    api.env|web.env) ;;",
                 "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
                 "  esac",
                 "done",
-                "for f in /etc/onebox/finances/secrets/*/; do",
+                "for f in /etc/onebox/finances-prod/secrets/*/; do",
                 '  case "$(basename -- "${f}")/" in',
                 "    postgres/|api/) ;;",
                 "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
                 "  esac",
                 "done",
-                "for f in /etc/onebox/finances/secrets/api/*; do",
+                "for f in /etc/onebox/finances-prod/secrets/api/*; do",
                 '  case "${f##*/}" in',
                 "    database-password|JWT_REFRESH_SECRET|JWT_SECRET) ;;",
                 "    *) rm -rf -- \"${f}\"; printf 'removed   %s\\n' \"${f}\" ;;",
                 "  esac",
                 "done",
-                "if [[ -e /etc/onebox/finances/registry ]]; then rm -rf -- /etc/onebox/finances/registry; echo 'removed   registry logins'; fi",
+                "if [[ -e /etc/onebox/finances-prod/registry ]]; then rm -rf -- /etc/onebox/finances-prod/registry; echo 'removed   registry logins'; fi",
             ].join("\n"),
         );
     });
@@ -356,7 +358,7 @@ describe("secrets (H10)", () => {
                 fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
                 fs.writeFileSync(path.join(dir, p), "x");
             }
-            const run = s.run.replaceAll("/etc/onebox/finances", dir);
+            const run = s.run.replaceAll("/etc/onebox/finances-prod", dir);
             const r = spawnSync("bash", ["-c", `set -euo pipefail\n${run}`], { encoding: "utf8" });
             assert.equal(r.status, 0, r.stderr);
             assert.deepEqual(fs.readdirSync(path.join(dir, "env")).sort(), ["api.env", "notes.txt", "web.env"]);
@@ -377,24 +379,24 @@ describe("deploy", () => {
         assert.ok(id);
         assert.deepEqual(s.files.map((f) => [f.path, f.mode]), [
             ["/usr/local/lib/onebox/deploy.sh", "0755"],
-            [`/srv/onebox/cleaning/releases/${id}/compose.yaml`, "0644"],
-            [`/srv/onebox/cleaning/releases/${id}/Caddyfile`, "0644"],
-            [`/srv/onebox/cleaning/releases/${id}/release.manifest`, "0644"],
+            [`/srv/onebox/cleaning-prod/releases/${id}/compose.yaml`, "0644"],
+            [`/srv/onebox/cleaning-prod/releases/${id}/Caddyfile`, "0644"],
+            [`/srv/onebox/cleaning-prod/releases/${id}/release.manifest`, "0644"],
         ]);
         assert.equal(
             s.run,
             [
-                "mkdir -p -- /mnt/data/postgres /mnt/data/redis",
-                "if find /mnt/data/caddy/data /mnt/data/caddy/config /var/log/onebox/cleaning/caddy ! -user 10080 -print -quit | grep -q .; then",
-                "  chown -R 10080:10080 -- /mnt/data/caddy/data /mnt/data/caddy/config /var/log/onebox/cleaning/caddy",
+                "mkdir -p -- /mnt/data/cleaning-prod/postgres /mnt/data/cleaning-prod/redis",
+                "if find /mnt/data/cleaning-prod/caddy/data /mnt/data/cleaning-prod/caddy/config /var/log/onebox/cleaning-prod/caddy ! -user 10080 -print -quit | grep -q .; then",
+                "  chown -R 10080:10080 -- /mnt/data/cleaning-prod/caddy/data /mnt/data/cleaning-prod/caddy/config /var/log/onebox/cleaning-prod/caddy",
                 "fi",
-                `/usr/local/lib/onebox/deploy.sh /srv/onebox/cleaning/releases/${id}`,
+                `/usr/local/lib/onebox/deploy.sh /srv/onebox/cleaning-prod/releases/${id}`,
             ].join("\n"),
         );
         // H12: the non-root proxy owns what it writes.
-        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/caddy/data"), { path: "/mnt/data/caddy/data", mode: "0700", owner: "10080:10080" });
-        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/volumes/api/uploads"), { path: "/mnt/data/volumes/api/uploads", mode: "0750", owner: "10001:10001" });
-        assert.ok(s.directories.some((d) => d.path === "/srv/onebox/cleaning/proxy/certs"), "mount point of the certificates inside the read-only /etc/caddy");
+        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/cleaning-prod/caddy/data"), { path: "/mnt/data/cleaning-prod/caddy/data", mode: "0700", owner: "10080:10080" });
+        assert.deepEqual(s.directories.find((d) => d.path === "/mnt/data/cleaning-prod/volumes/api/uploads"), { path: "/mnt/data/cleaning-prod/volumes/api/uploads", mode: "0750", owner: "10001:10001" });
+        assert.ok(s.directories.some((d) => d.path === "/srv/onebox/cleaning-prod/proxy/certs"), "mount point of the certificates inside the read-only /etc/caddy");
     });
 
     test("R5: changing one image changes the deploy step only", () => {
@@ -432,8 +434,8 @@ describe("backup", () => {
                 "BACKUP_AGE_RECIPIENT='age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'",
                 "BACKUP_DIRS=''",
                 "BACKUP_WEEKLY_DAY='7'",
-                "BACKUP_STATE_DIR='/var/lib/onebox/backup'",
-                "BACKUP_STATUS_FILE='/var/lib/onebox/status/backup.json'",
+                "BACKUP_STATE_DIR='/var/lib/onebox/finances-prod/backup'",
+                "BACKUP_STATUS_FILE='/var/lib/onebox/finances-prod/status/backup.json'",
                 "BACKUP_MAX_AGE_HOURS='26'",
                 "BACKUP_ALERT_URL=''",
                 "BACKUP_HEARTBEAT_URL=''",
@@ -446,7 +448,7 @@ describe("backup", () => {
 
     test("uploads are backed up; an S3-compatible endpoint uses path-style; no weekly copies sets day 0", () => {
         const cleaning = configOf("cleaning");
-        assert.match(renderBackupEnv(cleaning, contextFor(cleaning)), /^BACKUP_DIRS='\/mnt\/data\/volumes\/api\/uploads'$/m);
+        assert.match(renderBackupEnv(cleaning, contextFor(cleaning)), /^BACKUP_DIRS='\/mnt\/data\/cleaning-prod\/volumes\/api\/uploads'$/m);
         const ff = configOf("fingerflow", (r) => ((r.backups as Record<string, unknown>).weeklyRetentionWeeks = 0));
         const env = renderBackupEnv(ff, contextFor(ff));
         assert.match(env, /^BACKUP_S3_ENDPOINT='https:\/\/s3\.eu-west-1\.example-storage\.net'$/m);
@@ -492,7 +494,7 @@ describe("backup", () => {
         const config = configOf("fingerflow", (r) => Object.assign(r.backups as Record<string, unknown>, { local: { keep: 3 }, pruneOnHost: false }));
         const env = renderBackupEnv(config, contextFor(config));
         assert.match(env, /^BACKUP_LOCAL_KEEP='3'$/m);
-        assert.match(env, new RegExp(`^BACKUP_LOCAL_DIR='${contextFor(config).dataPath}/backups'$`, "m"));
+        assert.match(env, new RegExp(`^BACKUP_LOCAL_DIR='${contextFor(config).dataPath}/fingerflow-prod/backups'$`, "m"));
         assert.match(env, /^BACKUP_PRUNE='none'$/m);
     });
 
@@ -504,24 +506,24 @@ describe("backup", () => {
             ["/usr/local/lib/onebox/backup/backup.sh", "0755"],
             ["/usr/local/lib/onebox/backup/lib.sh", "0755"],
             ["/usr/local/lib/onebox/backup/restore-drill.sh", "0755"],
-            ["/etc/onebox/backup.env", "0600"],
-            ["/etc/systemd/system/onebox-backup.service", "0644"],
-            ["/etc/systemd/system/onebox-backup.timer", "0644"],
-            ["/etc/systemd/system/onebox-restore-drill.service", "0644"],
-            ["/etc/systemd/system/onebox-restore-drill.timer", "0644"],
-            ["/etc/systemd/system/onebox-backup-status.service", "0644"],
-            ["/etc/systemd/system/onebox-backup-status.timer", "0644"],
+            ["/etc/onebox/finances-prod/backup.env", "0600"],
+            ["/etc/systemd/system/onebox-finances-prod-backup.service", "0644"],
+            ["/etc/systemd/system/onebox-finances-prod-backup.timer", "0644"],
+            ["/etc/systemd/system/onebox-finances-prod-restore-drill.service", "0644"],
+            ["/etc/systemd/system/onebox-finances-prod-restore-drill.timer", "0644"],
+            ["/etc/systemd/system/onebox-finances-prod-backup-status.service", "0644"],
+            ["/etc/systemd/system/onebox-finances-prod-backup-status.timer", "0644"],
         ]);
         assert.equal(
             s.run,
             [
                 "systemctl daemon-reload",
                 // Point-in-time recovery is off: its units stop and its settings (with the key) go.
-                "systemctl disable --now onebox-pitr-backup.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-pitr-push.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-pitr-push.path 2>/dev/null || true",
-                "rm -f /etc/onebox/pgbackrest.conf",
-                "systemctl enable --now onebox-backup.timer onebox-restore-drill.timer onebox-backup-status.timer",
+                "systemctl disable --now onebox-finances-prod-pitr-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-finances-prod-pitr-push.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-finances-prod-pitr-push.path 2>/dev/null || true",
+                "rm -f -- /etc/onebox/finances-prod/pgbackrest.conf",
+                "systemctl enable --now onebox-finances-prod-backup.timer onebox-finances-prod-restore-drill.timer onebox-finances-prod-backup-status.timer",
             ].join("\n"),
         );
     });
@@ -533,13 +535,13 @@ describe("backup", () => {
         assert.equal(
             s.run,
             [
-                "systemctl disable --now onebox-backup.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-restore-drill.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-backup-status.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-pitr-backup.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-pitr-push.timer 2>/dev/null || true",
-                "systemctl disable --now onebox-pitr-push.path 2>/dev/null || true",
-                "rm -f /etc/onebox/pgbackrest.conf",
+                "systemctl disable --now onebox-social-prod-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-social-prod-restore-drill.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-social-prod-backup-status.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-social-prod-pitr-backup.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-social-prod-pitr-push.timer 2>/dev/null || true",
+                "systemctl disable --now onebox-social-prod-pitr-push.path 2>/dev/null || true",
+                "rm -f -- /etc/onebox/social-prod/pgbackrest.conf",
             ].join("\n"),
         );
     });
@@ -587,7 +589,7 @@ describe("R7: the stack lock", () => {
         const values = fakeSecretValues([...new Set(steps.flatMap(stepSecrets))]);
         for (const st of steps.filter((x) => !x.upload)) {
             const script = renderStepScript(st, values);
-            const line = `  lock_stack /run/lock/onebox/finances.lock 'onebox step ${st.name}' ${STACK_LOCK_WAIT_SECONDS}\n`;
+            const line = `  lock_stack /run/lock/onebox/finances-prod.lock 'onebox step ${st.name}' ${STACK_LOCK_WAIT_SECONDS}\n`;
             const locked = ["secrets", "deploy", "backup", "jobs"].includes(st.name);
             assert.equal(script.includes(line), locked, st.name);
             if (locked) {
@@ -641,10 +643,10 @@ describe("rendered step scripts", () => {
 
     test("every file is one put_file with quoted arguments and base64 content (exact line)", () => {
         const script = renderStepScript(secrets, values);
-        assert.ok(script.includes("  put_dir /etc/onebox/finances 0700 root:root\n"));
-        assert.ok(script.includes("  put_dir /etc/onebox/finances/secrets/postgres 0500 999:999\n"));
-        assert.ok(script.includes("  put_file /etc/onebox/finances/secrets/postgres/postgres-password 0400 999:999 <<'ONEBOX_EOF'\n"));
-        const b64 = /put_file \/etc\/onebox\/finances\/secrets\/api\/JWT_SECRET 0400 10001:10001 <<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/.exec(script)?.[1];
+        assert.ok(script.includes("  put_dir /etc/onebox/finances-prod 0700 root:root\n"));
+        assert.ok(script.includes("  put_dir /etc/onebox/finances-prod/secrets/postgres 0500 999:999\n"));
+        assert.ok(script.includes("  put_file /etc/onebox/finances-prod/secrets/postgres/postgres-password 0400 999:999 <<'ONEBOX_EOF'\n"));
+        const b64 = /put_file \/etc\/onebox\/finances-prod\/secrets\/api\/JWT_SECRET 0400 10001:10001 <<'ONEBOX_EOF'\n([A-Za-z0-9+/=\n]*?)ONEBOX_EOF/.exec(script)?.[1];
         assert.ok(b64);
         const content = Buffer.from(b64.replace(/\n/g, ""), "base64").toString("utf8");
         assert.equal(content, `${FAKE_SECRET}-JWT_SECRET`);
@@ -720,7 +722,7 @@ describe("private registries: the stack's own DOCKER_CONFIG (R3, R4)", () => {
         (r.secrets as Record<string, string>).GHCR_TOKEN = "ghcr-fake-Qw8Zt3Lp9Vx2Nc";
     };
     const secrets = step(stepsOf("chronos", withRegistries), "secrets");
-    const dir = "/etc/onebox/chronos/registry";
+    const dir = "/etc/onebox/chronos-prod/registry";
 
     test("each password reaches the host as a 0600 file of a 0700 root directory, referenced by placeholder only", () => {
         assert.deepEqual(secrets.directories.find((d) => d.path === dir), { path: dir, mode: "0700", owner: "root:root" });
@@ -770,7 +772,7 @@ describe("private registries: the stack's own DOCKER_CONFIG (R3, R4)", () => {
 
     test("the release manifest points deploy.sh at the logins, only when there are any", () => {
         const deploy = (s: Step[]) => step(s, "deploy").files.find((f) => f.path.endsWith("/release.manifest"))?.content ?? "";
-        assert.match(deploy(stepsOf("chronos", withRegistries)), /^REGISTRY_CONFIG=\/etc\/onebox\/chronos\/registry$/m);
+        assert.match(deploy(stepsOf("chronos", withRegistries)), /^REGISTRY_CONFIG=\/etc\/onebox\/chronos-prod\/registry$/m);
         assert.match(deploy(stepsOf("chronos")), /^REGISTRY_CONFIG=$/m);
     });
 });

@@ -44,10 +44,10 @@ function composeServices(config: ReturnType<typeof shared>): Record<string, { vo
 describe("stack volumes: compose, directories, backup manifest", () => {
     test("two services mount one directory: read-write in the API, read-only in the worker", () => {
         const services = composeServices(shared());
-        assert.deepEqual(services.api.volumes?.[0], { type: "bind", source: "/mnt/data/shared/uploads", target: "/app/uploads", bind: { create_host_path: false } });
+        assert.deepEqual(services.api.volumes?.[0], { type: "bind", source: "/mnt/data/cleaning-prod/shared/uploads", target: "/app/uploads", bind: { create_host_path: false } });
         assert.deepEqual(services.worker.volumes?.[0], {
             type: "bind",
-            source: "/mnt/data/shared/uploads",
+            source: "/mnt/data/cleaning-prod/shared/uploads",
             target: "/srv/uploads",
             read_only: true,
             bind: { create_host_path: false },
@@ -57,7 +57,7 @@ describe("stack volumes: compose, directories, backup manifest", () => {
     test("the deploy creates the directory once, 0770, owned by the declared owner", () => {
         const config = shared((raw) => ((raw.volumes as Record<string, unknown>).uploads = { owner: "10001:2000" }));
         const dirs = deployStep(config).directories.filter((d) => d.path.includes("/shared/") || d.path.includes("/volumes/"));
-        assert.deepEqual(dirs, [{ path: "/mnt/data/shared/uploads", mode: "0770", owner: "10001:2000" }]);
+        assert.deepEqual(dirs, [{ path: "/mnt/data/cleaning-prod/shared/uploads", mode: "0770", owner: "10001:2000" }]);
     });
 
     test("without owner, the one user of the services that mount it owns it; image users (null) do not count", () => {
@@ -83,11 +83,11 @@ describe("stack volumes: compose, directories, backup manifest", () => {
                 { name: "cache", mountPath: "/srv/cache" },
             ];
         });
-        assert.match(renderBackupEnv(config, contextFor(config)), /^BACKUP_DIRS='\/mnt\/data\/shared\/uploads'$/m);
-        assert.deepEqual(backupDirectories(config, "/mnt/data"), ["/mnt/data/shared/uploads"]);
+        assert.match(renderBackupEnv(config, contextFor(config)), /^BACKUP_DIRS='\/mnt\/data\/cleaning-prod\/shared\/uploads'$/m);
+        assert.deepEqual(backupDirectories(config, "/mnt/data/cleaning-prod"), ["/mnt/data/cleaning-prod/shared/uploads"]);
         assert.deepEqual(
-            deployStep(config).directories.filter((d) => d.path.startsWith("/mnt/data/shared/")).map((d) => d.path),
-            ["/mnt/data/shared/cache", "/mnt/data/shared/uploads"],
+            deployStep(config).directories.filter((d) => d.path.startsWith("/mnt/data/cleaning-prod/shared/")).map((d) => d.path),
+            ["/mnt/data/cleaning-prod/shared/cache", "/mnt/data/cleaning-prod/shared/uploads"],
         );
     });
 
@@ -96,16 +96,16 @@ describe("stack volumes: compose, directories, backup manifest", () => {
             (raw.database as Record<string, unknown>).enabled = false;
             for (const s of Object.values(raw.services as Record<string, Record<string, unknown>>)) s.database = false;
         });
-        assert.match(renderBackupEnv(config, contextFor(config)), /^BACKUP_DIRS='\/mnt\/data\/shared\/uploads'$/m);
+        assert.match(renderBackupEnv(config, contextFor(config)), /^BACKUP_DIRS='\/mnt\/data\/cleaning-prod\/shared\/uploads'$/m);
     });
 
     test("the per-service form renders as before: volumes/<service>/<name>, 0750, the service's user, backed up by default", () => {
         const config = configOf("cleaning");
-        assert.deepEqual(volumeDirectories(config, "/mnt/data"), [
-            { name: "uploads", path: "/mnt/data/volumes/api/uploads", mode: "0750", owner: "10001:10001", backup: true, shared: false },
+        assert.deepEqual(volumeDirectories(config, "/mnt/data/cleaning-prod"), [
+            { name: "uploads", path: "/mnt/data/cleaning-prod/volumes/api/uploads", mode: "0750", owner: "10001:10001", backup: true, shared: false },
         ]);
-        assert.equal(composeServices(config).api.volumes?.[0].source, "/mnt/data/volumes/api/uploads");
-        assert.deepEqual(stackVolumeCommands(config, "/mnt/data"), [], "no stack volume commands without stack volumes");
+        assert.equal(composeServices(config).api.volumes?.[0].source, "/mnt/data/cleaning-prod/volumes/api/uploads");
+        assert.deepEqual(stackVolumeCommands(config, "/mnt/data/cleaning-prod"), [], "no stack volume commands without stack volumes");
         assert.ok(!deployStep(config).run.includes("/shared/"));
     });
 

@@ -256,7 +256,7 @@ describe("the render diff of the pull request comment (scripts/ci/render-diff.sh
         const r = spawnSync("bash", [path.join(ROOT, "scripts/ci/render-stacks.sh"), tree, out], { encoding: "utf8", timeout: 600_000 });
         assert.equal(r.status, 0, r.stderr);
         assert.match(r.stdout, /did not render broken[\s\S]*rendered prod\n2 stack\(s\)/);
-        assert.deepEqual(readdirSync(path.join(out, "prod/deploy/srv/onebox/finances/releases")), ["RELEASE"]);
+        assert.deepEqual(readdirSync(path.join(out, "prod/deploy/srv/onebox/finances-prod/releases")), ["RELEASE"]);
         assert.match(readFileSync(path.join(out, "broken.error"), "utf8"), /host\.size/);
     });
 });
