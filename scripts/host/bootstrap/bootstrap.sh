@@ -25,9 +25,16 @@
 #   bootstrap.sh --help
 #
 # Settings: read from /etc/onebox/bootstrap.env (a shell file, root-owned, 0600; the path
-# can be overridden with ONEBOX_BOOTSTRAP_ENV), falling back to the environment. The program
+# can be overridden with ONEBOX_BOOTSTRAP_ENV: the provisioning step passes the stack's own
+# /etc/onebox/<stack>/bootstrap.env), falling back to the environment. The program
 # validated them before it rendered the file (components/config/schema.ts); the script checks
 # only their form (check_settings) and what only the host knows.
+#
+# Several stacks on one host (H14): the firewall this run applies holds the ports of every
+# stack, read (parsed, never sourced) from the other stacks' files in ONEBOX_ETC_DIR
+# (default /etc/onebox: <stack>/bootstrap.env, and bootstrap.env when it is not this run's);
+# a port one stack restricts stays restricted; host-wide settings that differ between the
+# files are warned about. The rules are in lib/stacks.sh.
 #   ONEBOX_DEPLOY_USER        SSH login user of the provisioning steps. May be root on
 #                             existing servers and the test server.          default: deploy
 #   ONEBOX_ADMIN_CAN_ROOT     true: root logs in with keys (PermitRootLogin prohibit-password);
@@ -75,7 +82,7 @@
 #                             stack's restricted ones), a space-separated port list, or empty
 #                             (every port not listed above is dropped) (H14). default: empty
 #
-# Property ids (H1-H8) refer to SECURITY.md. Needs bash 4.4+, util-linux, coreutils.
+# Property ids (H1-H14) refer to SECURITY.md. Needs bash 4.4+, util-linux, coreutils.
 set -euo pipefail
 # Lists in the settings are split on spaces; never expand them as file name patterns.
 set -o noglob
