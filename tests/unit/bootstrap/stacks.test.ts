@@ -212,6 +212,16 @@ void describe("H4/H14 two stacks on one host: the firewall is the union of their
         assert.match(missing.stdout, /^FAIL H4 ufw allows SSH .* - missing: ufw allow from 198\.51\.100\.0\/24 to any port 5433/m, "the check can fail");
     });
 
+    void it("no settings directory at all (settings from the environment): this stack's rules, no error", () => {
+        const r = spawnSync("bash", [shipped.path, "--render", "ufw-rules"], {
+            encoding: "utf8",
+            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_ETC_DIR: join(tmpdir(), `onebox-stacks-none-${process.pid}`), ...SHOP },
+        });
+        assert.equal(r.status, 0, r.stderr);
+        assert.deepEqual(lines(r.stdout), [SSH, ...WEB]);
+        assert.doesNotMatch(r.stderr, /ERROR/);
+    });
+
     void it("the single-stack file of a host set up before stack directories counts as another stack", () => {
         const r = render({ own: SHOP, others: [{ settings: DB, dir: "" }] }, "ufw-rules");
         assert.equal(r.status, 0, r.stderr);

@@ -47,14 +47,16 @@ OTHER_STACKS=()
 other_stack_files() {
   local own file
   own="$(readlink -m -- "${SETTINGS_FILE}")"
+  [[ -d "${ONEBOX_ETC_DIR}" ]] || return 0
   {
-    [[ -e "${ONEBOX_ETC_DIR}/bootstrap.env" || -L "${ONEBOX_ETC_DIR}/bootstrap.env" ]] \
-      && printf '%s\n' "${ONEBOX_ETC_DIR}/bootstrap.env"
-    [[ -d "${ONEBOX_ETC_DIR}" ]] \
-      && find "${ONEBOX_ETC_DIR}" -mindepth 2 -maxdepth 2 -name bootstrap.env ! -type d 2>/dev/null | LC_ALL=C sort
+    if [[ -e "${ONEBOX_ETC_DIR}/bootstrap.env" || -L "${ONEBOX_ETC_DIR}/bootstrap.env" ]]; then
+      printf '%s\n' "${ONEBOX_ETC_DIR}/bootstrap.env"
+    fi
+    find "${ONEBOX_ETC_DIR}" -mindepth 2 -maxdepth 2 -name bootstrap.env ! -type d 2>/dev/null | LC_ALL=C sort || true
   } | while IFS= read -r file; do
-    [[ "$(readlink -m -- "${file}")" == "${own}" ]] || printf '%s\n' "${file}"
+    if [[ "$(readlink -m -- "${file}")" != "${own}" ]]; then printf '%s\n' "${file}"; fi
   done
+  return 0
 }
 
 # parse_stack_file FILE: fills the associative array STACK_FILE (declared by the caller) with
