@@ -25,9 +25,16 @@
 #   bootstrap.sh --help
 #
 # Settings: read from /etc/onebox/bootstrap.env (a shell file, root-owned, 0600; the path
-# can be overridden with ONEBOX_BOOTSTRAP_ENV), falling back to the environment. The program
+# can be overridden with ONEBOX_BOOTSTRAP_ENV: the provisioning step passes the stack's own
+# /etc/onebox/<stack>/bootstrap.env), falling back to the environment. The program
 # validated them before it rendered the file (components/config/schema.ts); the script checks
 # only their form (check_settings) and what only the host knows.
+#
+# Several stacks on one host (H14): the firewall this run applies holds the ports of every
+# stack, read (parsed, never sourced) from the other stacks' files in ONEBOX_ETC_DIR
+# (default /etc/onebox: <stack>/bootstrap.env, and bootstrap.env when it is not this run's);
+# a port one stack restricts stays restricted; host-wide settings that differ between the
+# files are warned about. The rules are in lib/stacks.sh.
 #   ONEBOX_DEPLOY_USER        SSH login user of the provisioning steps. May be root on
 #                             existing servers and the test server.          default: deploy
 #   ONEBOX_ADMIN_CAN_ROOT     true: root logs in with keys (PermitRootLogin prohibit-password);
@@ -75,7 +82,7 @@
 #                             stack's restricted ones), a space-separated port list, or empty
 #                             (every port not listed above is dropped) (H14). default: empty
 #
-# Property ids (H1-H8) refer to SECURITY.md. Needs bash 4.4+, util-linux, coreutils.
+# Property ids (H1-H14) refer to SECURITY.md. Needs bash 4.4+, util-linux, coreutils.
 set -euo pipefail
 # Lists in the settings are split on spaces; never expand them as file name patterns.
 set -o noglob
@@ -94,6 +101,8 @@ SELF_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SELF_DIR
 SCRATCH=""
 CHANGES=()
+# The settings file this run reads (set by load_settings).
+SETTINGS_FILE=""
 
 # ---------------------------------------------------------------------------- output
 
@@ -122,8 +131,10 @@ usage() {
 
 # Loads the settings file (when present) and fills in defaults. The file is shell sourced
 # as root, so it must not be writable by anyone else.
+# shellcheck disable=SC2034 # SETTINGS_FILE, HOST_*: read by lib/stacks.sh and the firewall module (checked together when assembled)
 load_settings() {
   local quiet="${1:-}" env_file="${ONEBOX_BOOTSTRAP_ENV:-${ENV_FILE_DEFAULT}}"
+  SETTINGS_FILE="${env_file}"
   if [[ -e "${env_file}" ]]; then
     local owner mode
     owner="$(stat -c '%u' "${env_file}")"
@@ -157,6 +168,10 @@ load_settings() {
     if [[ "${ONEBOX_DEPLOY_USER}" == "root" ]]; then ONEBOX_ADMIN_CAN_ROOT=true; else ONEBOX_ADMIN_CAN_ROOT=false; fi
   fi
   check_settings
+  # The firewall applies every stack's ports: this stack's, extended by load_other_stacks.
+  HOST_PUBLIC_TCP_PORTS="${ONEBOX_PUBLIC_TCP_PORTS}"
+  HOST_RESTRICTED_PORTS="${ONEBOX_RESTRICTED_PORTS}"
+  HOST_KEEP_PUBLISHED_PORTS="${ONEBOX_KEEP_PUBLISHED_PORTS}"
 }
 
 # The form of each value, which keeps it from changing the meaning of the commands and files it
@@ -166,7 +181,7 @@ load_settings() {
 # schema checks the form only (a data path over a system directory). Lists every problem, exit 2.
 check_settings() {
   local -a problems=()
-  local word pair port cidr ssh_port=0
+  local word ssh_port=0
 
   [[ "${ONEBOX_DEPLOY_USER}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] \
     || problems+=("ONEBOX_DEPLOY_USER='${ONEBOX_DEPLOY_USER}' is not a valid user name, e.g. deploy")
@@ -193,49 +208,60 @@ check_settings() {
         || problems+=("ONEBOX_SSH_ALLOWED_CIDRS: '${word}' is not a CIDR, e.g. 203.0.113.7/32 or 2001:db8::/48")
     done
   fi
-  for word in ${ONEBOX_PUBLIC_TCP_PORTS}; do
-    if ! is_port "${word}"; then
-      problems+=("ONEBOX_PUBLIC_TCP_PORTS: '${word}' is not a port between 1 and 65535")
-    elif ((10#${word} == ssh_port)); then
-      problems+=("ONEBOX_PUBLIC_TCP_PORTS contains the SSH port ${word}; SSH access is set by ONEBOX_SSH_ALLOWED_CIDRS (use any to open it)")
-    fi
-  done
-  for pair in ${ONEBOX_RESTRICTED_PORTS}; do
-    port="${pair%%:*}"
-    cidr="${pair#*:}"
-    if [[ "${pair}" != *:* ]] || ! is_port "${port}" || ! cidr_family "${cidr}" >/dev/null; then
-      problems+=("ONEBOX_RESTRICTED_PORTS: '${pair}' must be port:cidr, e.g. 5432:198.51.100.0/24")
-    elif is_everything "${cidr}"; then
-      problems+=("ONEBOX_RESTRICTED_PORTS: '${pair}' opens the port to everyone; list it in ONEBOX_PUBLIC_TCP_PORTS instead")
-    elif ((10#${port} == ssh_port)); then
-      problems+=("ONEBOX_RESTRICTED_PORTS: '${pair}' is the SSH port; use ONEBOX_SSH_ALLOWED_CIDRS")
-    fi
-  done
+  while IFS= read -r word; do
+    [[ -n "${word}" ]] && problems+=("${word}")
+  done < <(port_settings_problems "${ONEBOX_PUBLIC_TCP_PORTS}" "${ONEBOX_RESTRICTED_PORTS}" "${ONEBOX_KEEP_PUBLISHED_PORTS}" "${ssh_port}")
 
   [[ "${ONEBOX_STACK}" =~ ^([a-z0-9][a-z0-9_-]{0,62})?$ ]] \
     || problems+=("ONEBOX_STACK='${ONEBOX_STACK}' must be a compose project name such as shop-production")
   [[ "${ONEBOX_ALLOW_DOCKER_RESTART}" == "true" || "${ONEBOX_ALLOW_DOCKER_RESTART}" == "false" ]] \
     || problems+=("ONEBOX_ALLOW_DOCKER_RESTART='${ONEBOX_ALLOW_DOCKER_RESTART}' must be true or false")
-  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" != "all" ]]; then
-    for word in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do
-      if ! is_port "${word}"; then
-        problems+=("ONEBOX_KEEP_PUBLISHED_PORTS: '${word}' is not a port between 1 and 65535 (or use all alone)")
-      else
-        for pair in ${ONEBOX_RESTRICTED_PORTS}; do
-          if is_port "${pair%%:*}" && ((10#${pair%%:*} == 10#${word})); then
-            problems+=("ONEBOX_KEEP_PUBLISHED_PORTS: ${word} is restricted to listed networks (ONEBOX_RESTRICTED_PORTS); keeping it would open it to everyone")
-            break
-          fi
-        done
-      fi
-    done
-  fi
-
   if ((${#problems[@]} > 0)); then
     printf '[bootstrap] ERROR: invalid settings:\n' >&2
     printf '  - %s\n' "${problems[@]}" >&2
     exit 2
   fi
+}
+
+# port_settings_problems PUBLIC RESTRICTED KEEP SSH_PORT: the problems of a stack's port
+# settings (ONEBOX_PUBLIC_TCP_PORTS, ONEBOX_RESTRICTED_PORTS, ONEBOX_KEEP_PUBLISHED_PORTS), one
+# per line; none when they are valid. SSH_PORT is the port sshd listens on (0: unknown), which
+# neither list may open. The same checks apply to this stack's settings and to the ports read
+# from the other stacks' files (lib/stacks.sh).
+port_settings_problems() {
+  local public="$1" restricted="$2" keep="$3" ssh_port="$4" word pair port cidr
+  for word in ${public}; do
+    if ! is_port "${word}"; then
+      printf '%s\n' "ONEBOX_PUBLIC_TCP_PORTS: '${word}' is not a port between 1 and 65535"
+    elif ((10#${word} == ssh_port)); then
+      printf '%s\n' "ONEBOX_PUBLIC_TCP_PORTS contains the SSH port ${word}; SSH access is set by ONEBOX_SSH_ALLOWED_CIDRS (use any to open it)"
+    fi
+  done
+  for pair in ${restricted}; do
+    port="${pair%%:*}"
+    cidr="${pair#*:}"
+    if [[ "${pair}" != *:* ]] || ! is_port "${port}" || ! cidr_family "${cidr}" >/dev/null; then
+      printf '%s\n' "ONEBOX_RESTRICTED_PORTS: '${pair}' must be port:cidr, e.g. 5432:198.51.100.0/24"
+    elif is_everything "${cidr}"; then
+      printf '%s\n' "ONEBOX_RESTRICTED_PORTS: '${pair}' opens the port to everyone; list it in ONEBOX_PUBLIC_TCP_PORTS instead"
+    elif ((10#${port} == ssh_port)); then
+      printf '%s\n' "ONEBOX_RESTRICTED_PORTS: '${pair}' is the SSH port; use ONEBOX_SSH_ALLOWED_CIDRS"
+    fi
+  done
+  [[ "$(words_of "${keep}")" != "all" ]] || return 0
+  for word in ${keep}; do
+    if ! is_port "${word}"; then
+      printf '%s\n' "ONEBOX_KEEP_PUBLISHED_PORTS: '${word}' is not a port between 1 and 65535 (or use all alone)"
+      continue
+    fi
+    for pair in ${restricted}; do
+      if is_port "${pair%%:*}" && ((10#${pair%%:*} == 10#${word})); then
+        printf '%s\n' "ONEBOX_KEEP_PUBLISHED_PORTS: ${word} is restricted to listed networks (ONEBOX_RESTRICTED_PORTS); keeping it would open it to everyone"
+        break
+      fi
+    done
+  done
+  return 0
 }
 
 # @MODULES@
@@ -302,18 +328,21 @@ main() {
     apply)
       require_shipped_files
       load_settings
+      load_other_stacks
       run_bootstrap
       ;;
     --check)
       require_root
       require_shipped_files
       load_settings
+      load_other_stacks quiet
       run_check
       ((CHECK_FAILS == 0)) || exit 1
       ;;
     --render)
       (($# == 2)) || die "usage: $0 --render sshd|jail|after.rules|after6.rules|ufw-rules|docker-requires-data"
       load_settings quiet
+      load_other_stacks quiet
       case "$2" in
         sshd) render_sshd ;;
         jail) render_jail ;;

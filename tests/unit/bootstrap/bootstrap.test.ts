@@ -53,7 +53,8 @@ function run(args: string[], settings: Settings = BASE, input?: string, fileMode
         writeFileSync(envFile, body);
         chmodSync(envFile, fileMode);
         const r = spawnSync("bash", [SCRIPT, ...args], {
-            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_BOOTSTRAP_ENV: envFile },
+            // ONEBOX_ETC_DIR: no other stack's settings (tests/unit/bootstrap/stacks.test.ts has them).
+            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_BOOTSTRAP_ENV: envFile, ONEBOX_ETC_DIR: dir },
             input,
             encoding: "utf8",
         });

@@ -217,7 +217,7 @@ void describe("H14 host.keepPublishedPorts in the DOCKER-USER policy", () => {
         try {
             const env = join(dir, "bootstrap.env");
             writeFileSync(env, Object.entries(settings).map(([k, v]) => `${k}='${v}'\n`).join(""), { mode: 0o600 });
-            const r = spawnSync("bash", [shipped.path, "--render", what], { encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_BOOTSTRAP_ENV: env } });
+            const r = spawnSync("bash", [shipped.path, "--render", what], { encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ONEBOX_BOOTSTRAP_ENV: env, ONEBOX_ETC_DIR: dir } });
             return { status: r.status, stdout: r.stdout, stderr: r.stderr };
         } finally {
             rmSync(dir, { recursive: true, force: true });

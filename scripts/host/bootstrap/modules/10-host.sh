@@ -1,16 +1,17 @@
 # shellcheck shell=bash
 # Host: supported OS (Ubuntu 22.04/24.04, Debian 12/13), first-boot work finished (H1), and the
-# onebox directory layout.
+# shared parents of the onebox directory layout.
 
 readonly CLOUD_INIT_TIMEOUT=900
 OS_ID=""
 OS_VERSION=""
 OS_CODENAME=""
-# Directories of the layout, with their modes (root-owned).
-readonly LAYOUT_DIRS=(
-  /etc/onebox:0700 /srv/onebox:0755 /srv/onebox/releases:0755
-  /var/lib/onebox:0755 /var/lib/onebox/status:0755 /var/lib/onebox/backup:0700
-)
+# The shared parents of the layout, with their modes (root-owned). Several stacks may live on
+# the host: each stack's own directories (/etc/onebox/<stack>, /srv/onebox/<stack>,
+# /var/lib/onebox/<stack>/{backup,status}, /var/log/onebox/<stack>) are created by its
+# provisioning steps. The per-host directories of the single-stack layout (/srv/onebox/releases,
+# /var/lib/onebox/{backup,status}) are neither created nor removed here: their migration moves them.
+readonly LAYOUT_DIRS=(/etc/onebox:0700 /srv/onebox:0755 /var/lib/onebox:0755 /var/log/onebox:0755)
 
 host_apply() {
   detect_os

@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Firewall (H4, H8): ufw with deny-incoming defaults and exactly the onebox rules, plus the
-# DOCKER-USER chain that filters connections to published container ports.
+# DOCKER-USER chain that filters connections to published container ports. Several stacks may
+# share the host (H14): the ports applied are the union of every stack's (HOST_*, set by
+# lib/stacks.sh), the SSH rules this run's.
 
 readonly UFW_AFTER_RULES="/etc/ufw/after.rules"
 readonly UFW_AFTER6_RULES="/etc/ufw/after6.rules"
@@ -11,8 +13,6 @@ firewall_apply() {
   section "H4 firewall (ufw + DOCKER-USER)"
   check_own_session_allowed
 
-  local line rule comment
-  local -a words
   # Defaults: deny incoming, allow outgoing, deny routed (Docker's own forwarding rules
   # come before ufw's in FORWARD; DOCKER-USER below filters what reaches containers).
   local -A defaults=([incoming]=deny [outgoing]=allow [routed]=deny)
@@ -26,32 +26,8 @@ firewall_apply() {
     fi
   done
 
-  # Rules: add the missing onebox rules, delete onebox rules no longer wanted.
-  local wanted current
-  wanted="$(render_ufw_rules)"
-  current="$(ufw_added)"
-  while IFS= read -r line; do
-    [[ -n "${line}" ]] || continue
-    grep -qxF -- "${line}" <<<"${current}" && continue
-    [[ "${line}" =~ ^ufw\ (.*)\ comment\ \'(.*)\'$ ]] || die "internal: cannot parse ${line}"
-    rule="${BASH_REMATCH[1]}"
-    comment="${BASH_REMATCH[2]}"
-    read -ra words <<<"${rule}"
-    # stdin from /dev/null: ufw must not read the rule list this loop is reading.
-    ufw "${words[@]}" comment "${comment}" </dev/null >/dev/null
-    changed "${line}"
-  done <<<"${wanted}"
-  while IFS= read -r line; do
-    [[ -n "${line}" ]] || continue
-    grep -qxF -- "${line}" <<<"${wanted}" && continue
-    if [[ "${line}" =~ ^ufw\ (.*)\ comment\ \'onebox[^\']*\'$ ]]; then
-      read -ra words <<<"${BASH_REMATCH[1]}"
-      ufw delete "${words[@]}" </dev/null >/dev/null
-      changed "removed stale rule: ${line}"
-    else
-      warn "ufw rule not managed by onebox left in place: ${line} (ufw delete ...)"
-    fi
-  done <<<"${current}"
+  # Rules: add the missing onebox rules, delete onebox rules no stack wants any more.
+  converge_ufw_rules "$(render_ufw_rules)"
 
   # DOCKER-USER policy for published ports, IPv4 and IPv6.
   local rules_changed=0 family file
@@ -95,11 +71,39 @@ firewall_apply() {
     warn "published container ports not reachable from outside (not the stack's ports; to keep other stacks' ports open set host.keepPublishedPorts):"
     printf '  - %s\n' "${blocked//$'\n'/$'\n'  - }" >&2
   fi
-  ok "ufw active: SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}; public: ${ONEBOX_PUBLIC_TCP_PORTS:-none}; restricted: ${ONEBOX_RESTRICTED_PORTS:-none}; other containers' published ports kept: ${ONEBOX_KEEP_PUBLISHED_PORTS:-none}; DOCKER-USER loaded"
+  ok "ufw active: SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}; public: ${HOST_PUBLIC_TCP_PORTS:-none}; restricted: ${HOST_RESTRICTED_PORTS:-none}; other containers' published ports kept: ${HOST_KEEP_PUBLISHED_PORTS:-none}; DOCKER-USER loaded"
 }
 
-# Published container ports that the DOCKER-USER policy will not let in from outside, as
-# "PORT/PROTO NAME" lines. On an existing server these are services that stop being
+# converge_ufw_rules WANTED: adds the WANTED rules (`ufw show added` lines) ufw lacks and
+# deletes the onebox rules (comment 'onebox...') that are not wanted; other rules stay, with
+# a warning.
+converge_ufw_rules() {
+  local wanted="$1" current line rule comment
+  local -a words
+  current="$(ufw_added)"
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] || continue
+    grep -qxF -- "${line}" <<<"${current}" && continue
+    [[ "${line}" =~ ^ufw\ (.*)\ comment\ \'(.*)\'$ ]] || die "internal: cannot parse ${line}"
+    rule="${BASH_REMATCH[1]}"
+    comment="${BASH_REMATCH[2]}"
+    read -ra words <<<"${rule}"
+    # stdin from /dev/null: ufw must not read the rule list this loop is reading.
+    ufw "${words[@]}" comment "${comment}" </dev/null >/dev/null
+    changed "${line}"
+  done <<<"${wanted}"
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] || continue
+    grep -qxF -- "${line}" <<<"${wanted}" && continue
+    if [[ "${line}" =~ ^ufw\ (.*)\ comment\ \'onebox[^\']*\'$ ]]; then
+      read -ra words <<<"${BASH_REMATCH[1]}"
+      ufw delete "${words[@]}" </dev/null >/dev/null
+      changed "removed stale rule (no stack on this host wants it): ${line}"
+    else
+      warn "ufw rule not managed by onebox left in place: ${line} (ufw delete ...)"
+    fi
+  done <<<"${current}"
+}
 
 firewall_check() {
   local rc status
@@ -114,7 +118,9 @@ firewall_check() {
   missing="$(grep -vxF -f <(printf '%s\n' "${current}") <<<"${wanted}" || true)"
   extra="$(grep -vxF -f <(printf '%s\n' "${wanted}") <<<"${current}" || true)"
   [[ -z "${missing}" ]] && rc=0 || rc=1
-  result H4 "${rc}" "ufw allows SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}, public [${ONEBOX_PUBLIC_TCP_PORTS}], restricted [${ONEBOX_RESTRICTED_PORTS}]${missing:+ - missing: ${missing//$'\n'/; }}"
+  local stacks=""
+  ((${#OTHER_STACKS[@]} == 0)) || stacks=" (with the ports of the other stacks: ${OTHER_STACKS[*]})"
+  result H4 "${rc}" "ufw allows SSH ${ONEBOX_SSH_PORT}/tcp from ${ONEBOX_SSH_ALLOWED_CIDRS}, public [${HOST_PUBLIC_TCP_PORTS}], restricted [${HOST_RESTRICTED_PORTS}]${stacks}${missing:+ - missing: ${missing//$'\n'/; }}"
   [[ -z "${extra}" ]] && rc=0 || rc=1
   result H4 "${rc}" "ufw allows nothing else${extra:+ - extra: ${extra//$'\n'/; }}"
   local family file
@@ -128,10 +134,10 @@ firewall_check() {
     result H4 "${rc}" "${file} has the current DOCKER-USER block"
   done
   has_line "$(iptables -S DOCKER-USER 2>/dev/null || true)" -- '-o docker0 -j onebox-docker-deny' && rc=0 || rc=1
-  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+  if [[ "$(words_of "${HOST_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
     result H4 "${rc}" "DOCKER-USER loaded; other containers' published ports are kept open (host.keepPublishedPorts: true)"
   else
-    result H4 "${rc}" "DOCKER-USER drops unlisted connections to published ports (iptables -S DOCKER-USER)${ONEBOX_KEEP_PUBLISHED_PORTS:+; kept open: ${ONEBOX_KEEP_PUBLISHED_PORTS}}"
+    result H4 "${rc}" "DOCKER-USER drops unlisted connections to published ports (iptables -S DOCKER-USER)${HOST_KEEP_PUBLISHED_PORTS:+; kept open: ${HOST_KEEP_PUBLISHED_PORTS}}"
   fi
   has_line "$(iptables -S ufw-before-input 2>/dev/null || true)" -- '-A ufw-before-input -i obi-+ -j onebox-internal-input' && rc=0 || rc=1
   result H13 "${rc}" "containers on internal networks cannot open connections to the host (iptables -S ufw-before-input)"
@@ -150,10 +156,10 @@ firewall_check() {
 render_docker_user_block() {
   local family="$1" port pair cidr
   local -a rules=()
-  for port in ${ONEBOX_PUBLIC_TCP_PORTS}; do
+  for port in ${HOST_PUBLIC_TCP_PORTS}; do
     rules+=("-A DOCKER-USER -p tcp -m conntrack --ctorigdstport $((10#${port})) --ctdir ORIGINAL -j RETURN")
   done
-  for pair in ${ONEBOX_RESTRICTED_PORTS}; do
+  for pair in ${HOST_RESTRICTED_PORTS}; do
     port="${pair%%:*}"
     cidr="${pair#*:}"
     [[ "$(cidr_family "${cidr}")" == "${family}" ]] || continue
@@ -180,8 +186,8 @@ render_docker_user_block() {
 keep_published_rules() {
   local port pair proto
   local -A seen=()
-  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
-    for pair in ${ONEBOX_RESTRICTED_PORTS}; do
+  if [[ "$(words_of "${HOST_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+    for pair in ${HOST_RESTRICTED_PORTS}; do
       port="$((10#${pair%%:*}))"
       [[ -z "${seen[${port}]:-}" ]] || continue
       seen[${port}]=1
@@ -190,7 +196,7 @@ keep_published_rules() {
     printf -- '-A DOCKER-USER -j RETURN\n'
     return 0
   fi
-  for port in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do
+  for port in ${HOST_KEEP_PUBLISHED_PORTS}; do
     port="$((10#${port}))"
     [[ -z "${seen[${port}]:-}" ]] || continue
     seen[${port}]=1
@@ -211,10 +217,10 @@ render_ufw_rules() {
       printf "ufw allow from %s to any port %s proto tcp comment 'onebox ssh'\n" "$(canonical_cidr "${word}")" "${ssh_port}"
     done
   fi
-  for word in ${ONEBOX_PUBLIC_TCP_PORTS}; do
+  for word in ${HOST_PUBLIC_TCP_PORTS}; do
     printf "ufw allow %s/tcp comment 'onebox public'\n" "$((10#${word}))"
   done
-  for pair in ${ONEBOX_RESTRICTED_PORTS}; do
+  for pair in ${HOST_RESTRICTED_PORTS}; do
     port="${pair%%:*}"
     cidr="${pair#*:}"
     printf "ufw allow from %s to any port %s proto tcp comment 'onebox restricted'\n" "$(canonical_cidr "${cidr}")" "$((10#${port}))"
@@ -273,17 +279,20 @@ converge_rules_block() {
   converge_file "${out}" "${file}" "0$(stat -c %a "${file}")"
 }
 
+# Published container ports that the DOCKER-USER policy will not let in from outside, as
+# "PORT/PROTO NAME" lines: on an existing server, services of other stacks that stop being
+# reachable when the firewall goes up (H14).
 blocked_published_ports() {
   local ps name ports mapping host hport proto pair
   local -A open=()
   local -a maps
-  for hport in ${ONEBOX_PUBLIC_TCP_PORTS}; do open["$((10#${hport}))/tcp"]=1; done
-  for pair in ${ONEBOX_RESTRICTED_PORTS}; do open["$((10#${pair%%:*}))/tcp"]=1; done
+  for hport in ${HOST_PUBLIC_TCP_PORTS}; do open["$((10#${hport}))/tcp"]=1; done
+  for pair in ${HOST_RESTRICTED_PORTS}; do open["$((10#${pair%%:*}))/tcp"]=1; done
   local keep_all=0
-  if [[ "$(words_of "${ONEBOX_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
+  if [[ "$(words_of "${HOST_KEEP_PUBLISHED_PORTS}")" == "all" ]]; then
     keep_all=1
   else
-    for hport in ${ONEBOX_KEEP_PUBLISHED_PORTS}; do open["$((10#${hport}))/tcp"]=1 open["$((10#${hport}))/udp"]=1; done
+    for hport in ${HOST_KEEP_PUBLISHED_PORTS}; do open["$((10#${hport}))/tcp"]=1 open["$((10#${hport}))/udp"]=1; done
   fi
   command -v docker >/dev/null 2>&1 || return 0
   ps="$(timeout 20 docker ps --format '{{.Names}}{{"\t"}}{{.Ports}}' 2>/dev/null || true)"
