@@ -20,7 +20,7 @@ import { planOf } from "../components/config/plan";
 import { providerFactsOf, type StackConfig } from "../components/config/schema";
 import { ALSO_TRIGGERED_BY, HOST_PROVISIONER_TYPE } from "../components/provisioning/host-provisioner";
 import { defaultScriptsDir, loadHostScripts, UPLOAD_IMAGES_SCRIPT, type HostScripts } from "../components/provisioning/host-scripts";
-import { appPaths, BACKUP_LIB_DIR, DEPLOY_SCRIPT } from "../components/provisioning/paths";
+import { appPaths, BACKUP_LIB_DIR, DEPLOY_SCRIPT, LAYOUT_SCRIPT } from "../components/provisioning/paths";
 import { renderBackupUnits } from "../components/provisioning/render/systemd";
 import { buildSteps, remoteCommand, renderRelease, STACK_LOCK_WAIT_SECONDS, type Step, type StepName } from "../components/provisioning/steps";
 import { rawConfigFromStackFile } from "./render";
@@ -183,7 +183,7 @@ export function renderRunbook(scripts: HostScripts = loadHostScripts(defaultScri
     const project = `${prod.config.app.name}-${prod.config.app.environment}`;
     const paths = appPaths(project, prod.dataPath);
     // Paths per stack read as /<app>-<env>/ (the example stack's own name is only an example).
-    const generic = (s: string) => s.split(project).join("<app>-<env>");
+    const generic = (s: string) => s.split(project).join("<app>-<env>").split(`${LAYOUT_SCRIPT} ${prod.config.app.name} `).join(`${LAYOUT_SCRIPT} <app> `);
     const backupStep = prod.steps.find((s) => s.name === "backup");
     const restore = backupStep?.files.find((f) => f.path === `${BACKUP_LIB_DIR}/restore.sh`);
     if (!restore) {

@@ -30,7 +30,7 @@ const S3_PORT = 4570;
 const PG = "shop-e2e-postgres";
 const CA_ON_SERVER = "/etc/onebox-test-s3-ca.pem";
 const PREFIX = "shop/e2e/pitr";
-const BACKUP_STATE = "/var/lib/onebox/backup";
+const BACKUP_STATE = "/var/lib/onebox/shop-e2e/backup";
 const OPTS: E2eOptions = { apiImage: "onebox-test/api:1", database: { version: 17, image: "onebox-test/postgres-pitr:17" }, pointInTime: true };
 
 const TARGET_MB = Number(process.env.ONEBOX_BENCH_DB_MB ?? "1024");
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         record("  WAL in the bucket", mib(s3.objects(`${PREFIX}/archive/`).reduce((n, o) => n + o.size, 0)));
 
         // The nightly backup and a restore of it.
-        const [, backupMs] = await timed(() => unit("onebox-backup.service"));
+        const [, backupMs] = await timed(() => unit("onebox-shop-e2e-backup.service"));
         const key = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1];
         const dump = s3.objects(key).find((o) => o.key === key);
         if (!dump) throw new Error(`the backup's object ${key} is not in the bucket`);
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
         await root(`docker exec ${PG} dropdb -U shop bench_restore`);
 
         // Point-in-time: a full base backup, rows on both sides of a noted time, recovery to it.
-        const [, baseMs] = await timed(() => unit("onebox-pitr-backup.service"));
+        const [, baseMs] = await timed(() => unit("onebox-shop-e2e-pitr-backup.service"));
         const base = s3.objects(`${PREFIX}/backup/onebox/`).filter((o) => /\/\d{8}-\d{6}F\//.test(o.key));
         if (base.length === 0) throw new Error("no full base backup in the bucket");
         record("base backup, full (pgBackRest, unit)", seconds(baseMs));

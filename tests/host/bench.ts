@@ -34,7 +34,7 @@ const NAME = "onebox-bench-q9";
 const PORTS = { ssh: 2312, http: 18312, https: 18412 };
 const ROWS = Number(process.env.ONEBOX_BENCH_ROWS ?? "380000");
 const PG = "shop-e2e-postgres";
-const BACKUP_STATE = "/var/lib/onebox/backup";
+const BACKUP_STATE = "/var/lib/onebox/shop-e2e/backup";
 
 interface Row {
     what: string;
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
         record("database size (pg_database_size)", `${mb.toFixed(1)} MB`);
         record("  of which the seeded table", `${(tableBytes / 1024 / 1024).toFixed(1)} MB`);
 
-        const [, backupMs] = await timed(() => root("systemctl start onebox-backup.service"));
+        const [, backupMs] = await timed(() => root("systemctl start onebox-shop-e2e-backup.service"));
         const key = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1];
         const dumpBytes = s3.objects(key).find((o) => o.key === key)?.size ?? 0;
         record("backup (dump, verify, upload, verify)", seconds(backupMs));
@@ -169,9 +169,9 @@ async function main(): Promise<void> {
         record("  restore time per MB of database", `${(restoreMs / 1000 / mb).toFixed(3)} s/MB`);
         await root(`docker exec ${PG} dropdb -U shop bench_restore`);
 
-        const [drill, drillMs] = await timed(() => server.script("systemctl start onebox-restore-drill.service", 600_000));
+        const [drill, drillMs] = await timed(() => server.script("systemctl start onebox-shop-e2e-restore-drill.service", 600_000));
         if (drill.code !== 0) {
-            throw new Error(`restore drill failed:\n${await root(`cat ${BACKUP_STATE}/last-drill.log; journalctl -u onebox-restore-drill.service --no-pager -n 30`)}`);
+            throw new Error(`restore drill failed:\n${await root(`cat ${BACKUP_STATE}/last-drill.log; journalctl -u onebox-shop-e2e-restore-drill.service --no-pager -n 30`)}`);
         }
         record("restore drill (throwaway container)", seconds(drillMs));
 
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
             const [, reconfMs] = await timed(() => runSteps(server, steps(options), secrets, state));
             record("backup setting change (backup step only)", seconds(reconfMs));
             await new Promise((r) => setTimeout(r, 1100));
-            const [, encMs] = await timed(() => root("systemctl start onebox-backup.service"));
+            const [, encMs] = await timed(() => root("systemctl start onebox-shop-e2e-backup.service"));
             record("backup, age-encrypted", seconds(encMs));
             record("  encrypted backup time per MB", `${(encMs / 1000 / mb).toFixed(3)} s/MB`);
             const [r, decMs] = await timed(() =>

@@ -85,7 +85,7 @@ test("deploys with no proxy: PostgreSQL is the stack's only container and nothin
     const ports = await root("docker ps --format '{{.Names}} {{.Ports}}'");
     assert.doesNotMatch(ports, /:(80|443)->/, `no container publishes 80 or 443:\n${ports}`);
     assert.match(ports, /0\.0\.0\.0:5432->5432\/tcp/);
-    const release = (await root("readlink -f /srv/onebox/shop/current")).trim();
+    const release = (await root("readlink -f /srv/onebox/shop-e2e/current")).trim();
     assert.match(release, /^\/srv\/onebox\/shop\/releases\/[0-9a-f]{12}$/);
     assert.deepEqual((await root(`ls ${release}`)).trim().split("\n").sort(), ["compose.yaml", "release.manifest"], "the release has no Caddyfile");
 });
@@ -127,8 +127,8 @@ test("B3 without a proxy: a backup runs, pings the heartbeat, and the status fil
     assert.equal(outputs.heartbeat, true);
     assert.ok(outputs.statusFile);
     assert.deepEqual(fx.hook.requests(), [], "no heartbeat before the first backup");
-    await root("systemctl start onebox-backup.service", 230_000);
-    const last = (await root("cat /var/lib/onebox/backup/LAST_SUCCESS")).trim();
+    await root("systemctl start onebox-shop-e2e-backup.service", 230_000);
+    const last = (await root("cat /var/lib/onebox/shop-e2e/backup/LAST_SUCCESS")).trim();
     const key = last.split(" ")[1];
     assert.match(key, /^shop\/e2e\/daily\/shop-\d{8}T\d{6}Z\.dump$/);
     assert.deepEqual(fx.s3.objects("shop/e2e/daily/").map((o) => o.key), [key]);

@@ -53,9 +53,9 @@ const PROJECT = "shop-e2e";
 const PG = `${PROJECT}-postgres`;
 const API = `${PROJECT}-api-1`;
 const BACKUP_LIB = "/usr/local/lib/onebox/backup";
-const BACKUP_STATE = "/var/lib/onebox/backup";
+const BACKUP_STATE = "/var/lib/onebox/shop-e2e/backup";
 const BOOTSTRAP = "/usr/local/lib/onebox/bootstrap.sh";
-const CURRENT = "/srv/onebox/shop/current";
+const CURRENT = "/srv/onebox/shop-e2e/current";
 
 /** Every route of the stack: host, path, which service must answer, and how to tell. */
 const ROUTES: { host: string; path: string; service: "api" | "web"; expect: RegExp }[] = [
@@ -144,7 +144,7 @@ async function containerSnapshot(): Promise<string> {
 async function hostFileSnapshot(): Promise<string> {
     return root(
         "{ find /etc/onebox /usr/local/lib/onebox /srv/onebox /etc/ssh/sshd_config.d /etc/docker /etc/ufw /etc/fail2ban/jail.d " +
-            "/etc/systemd/system /etc/apt/apt.conf.d /etc/sysctl.d /etc/fstab -type f -printf '%p %m %U %s %T@\\n' | LC_ALL=C sort; readlink /srv/onebox/shop/current; }",
+            "/etc/systemd/system /etc/apt/apt.conf.d /etc/sysctl.d /etc/fstab -type f -printf '%p %m %U %s %T@\\n' | LC_ALL=C sort; readlink /srv/onebox/shop-e2e/current; }",
     );
 }
 
@@ -385,7 +385,7 @@ test("H4: ufw is active, denies incoming by default, allows exactly SSH from the
 test("F1 origin lockdown on the server itself: 80/443 only from the listed ranges (ufw + DOCKER-USER); listing this machine admits it again", { timeout: 300_000 }, async () => {
     // What renderBootstrapEnv writes under host.originLockdown (unit-tested): no public web ports,
     // 80/443 restricted to Cloudflare's ranges. Here the bootstrap runs for real with such settings.
-    const env = "/etc/onebox/bootstrap.env";
+    const env = "/etc/onebox/shop-e2e/bootstrap.env";
     const original = await root(`base64 -w0 ${env}`);
     const text = Buffer.from(original.trim(), "base64").toString("utf8");
     const gateway = sh("docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", NAME]).trim().split(/\s+/)[0];
@@ -547,14 +547,14 @@ test("H9: every service has a health check and a restart policy; the app contain
 });
 
 test("H10: env files are 0600 root in directories no other user can read", async () => {
-    const envs = await root("stat -c '%n %a %U' /etc/onebox/shop/env/*.env /etc/onebox/backup.env /etc/onebox/bootstrap.env");
+    const envs = await root("stat -c '%n %a %U' /etc/onebox/shop-e2e/env/*.env /etc/onebox/shop-e2e/backup.env /etc/onebox/shop-e2e/bootstrap.env");
     assert.deepEqual(envs.trim().split("\n").sort(), [
-        "/etc/onebox/backup.env 600 root",
-        "/etc/onebox/bootstrap.env 600 root",
-        "/etc/onebox/shop/env/api.env 600 root",
-        "/etc/onebox/shop/env/web.env 600 root",
+        "/etc/onebox/shop-e2e/backup.env 600 root",
+        "/etc/onebox/shop-e2e/bootstrap.env 600 root",
+        "/etc/onebox/shop-e2e/env/api.env 600 root",
+        "/etc/onebox/shop-e2e/env/web.env 600 root",
     ]);
-    assert.equal((await root("stat -c '%a %U' /etc/onebox /etc/onebox/shop /etc/onebox/shop/env")).trim(), "700 root\n700 root\n700 root");
+    assert.equal((await root("stat -c '%a %U' /etc/onebox /etc/onebox/shop-e2e /etc/onebox/shop-e2e/env")).trim(), "700 root\n700 root\n700 root");
     // Nothing under /etc/onebox but the public data-volume note is readable by others.
     const readable = (await root("find /etc/onebox -perm /o=rwx -printf '%p\\n'")).trim();
     assert.equal(readable, "/etc/onebox/data-volume.env");
@@ -604,9 +604,9 @@ test("H11: docker inspect of every service shows no secret value; each secret is
     // The app reads it: the file holds the value, owned by the service's uid, 0400.
     assert.equal(await root(`docker exec ${API} sh -c 'cat "$APP_SECRET_FILE"'`), secrets.APP_SECRET);
     assert.equal((await root(`docker exec ${API} stat -c '%a %u' /run/secrets/APP_SECRET /run/secrets/database-password`)).trim(), "400 10001\n400 10001");
-    assert.equal((await root("stat -c '%a %u' /etc/onebox/shop/secrets/api/APP_SECRET")).trim(), "400 10001");
+    assert.equal((await root("stat -c '%a %u' /etc/onebox/shop-e2e/secrets/api/APP_SECRET")).trim(), "400 10001");
     // The env file holds nothing but its comment; web, which has no secret, has no secrets mount.
-    assert.doesNotMatch(await root("cat /etc/onebox/shop/env/api.env"), /=/);
+    assert.doesNotMatch(await root("cat /etc/onebox/shop-e2e/env/api.env"), /=/);
     assert.notEqual((await tryRoot(`docker exec ${PROJECT}-web-1 ls /run/secrets`)).code, 0);
 });
 
@@ -715,7 +715,7 @@ test("H12: the proxy runs as a non-root user with no effective capability and on
     assert.equal((await httpsRequest("api.example.test", PORTS.https, "/health")).status, 200);
     assert.equal((await httpRequest("api.example.test", PORTS.http, "/health")).status, 308);
     // What it writes (certificates, logs) is its own.
-    assert.equal((await root("stat -c '%u' /mnt/data/caddy/data /var/log/onebox/shop/caddy")).trim(), "10080\n10080");
+    assert.equal((await root("stat -c '%u' /mnt/data/shop-e2e/caddy/data /var/log/onebox/shop-e2e/caddy")).trim(), "10080\n10080");
 });
 
 test("bootstrap.sh --check: every H3-H7, H13 and H14 line passes, and every other module's check", async () => {
@@ -783,19 +783,19 @@ test("the API writes and reads the database; its data lives on the data volume (
     assert.equal(await psql("shop", "SELECT count(*) FROM items"), String(written.length));
     assert.equal((await root("findmnt -n -o SOURCE,FSTYPE /mnt/data")).trim().replace(/\s+/g, " "), "/dev/sdb ext4");
     assert.match(await root("grep ' /mnt/data ' /etc/fstab"), /^UUID=\S+ \/mnt\/data ext4 defaults,nofail 0 2$/m);
-    assert.equal((await root("cat /mnt/data/postgres/PG_VERSION")).trim(), "17");
+    assert.equal((await root("cat /mnt/data/shop-e2e/postgres/PG_VERSION")).trim(), "17");
     const mounts = JSON.parse(await root(`docker inspect -f '{{json .Mounts}}' ${PG}`)) as { Source: string; Destination: string }[];
-    assert.ok(mounts.some((m) => m.Source === "/mnt/data/postgres" && m.Destination === "/var/lib/postgresql/data"), JSON.stringify(mounts));
+    assert.ok(mounts.some((m) => m.Source === "/mnt/data/shop-e2e/postgres" && m.Destination === "/var/lib/postgresql/data"), JSON.stringify(mounts));
     // The table's file is on the data disk's filesystem.
     const relPath = await psql("shop", "SELECT pg_relation_filepath('items')");
-    assert.equal((await root(`df --output=source /mnt/data/postgres/${relPath} | tail -n 1`)).trim(), "/dev/sdb");
+    assert.equal((await root(`df --output=source /mnt/data/shop-e2e/postgres/${relPath} | tail -n 1`)).trim(), "/dev/sdb");
 });
 
 test("B1/B3: the backup service uploads a verified dump to daily/ with the same size, then writes LAST_SUCCESS; /healthz/backup is 200", { timeout: 180_000 }, async (t) => {
     assert.equal((await backupStatus()).http, 503, "no backup yet: the status endpoint says so");
     const t0 = Date.now();
-    await root("systemctl start onebox-backup.service", 170_000);
-    note(t, "backup (systemctl start onebox-backup.service)", Date.now() - t0);
+    await root("systemctl start onebox-shop-e2e-backup.service", 170_000);
+    note(t, "backup (systemctl start onebox-shop-e2e-backup.service)", Date.now() - t0);
     const last = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim();
     const [when, key] = last.split(" ");
     assert.match(when, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
@@ -821,7 +821,7 @@ test("B1/B3: the backup service uploads a verified dump to daily/ with the same 
 
 test("B4: the restore drill restores the latest dump into a throwaway database and passes; the status shows it", { timeout: 240_000 }, async (t) => {
     const t0 = Date.now();
-    await root("systemctl start onebox-restore-drill.service", 230_000);
+    await root("systemctl start onebox-shop-e2e-restore-drill.service", 230_000);
     note(t, "restore drill", Date.now() - t0);
     const drill = JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { ok: boolean; key: string; tablesChecked: { table: string; rows: number }[]; error: unknown };
     assert.equal(drill.ok, true, JSON.stringify(drill));
@@ -844,11 +844,11 @@ test("B2 + R5: adding an age recipient re-runs only the backup step; the dump is
         options = { ...options, ageRecipient: recipient, alertUrl: hook.url };
         const { ran } = await up(options);
         assert.deepEqual(ran, ["backup"], "a backup setting changes the backup step only");
-        assert.match(await root("grep ^BACKUP_AGE_RECIPIENT= /etc/onebox/backup.env"), new RegExp(recipient));
+        assert.match(await root("grep ^BACKUP_AGE_RECIPIENT= /etc/onebox/shop-e2e/backup.env"), new RegExp(recipient));
 
         await sleep(1100); // a new object name (timestamped to the second)
         let t0 = Date.now();
-        await root("systemctl start onebox-backup.service", 170_000);
+        await root("systemctl start onebox-shop-e2e-backup.service", 170_000);
         note(t, "encrypted backup", Date.now() - t0);
         const key = (await root(`cat ${BACKUP_STATE}/LAST_SUCCESS`)).trim().split(" ")[1];
         assert.match(key, /\.dump\.age$/);
@@ -857,7 +857,7 @@ test("B2 + R5: adding an age recipient re-runs only the backup step; the dump is
         assert.ok(!body.includes(Buffer.from("PGDMP")), "no plaintext dump inside");
 
         // The drill cannot decrypt on the host (B2: the private key is not there) and says so.
-        await root("systemctl start onebox-restore-drill.service", 120_000);
+        await root("systemctl start onebox-shop-e2e-restore-drill.service", 120_000);
         assert.equal((JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { skipped: string }).skipped, "encrypted");
 
         t0 = Date.now();
@@ -882,10 +882,10 @@ test("B3/B5: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical
     try {
         await sleep(1100);
         const t0 = Date.now();
-        const r = await tryRoot("systemctl start onebox-backup.service", 280_000);
+        const r = await tryRoot("systemctl start onebox-shop-e2e-backup.service", 280_000);
         note(t, "failing backup", Date.now() - t0);
         assert.notEqual(r.code, 0, "the unit fails");
-        assert.equal((await root("systemctl show -p Result --value onebox-backup.service")).trim(), "exit-code");
+        assert.equal((await root("systemctl show -p Result --value onebox-shop-e2e-backup.service")).trim(), "exit-code");
         assert.equal(await root(`cat ${BACKUP_STATE}/LAST_SUCCESS | base64 -w0; echo; stat -c '%Y %s' ${BACKUP_STATE}/LAST_SUCCESS`), before);
         assert.match(await root(`cat ${BACKUP_STATE}/last-run.log`), /backup FAILED at step 'upload'/);
         const alerts = hook.requests().slice(alertsBefore);
@@ -898,20 +898,20 @@ test("B3/B5: a failing upload exits non-zero, leaves LAST_SUCCESS byte-identical
         assert.equal(failed.json?.status, "failed");
         assert.match(String(failed.json?.reason), /^the last backup run failed at \S+ \(step upload\)$/);
         // The restore drill cannot reach the bucket either: it fails, and says so.
-        assert.notEqual((await tryRoot("systemctl start onebox-restore-drill.service", 280_000)).code, 0);
+        assert.notEqual((await tryRoot("systemctl start onebox-shop-e2e-restore-drill.service", 280_000)).code, 0);
         assert.equal((JSON.parse(await root(`cat ${BACKUP_STATE}/drill.json`)) as { ok: boolean | null }).ok, false);
     } finally {
         await s3.start();
     }
     // The next backup succeeds: the run is fine again, the failed drill still shows.
     await sleep(1100);
-    await root("systemctl start onebox-backup.service", 170_000);
+    await root("systemctl start onebox-shop-e2e-backup.service", 170_000);
     let status = await backupStatus();
     assert.equal(status.http, 503, status.body);
     assert.equal(status.json?.status, "drill-failed");
     assert.equal(status.json?.reason, "the last restore drill failed");
     // The next drill runs (the dump is encrypted, so it is skipped on the host by design: not a failure).
-    await root("systemctl start onebox-restore-drill.service", 200_000);
+    await root("systemctl start onebox-shop-e2e-restore-drill.service", 200_000);
     status = await backupStatus();
     assert.equal(status.http, 200, status.body);
     assert.equal(status.json?.status, "ok");
@@ -923,14 +923,14 @@ test("B3: a stale last success turns /healthz/backup into 503; fresh again -> 20
     const key = Buffer.from(original, "base64").toString("utf8").trim().split(" ")[1];
     try {
         const old = new Date(Date.now() - 30 * 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
-        await root(`printf '%s %s\\n' '${old}' '${key}' >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-backup-status.service`);
+        await root(`printf '%s %s\\n' '${old}' '${key}' >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-shop-e2e-backup-status.service`);
         const stale = await backupStatus();
         assert.equal(stale.http, 503);
         assert.equal(stale.json?.status, "stale");
         assert.ok(Number(stale.json?.ageSeconds) >= 30 * 3600 - 60);
-        assert.equal((await root("test -e /var/lib/onebox/status/backup.stale && echo yes")).trim(), "yes");
+        assert.equal((await root("test -e /var/lib/onebox/shop-e2e/status/backup.stale && echo yes")).trim(), "yes");
     } finally {
-        await root(`echo '${original}' | base64 -d >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-backup-status.service`);
+        await root(`echo '${original}' | base64 -d >${BACKUP_STATE}/LAST_SUCCESS && systemctl start onebox-shop-e2e-backup-status.service`);
     }
     const fresh = await backupStatus();
     assert.equal(fresh.http, 200);
@@ -1130,7 +1130,7 @@ test("R7: two deploys started together: the second waits for the first (naming i
     assert.deepEqual(await allRoutesAnswer(), []);
     // Nothing of either run left behind: canaries, temporary proxy configs, half-made links.
     assert.equal((await root(`docker ps -aq --filter label=onebox.canary=${PROJECT}`)).trim(), "");
-    assert.equal((await root("ls -A /srv/onebox/shop/proxy /srv/onebox/shop | grep -E 'Caddyfile\\.next|current\\.new|onebox-new' || true")).trim(), "");
+    assert.equal((await root("ls -A /srv/onebox/shop-e2e/proxy /srv/onebox/shop-e2e | grep -E 'Caddyfile\\.next|current\\.new|onebox-new' || true")).trim(), "");
 });
 
 test("R7: the wait message names the holder; a manual deploy.sh under a held lock fails cleanly after its bounded wait, changing nothing", { timeout: 300_000 }, async () => {

@@ -256,8 +256,8 @@ test("an upload written by the API is read by the jobs runner on the shared volu
     const put = await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg", { method: "PUT", body: content });
     assert.equal(put.status, 201, put.body);
     // One directory on the data volume, owned by the services' user.
-    assert.equal((await root("stat -c '%a %u:%g' /mnt/data/shared/uploads")).trim(), "770 10001:10001");
-    assert.equal(await root("cat /mnt/data/shared/uploads/kitchen.jpg"), content);
+    assert.equal((await root("stat -c '%a %u:%g' /mnt/data/cleaning-prod/shared/uploads")).trim(), "770 10001:10001");
+    assert.equal(await root("cat /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg"), content);
     await waitFor("the worker's thumbnail", async () => (await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg.thumb")).status === 200, 60_000, 1000);
     const thumb = JSON.parse((await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg.thumb")).body) as { content: string };
     assert.match(thumb.content, new RegExp(`^thumbnail #\\d+ of kitchen\\.jpg: ${content}$`), "the worker read the API's file and counted the job in Redis");
@@ -291,7 +291,7 @@ test("Redis: reached by api and worker only; not published, not from the proxy o
 
 test("the nightly backup archives the database and the shared volume once; restore --volume uploads puts a lost upload back", { skip: SKIP, timeout: 600_000 }, async () => {
     const prefix = `${app().name}/${app().environment}`;
-    await root("systemctl start onebox-backup.service", 280_000);
+    await root("systemctl start onebox-cleaning-prod-backup.service", 280_000);
     const dumps = fx.s3.objects(`${prefix}/daily/`);
     assert.equal(dumps.length, 1, dumps.map((o) => o.key).join(", "));
     assert.match(dumps[0].key, new RegExp(`/daily/${app().name}-\\d{8}T\\d{6}Z\\.dump$`));
@@ -302,12 +302,12 @@ test("the nightly backup archives the database and the shared volume once; resto
 
     const api = routes().find((r) => r.service === "api" && r.path === undefined)!.host;
     const before = (await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg")).body;
-    await root("rm /mnt/data/shared/uploads/kitchen.jpg /mnt/data/shared/uploads/kitchen.jpg.thumb");
+    await root("rm /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg.thumb");
     assert.equal((await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg")).status, 404);
     const restore = await root("/usr/local/lib/onebox/backup/restore.sh --volume uploads --yes 2>&1", 280_000);
     assert.match(restore, /restore summary: .*uploads-\d{8}T\d{6}Z\.tar\.gz -> \/mnt\/data\/shared\/uploads/);
     const after = await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg");
     assert.equal(after.status, 200);
     assert.equal(after.body, before, "the API serves the restored file");
-    assert.equal((await root("stat -c '%u:%g' /mnt/data/shared/uploads/kitchen.jpg")).trim(), "10001:10001");
+    assert.equal((await root("stat -c '%u:%g' /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg")).trim(), "10001:10001");
 });

@@ -29,8 +29,8 @@ import { Fixture } from "./lib/fixture";
 
 const NAME = "onebox-jobs-k7t2";
 const PORTS = { ssh: 2341, http: 18341, https: 18441 };
-const TICK = jobUnitName("shop", "tick");
-const FAIL = jobUnitName("shop", "fail");
+const TICK = jobUnitName("shop-e2e", "tick");
+const FAIL = jobUnitName("shop-e2e", "fail");
 
 const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/postgres:17"], hook: {} });
 const SKIP = fx.skip;
@@ -75,7 +75,7 @@ test("a job every minute runs on its own, in the current release with the servic
     );
     t.diagnostic(`first timer run seen after ${(waited / 1000).toFixed(0)} s`);
     const journal = (await root(`journalctl -u ${TICK}.service --no-pager -o cat`)).out;
-    const current = (await root("basename \"$(readlink -f /srv/onebox/shop/current)\"")).out.trim();
+    const current = (await root("basename \"$(readlink -f /srv/onebox/shop-e2e/current)\"")).out.trim();
     assert.match(current, /^[0-9a-f]{12}$/);
     assert.match(journal, new RegExp(`running api of release ${current} `), "the job ran the release current points at");
     assert.match(journal, /job tick: done in \d+ s/);
@@ -95,14 +95,14 @@ test("a job every minute runs on its own, in the current release with the servic
     assert.deepEqual([body.event, body.job, body.project, body.step, body.exitCode], ["onebox-job-failed", "fail", "shop-e2e", "run", 3]);
     // The URL is in the 0600 settings file only: not in a unit file, not in the runner's command line (R3).
     assert.equal((await root(`grep -rl '${fx.hook.url}' /etc/systemd/system || true`)).out.trim(), "");
-    assert.equal((await root("stat -c '%a %U' /etc/onebox/shop/jobs/fail.conf")).out.trim(), "600 root");
+    assert.equal((await root("stat -c '%a %U' /etc/onebox/shop-e2e/jobs/fail.conf")).out.trim(), "600 root");
 
     // Jobs gone from the configuration: timers stopped, units and settings removed.
     const removal = await withJobs({});
     assert.match(removal.find((r) => r.name === "jobs")?.stdout ?? "", new RegExp(`removed   /etc/systemd/system/${TICK}\\.timer`));
     assert.equal((await root("systemctl list-timers --all --no-legend 'onebox-job-*' | wc -l")).out.trim(), "0");
     assert.equal((await root("ls /etc/systemd/system | grep -c '^onebox-job-' || true")).out.trim(), "0");
-    assert.equal((await root("ls -A /etc/onebox/shop/jobs | wc -l")).out.trim(), "0");
+    assert.equal((await root("ls -A /etc/onebox/shop-e2e/jobs | wc -l")).out.trim(), "0");
 });
 
 test("cron -> OnCalendar: systemd's calendar gives the same next runs as cron from a fixed time", { skip: SKIP, timeout: 120_000 }, async () => {

@@ -186,7 +186,7 @@ test("database.pooler: the API connects through PgBouncer in transaction mode, o
     assert.equal(after.host, POOLER);
     assert.equal(after.a, after.b);
     // The auth file holds the verifier, never the password (R3), 0400 for the pooler's user.
-    const auth = await root(`stat -c '%a %u' /etc/onebox/shop/secrets/pgbouncer/userlist.txt && cat /etc/onebox/shop/secrets/pgbouncer/userlist.txt`);
+    const auth = await root(`stat -c '%a %u' /etc/onebox/shop-e2e/secrets/pgbouncer/userlist.txt && cat /etc/onebox/shop-e2e/secrets/pgbouncer/userlist.txt`);
     assert.match(auth, /^400 10002\n"shop" "SCRAM-SHA-256\$4096:/);
     assert.ok(!auth.includes(secrets.POSTGRES_PASSWORD));
 });

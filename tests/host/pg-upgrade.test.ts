@@ -73,18 +73,18 @@ test("database.version 15 -> 17: dump and restore, every row on 17, safety copie
     assert.equal(api.status, 200, `the API serves on the upgraded database: ${api.body}`);
 
     // The safety copies: the dump (0600) and the whole old data directory, in a 0700 directory.
-    const kept = (await root("ls -1 /mnt/data/postgres-upgrades")).trim().split("\n");
+    const kept = (await root("ls -1 /mnt/data/shop-e2e/postgres-upgrades")).trim().split("\n");
     assert.equal(kept.length, 1);
     assert.match(kept[0], /^\d{8}T\d{6}Z-pg15-to-pg17$/);
-    const dir = `/mnt/data/postgres-upgrades/${kept[0]}`;
+    const dir = `/mnt/data/shop-e2e/postgres-upgrades/${kept[0]}`;
     assert.equal((await root(`stat -c %a ${dir} ${dir}/dumpall-pg15.sql`)).trim(), "700\n600");
     assert.equal((await root(`cat ${dir}/data-pg15/PG_VERSION`)).trim(), "15");
     assert.match(await root(`tail -n 5 ${dir}/dumpall-pg15.sql`), /PostgreSQL database cluster dump complete/);
-    assert.equal((await root("cat /mnt/data/postgres/PG_VERSION")).trim(), "17");
+    assert.equal((await root("cat /mnt/data/shop-e2e/postgres/PG_VERSION")).trim(), "17");
 
     // Back to 15: refused before any server starts on the newer data; 17 serves on.
     await assert.rejects(deploy(OLD), (e: unknown) => e instanceof StepError && /a downgrade is a restore/.test(e.message));
     assert.match(await psql("SHOW server_version_num;"), /^17\d{4}$/);
     assert.equal(await psql(FINGERPRINT_SQL), before15);
-    assert.equal((await root("cat /mnt/data/postgres/PG_VERSION")).trim(), "17");
+    assert.equal((await root("cat /mnt/data/shop-e2e/postgres/PG_VERSION")).trim(), "17");
 });

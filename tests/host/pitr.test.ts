@@ -75,11 +75,11 @@ test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, 
     assert.equal(await psql("SHOW archive_timeout;"), "1min");
     assert.equal(await psql("SHOW wal_level;"), "replica");
     // The pusher is armed: a path unit on the spool and its retry timer.
-    assert.equal((await root("systemctl is-active onebox-pitr-push.path onebox-pitr-push.timer onebox-pitr-backup.timer")).trim(), "active\nactive\nactive");
+    assert.equal((await root("systemctl is-active onebox-shop-e2e-pitr-push.path onebox-shop-e2e-pitr-push.timer onebox-shop-e2e-pitr-backup.timer")).trim(), "active\nactive\nactive");
 
     await psql("CREATE TABLE pitr_check (id int PRIMARY KEY, note text NOT NULL);\nINSERT INTO pitr_check SELECT g, 'before ' || g FROM generate_series(1, 100) g;");
     const t0 = Date.now();
-    await root("systemctl start onebox-pitr-backup.service", 900_000);
+    await root("systemctl start onebox-shop-e2e-pitr-backup.service", 900_000);
     t.diagnostic(`base backup (unit): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.ok(fx.s3.objects(`${PREFIX}/backup/onebox/`).some((o) => /\d{8}-\d{6}F\/backup\.manifest$/.test(o.key)), "a full backup's manifest in the bucket");
 
@@ -100,8 +100,8 @@ test("backups.pointInTime: WAL archived to the bucket, base backup by its unit, 
 
     // The live database is untouched, and the recovery left nothing behind.
     assert.equal(await psql("SELECT count(*), count(*) FILTER (WHERE note = 'changed after') FROM pitr_check;"), "190|10");
-    assert.equal((await root("ls -A /mnt/data/postgres-pitr-restore 2>/dev/null | wc -l; docker ps -aq --filter label=onebox.role=pitr | wc -l")).trim(), "0\n0");
-    assert.equal((await root("find /mnt/data/postgres-wal-spool -name '0*' | wc -l")).trim(), "0", "the spool is empty once pushed");
+    assert.equal((await root("ls -A /mnt/data/shop-e2e/postgres-pitr-restore 2>/dev/null | wc -l; docker ps -aq --filter label=onebox.role=pitr | wc -l")).trim(), "0\n0");
+    assert.equal((await root("find /mnt/data/shop-e2e/postgres-wal-spool -name '0*' | wc -l")).trim(), "0", "the spool is empty once pushed");
 
     // The weekly drill's check: a marker just before a noted time is recovered, one just after is not.
     const t2 = Date.now();

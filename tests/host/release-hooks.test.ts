@@ -23,7 +23,7 @@ import { httpsRequest } from "./lib/checks";
 const NAME = "onebox-hooks-k7p2";
 const PORTS = { ssh: 2331, http: 18331, https: 18431 };
 const PG = "shop-e2e-postgres";
-const DUMPS = "/mnt/data/postgres-release-dumps";
+const DUMPS = "/mnt/data/shop-e2e/postgres-release-dumps";
 
 const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/postgres:17", "onebox-test/api:1", "onebox-test/api:2", "onebox-test/web:1", "onebox-test/caddy:latest"] });
 const SKIP = fx.skip;
@@ -103,7 +103,7 @@ async function apiVersion(): Promise<string> {
 }
 
 async function current(): Promise<string> {
-    return path.basename((await root("readlink /srv/onebox/shop/current")).trim());
+    return path.basename((await root("readlink /srv/onebox/shop-e2e/current")).trim());
 }
 
 async function apiContainer(): Promise<string> {
@@ -169,7 +169,7 @@ test("release hooks: once per release, a failing migration, a failing preflight,
 
     // Release D: a preflight key whose secret file is gone: named with its service; nothing changes.
     const apiBefore = await apiContainer();
-    await root("mv /etc/onebox/shop/secrets/api/APP_SECRET /root/APP_SECRET.aside");
+    await root("mv /etc/onebox/shop-e2e/secrets/api/APP_SECRET /root/APP_SECRET.aside");
     try {
         await assert.rejects(deploy({ apiImage: "onebox-test/api:1", requiredEnv: { api: ["DATABASE_HOST", "APP_SECRET"] } }), (e: unknown) => {
             assert.ok(e instanceof StepError, String(e));
@@ -180,7 +180,7 @@ test("release hooks: once per release, a failing migration, a failing preflight,
             return true;
         });
     } finally {
-        await root("mv /root/APP_SECRET.aside /etc/onebox/shop/secrets/api/APP_SECRET");
+        await root("mv /root/APP_SECRET.aside /etc/onebox/shop-e2e/secrets/api/APP_SECRET");
     }
     assert.equal(await apiContainer(), apiBefore, "the API container was not touched");
     assert.equal(await current(), currentB);

@@ -20,7 +20,7 @@ const PORTS = { ssh: 2341, http: 18341, https: 18441 };
 const S3_PORT = 4571;
 const PREFIX = "shop/e2e";
 const PROJECT = "shop-e2e";
-const VOLUME_DIR = "/mnt/data/shared/uploads";
+const VOLUME_DIR = "/mnt/data/shop-e2e/shared/uploads";
 
 const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17"], s3: { port: S3_PORT } });
 const SKIP = fx.skip;
@@ -54,7 +54,7 @@ test("one stack volume, two services: written by one, read by the other, archive
 
     // One directory, 0770, owned by the declared owner; the old per-service path is not used.
     assert.equal((await root(`stat -c '%a %u:%g' ${VOLUME_DIR}`)).trim(), "770 10001:10001");
-    assert.equal((await tryRoot("test -e /mnt/data/volumes/api/uploads")).code, 1);
+    assert.equal((await tryRoot("test -e /mnt/data/shop-e2e/volumes/api/uploads")).code, 1);
 
     // The API (uid 10001, not root) writes; the web service reads the same file and cannot write.
     assert.equal((await root(`docker exec ${PROJECT}-api-1 id -u`)).trim(), "10001");
@@ -66,8 +66,8 @@ test("one stack volume, two services: written by one, read by the other, archive
     assert.equal((await root(`stat -c '%u:%g' ${VOLUME_DIR}/2026/invoice.txt`)).trim(), "10001:10001");
 
     // The nightly backup, run by its unit: the manifest lists the directory once, one archive in files/.
-    assert.match(await root("cat /etc/onebox/backup.env"), new RegExp(`^BACKUP_DIRS='${VOLUME_DIR}'$`, "m"));
-    await root("systemctl start onebox-backup.service", 280_000);
+    assert.match(await root("cat /etc/onebox/shop-e2e/backup.env"), new RegExp(`^BACKUP_DIRS='${VOLUME_DIR}'$`, "m"));
+    await root("systemctl start onebox-shop-e2e-backup.service", 280_000);
     const archives = fx.s3.objects(`${PREFIX}/files/`);
     assert.equal(archives.length, 1, `one archive of the shared volume: ${archives.map((o) => o.key).join(", ")}`);
     assert.match(archives[0].key, /\/files\/uploads-\d{8}T\d{6}Z\.tar\.gz$/);

@@ -226,7 +226,7 @@ test("H14 a re-deploy goes live through Traefik and restarts nothing of it", { s
 
 test("a release Traefik does not route (wrong entrypoint) fails naming the route; the previous release serves again through Traefik", { skip: SKIP, timeout: 900_000 }, async () => {
     const before = await standin();
-    const current = (await root("readlink -f /srv/onebox/fingerflow/current")).trim();
+    const current = (await root("readlink -f /srv/onebox/fingerflow-prod/current")).trim();
     const err = await runSteps(fx.server, stepsFor(fingerflowConfig({ note: "second", entrypoint: "web" })), secrets, state).then(
         () => undefined,
         (e: unknown) => e,
@@ -235,7 +235,7 @@ test("a release Traefik does not route (wrong entrypoint) fails naming the route
     assert.equal(err.step, "deploy");
     const out = `${err.result.stdout}\n${err.result.stderr}`;
     assert.match(out, new RegExp(`route https://${HOST.replace(/[.]/g, "\\.")}/\\S* answered 404 through traefik \\(127\\.0\\.0\\.1:443\\) on proxy\\.externalNetwork proxy without this stack's headers`));
-    assert.equal((await root("readlink -f /srv/onebox/fingerflow/current")).trim(), current, "current still points at the previous release");
+    assert.equal((await root("readlink -f /srv/onebox/fingerflow-prod/current")).trim(), current, "current still points at the previous release");
     // The previous release's containers (entrypoint websecure) are back, and Traefik routes them again.
     await waitFor("the previous release serves through the stand-in", async () => (await fromOutside("/health")).code === "200", 60_000);
     const labels = await root(`docker ps --filter label=com.docker.compose.project=${PROJECT} --filter label=com.docker.compose.service=backend --format '{{.Labels}}'`);
