@@ -86,7 +86,7 @@ test("deploys with no proxy: PostgreSQL is the stack's only container and nothin
     assert.doesNotMatch(ports, /:(80|443)->/, `no container publishes 80 or 443:\n${ports}`);
     assert.match(ports, /0\.0\.0\.0:5432->5432\/tcp/);
     const release = (await root("readlink -f /srv/onebox/shop-e2e/current")).trim();
-    assert.match(release, /^\/srv\/onebox\/shop\/releases\/[0-9a-f]{12}$/);
+    assert.match(release, /^\/srv\/onebox\/shop-e2e\/releases\/[0-9a-f]{12}$/);
     assert.deepEqual((await root(`ls ${release}`)).trim().split("\n").sort(), ["compose.yaml", "release.manifest"], "the release has no Caddyfile");
 });
 

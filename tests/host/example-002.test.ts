@@ -305,7 +305,7 @@ test("the nightly backup archives the database and the shared volume once; resto
     await root("rm /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg /mnt/data/cleaning-prod/shared/uploads/kitchen.jpg.thumb");
     assert.equal((await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg")).status, 404);
     const restore = await root("/usr/local/lib/onebox/backup/restore.sh --volume uploads --yes 2>&1", 280_000);
-    assert.match(restore, /restore summary: .*uploads-\d{8}T\d{6}Z\.tar\.gz -> \/mnt\/data\/shared\/uploads/);
+    assert.match(restore, /restore summary: .*uploads-\d{8}T\d{6}Z\.tar\.gz -> \/mnt\/data\/cleaning-prod\/shared\/uploads/);
     const after = await httpsRequest(api, PORTS.https, "/uploads/kitchen.jpg");
     assert.equal(after.status, 200);
     assert.equal(after.body, before, "the API serves the restored file");

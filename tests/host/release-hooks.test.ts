@@ -173,7 +173,7 @@ test("release hooks: once per release, a failing migration, a failing preflight,
     try {
         await assert.rejects(deploy({ apiImage: "onebox-test/api:1", requiredEnv: { api: ["DATABASE_HOST", "APP_SECRET"] } }), (e: unknown) => {
             assert.ok(e instanceof StepError, String(e));
-            assert.match(e.message, /deploy\.preflight: missing environment keys: service api: APP_SECRET \(APP_SECRET_FILE names a secret file, and \/etc\/onebox\/shop\/secrets\/api\/APP_SECRET is missing or empty\)/);
+            assert.match(e.message, /deploy\.preflight: missing environment keys: service api: APP_SECRET \(APP_SECRET_FILE names a secret file, and \/etc\/onebox\/shop-e2e\/secrets\/api\/APP_SECRET is missing or empty\)/);
             assert.doesNotMatch(e.message, /DATABASE_HOST \(/, "a key that is set is not named");
             assert.match(e.message, /nothing was changed; release [0-9a-f]{12} keeps serving/);
             assert.doesNotMatch(e.message, /rolling back/);

@@ -76,7 +76,7 @@ test("one stack volume, two services: written by one, read by the other, archive
     await root(`rm -r ${VOLUME_DIR}/2026`);
     assert.notEqual((await tryRoot(`docker exec ${PROJECT}-web-1 cat /srv/uploads/2026/invoice.txt`)).code, 0);
     const restore = await root("/usr/local/lib/onebox/backup/restore.sh --volume uploads --yes 2>&1", 280_000);
-    assert.match(restore, /restore summary: .*uploads-\d{8}T\d{6}Z\.tar\.gz -> \/mnt\/data\/shared\/uploads/);
+    assert.match(restore, /restore summary: .*uploads-\d{8}T\d{6}Z\.tar\.gz -> \/mnt\/data\/shop-e2e\/shared\/uploads/);
     assert.equal(await root(`docker exec ${PROJECT}-web-1 cat /srv/uploads/2026/invoice.txt`), "invoice 42\n");
     assert.equal((await root(`stat -c '%u:%g' ${VOLUME_DIR}/2026/invoice.txt`)).trim(), "10001:10001", "owner as archived");
     // The API can still write there after the restore.
@@ -87,7 +87,7 @@ test("one stack volume, two services: written by one, read by the other, archive
     const deploy = steps.find((s) => s.name === "deploy");
     assert.ok(deploy);
     const redeploy = await runStepScript(fx.server, deploy, secrets);
-    assert.match(redeploy.stdout, /owner {5}\/mnt\/data\/shared\/uploads -> 10001:10001/);
+    assert.match(redeploy.stdout, /owner {5}\/mnt\/data\/shop-e2e\/shared\/uploads -> 10001:10001/);
     assert.equal((await root(`stat -c '%u:%g' ${VOLUME_DIR}/2026/by-root.txt`)).trim(), "10001:10001");
     await root(`docker exec ${PROJECT}-api-1 sh -c 'echo appended >> /data/uploads/2026/by-root.txt'`);
 });

@@ -24,9 +24,10 @@
 #                                     on stdin, print the candidate data disks (for tests)
 #   bootstrap.sh --help
 #
-# Settings: read from /etc/onebox/bootstrap.env (a shell file, root-owned, 0600; the path
-# can be overridden with ONEBOX_BOOTSTRAP_ENV: the provisioning step passes the stack's own
-# /etc/onebox/<stack>/bootstrap.env), falling back to the environment. The program
+# Settings: read from the stack's /etc/onebox/<stack>/bootstrap.env (a shell file,
+# root-owned, 0600), named by ONEBOX_BOOTSTRAP_ENV (the provisioning step passes it); run
+# by hand without it, from /etc/onebox/bootstrap.env of a single-stack setup, or the only
+# stack's file (several: it stops and asks to name one), falling back to the environment. The program
 # validated them before it rendered the file (components/config/schema.ts); the script checks
 # only their form (check_settings) and what only the host knows.
 #
@@ -87,7 +88,6 @@ set -euo pipefail
 # Lists in the settings are split on spaces; never expand them as file name patterns.
 set -o noglob
 
-readonly ENV_FILE_DEFAULT="/etc/onebox/bootstrap.env"
 # Files shipped next to this script.
 readonly SHIPPED_FILES=(
   sshd-hardening.conf daemon.json jail.local after.rules.snippet sysctl.conf
@@ -129,12 +129,37 @@ usage() {
 
 # ---------------------------------------------------------------------------- settings
 
+# SETTINGS_FILE: ONEBOX_BOOTSTRAP_ENV when set (the provisioning step names the stack's
+# file); else the single-stack layout's /etc/onebox/bootstrap.env when it exists; else the
+# only stack's /etc/onebox/<stack>/bootstrap.env. With several stacks and none named it
+# stops rather than apply one of them by chance (a manual `--check` names one).
+find_settings_file() {
+  local etc="${ONEBOX_ETC_DIR:-/etc/onebox}" f
+  local -a found=()
+  SETTINGS_FILE="${ONEBOX_BOOTSTRAP_ENV:-}"
+  [[ -z "${SETTINGS_FILE}" ]] || return 0
+  SETTINGS_FILE="${etc}/bootstrap.env"
+  [[ ! -e "${SETTINGS_FILE}" ]] || return 0
+  set +o noglob
+  for f in "${etc}"/*/bootstrap.env; do
+    # A directory that is a link was left by the move to per-stack directories: the same stack.
+    [[ -e "${f}" && ! -L "$(dirname -- "${f}")" ]] && found+=("${f}")
+  done
+  set -o noglob
+  if ((${#found[@]} == 1)); then
+    SETTINGS_FILE="${found[0]}"
+  elif ((${#found[@]} > 1)); then
+    die "this server holds several stacks' settings (${found[*]}); name one: ONEBOX_BOOTSTRAP_ENV=<file> $0 ..."
+  fi
+}
+
 # Loads the settings file (when present) and fills in defaults. The file is shell sourced
 # as root, so it must not be writable by anyone else.
 # shellcheck disable=SC2034 # SETTINGS_FILE, HOST_*: read by lib/stacks.sh and the firewall module (checked together when assembled)
 load_settings() {
-  local quiet="${1:-}" env_file="${ONEBOX_BOOTSTRAP_ENV:-${ENV_FILE_DEFAULT}}"
-  SETTINGS_FILE="${env_file}"
+  local quiet="${1:-}" env_file
+  find_settings_file
+  env_file="${SETTINGS_FILE}"
   if [[ -e "${env_file}" ]]; then
     local owner mode
     owner="$(stat -c '%u' "${env_file}")"
