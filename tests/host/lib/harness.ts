@@ -544,3 +544,14 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
 }
 
 export { ssh, sshOk };
+
+/** A CA and a server certificate for `ip`, made with openssl as DatabaseTls makes them in Pulumi. */
+export function databaseCertificates(dir: string, ip: string): { cert: string; key: string; ca: string } {
+    const ext = path.join(dir, "server.ext");
+    fs.writeFileSync(ext, `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    sh("openssl", ["req", "-x509", ...ec, "-keyout", `${dir}/ca.key`, "-out", `${dir}/ca.pem`, "-days", "2", "-subj", "/CN=db-only CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    sh("openssl", ["req", ...ec, "-keyout", `${dir}/server.key`, "-out", `${dir}/server.csr`, "-subj", "/CN=db-only database"]);
+    sh("openssl", ["x509", "-req", "-in", `${dir}/server.csr`, "-CA", `${dir}/ca.pem`, "-CAkey", `${dir}/ca.key`, "-CAcreateserial", "-out", `${dir}/server.pem`, "-days", "2", "-extfile", ext]);
+    return { cert: fs.readFileSync(`${dir}/server.pem`, "utf8"), key: fs.readFileSync(`${dir}/server.key`, "utf8"), ca: `${dir}/ca.pem` };
+}
