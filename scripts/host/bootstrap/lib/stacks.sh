@@ -117,6 +117,20 @@ host_wide_form() {
 
 # Reads every other stack's file, warns about host-wide settings that differ, and sets the
 # HOST_* union the firewall applies. Logs what it read unless QUIET is "quiet".
+
+# merge_open_port LIST PORT LABEL HOW HINT: adds PORT to the merge's LIST (public or keep,
+# arrays of the calling merge, as are `seen` and `restricted_by`), once, unless a stack
+# restricts it: a restricted port stays restricted, with a warning naming both stacks.
+merge_open_port() {
+  local list="$1" port="$((10#$2))" label="$3" how="$4" hint="$5"
+  if [[ -n "${restricted_by[${port}]:-}" ]]; then
+    warn "port ${port}: ${label} ${how}, but ${restricted_by[${port}]} restricts it to listed networks (ONEBOX_RESTRICTED_PORTS); it stays restricted to those networks. Make the stacks agree${hint}"
+    return 0
+  fi
+  [[ -n "${seen[${list}${port}]:-}" ]] && return 0
+  seen[${list}${port}]=1
+  if [[ "${list}" == public ]]; then public+=("${port}"); else keep+=("${port}"); fi
+}
 # shellcheck disable=SC2034 # HOST_*: read by the firewall module (checked together when assembled)
 load_other_stacks() {
   local quiet="${1:-}" file why key mine theirs label word pair port stack
@@ -186,25 +200,11 @@ load_other_stacks() {
   local keep_all=0
   for i in "${!labels[@]}"; do
     for word in ${publics[i]}; do
-      port="$((10#${word}))"
-      if [[ -n "${restricted_by[${port}]:-}" ]]; then
-        warn "port ${port}: ${labels[i]} opens it to everyone (ONEBOX_PUBLIC_TCP_PORTS), but ${restricted_by[${port}]} restricts it to listed networks (ONEBOX_RESTRICTED_PORTS); it stays restricted to those networks. Make the stacks agree: remove the restriction, or the port from the public ones"
-        continue
-      fi
-      [[ -n "${seen[p${port}]:-}" ]] && continue
-      seen[p${port}]=1
-      public+=("${port}")
+      merge_open_port public "${word}" "${labels[i]}" "opens it to everyone (ONEBOX_PUBLIC_TCP_PORTS)" ": remove the restriction, or the port from the public ones"
     done
     [[ "$(words_of "${keeps[i]}")" == "all" ]] && { keep_all=1; continue; }
     for word in ${keeps[i]}; do
-      port="$((10#${word}))"
-      if [[ -n "${restricted_by[${port}]:-}" ]]; then
-        warn "port ${port}: ${labels[i]} keeps it open to everyone (ONEBOX_KEEP_PUBLISHED_PORTS), but ${restricted_by[${port}]} restricts it to listed networks (ONEBOX_RESTRICTED_PORTS); it stays restricted to those networks. Make the stacks agree"
-        continue
-      fi
-      [[ -n "${seen[k${port}]:-}" ]] && continue
-      seen[k${port}]=1
-      keep+=("${port}")
+      merge_open_port keep "${word}" "${labels[i]}" "keeps it open to everyone (ONEBOX_KEEP_PUBLISHED_PORTS)" ""
     done
   done
   HOST_PUBLIC_TCP_PORTS="${public[*]}"
