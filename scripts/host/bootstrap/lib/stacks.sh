@@ -115,9 +115,6 @@ host_wide_form() {
   esac
 }
 
-# Reads every other stack's file, warns about host-wide settings that differ, and sets the
-# HOST_* union the firewall applies. Logs what it read unless QUIET is "quiet".
-
 # merge_open_port LIST PORT LABEL HOW HINT: adds PORT to the merge's LIST (public or keep,
 # arrays of the calling merge, as are `seen` and `restricted_by`), once, unless a stack
 # restricts it: a restricted port stays restricted, with a warning naming both stacks.
@@ -131,6 +128,9 @@ merge_open_port() {
   seen[${list}${port}]=1
   if [[ "${list}" == public ]]; then public+=("${port}"); else keep+=("${port}"); fi
 }
+
+# Reads every other stack's file, warns about host-wide settings that differ, and sets the
+# HOST_* union the firewall applies. Logs what it read unless QUIET is "quiet".
 # shellcheck disable=SC2034 # HOST_*: read by the firewall module (checked together when assembled)
 load_other_stacks() {
   local quiet="${1:-}" file why key mine theirs label word pair port stack
