@@ -15,7 +15,7 @@
  *   flock -w 3600 /tmp/onebox-host-suite.lock node --import tsx --test --test-concurrency=1 tests/host/layout-migration.test.ts
  *
  * Needs what e2e.test.ts needs and the commit in the repository's history (a shallow clone
- * lacks it: the file then skips, and fails under ONEBOX_REQUIRE_TOOLS=1).
+ * lacks it: the file then skips, naming the reason).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -43,11 +43,9 @@ function legacyMissing(): string | false {
 }
 
 const fx = new Fixture({ name: NAME, ports: PORTS, images: ["onebox-test/api:1", "onebox-test/web:1", "onebox-test/postgres:17", "onebox-test/caddy:latest"], s3: {} });
-const missing = legacyMissing();
-if (missing && process.env.ONEBOX_REQUIRE_TOOLS === "1") {
-    throw new Error(`layout-migration: ${missing}`);
-}
-const SKIP = fx.skip || missing;
+// Not a tool this machine lacks but history the clone lacks: it skips, naming the reason,
+// even under ONEBOX_REQUIRE_TOOLS=1 (a shallow clone of CI would otherwise fail the suite).
+const SKIP = fx.skip || legacyMissing();
 const root = (body: string, timeoutMs?: number) => fx.root(body, timeoutMs);
 
 let secrets: Record<string, string> = {};
