@@ -134,7 +134,7 @@ void describe("buildOutputs", () => {
             weeklyRetentionWeeks: 4,
             statusUrl: "https://fingerflow.example.net/healthz/backup",
             heartbeat: false,
-            statusFile: "/var/lib/onebox/status/backup.json",
+            statusFile: "/var/lib/onebox/fingerflow-prod/status/backup.json",
         });
     });
 
@@ -197,7 +197,7 @@ void describe("backup status URL", () => {
             assert.equal(backupStatusHost(config), expected);
             assert.equal(backupsOutputs(config)?.statusUrl, expected ? `https://${expected}${BACKUP_STATUS_PATH}` : null);
             assert.equal(backupsOutputs(config)?.heartbeat, expected === undefined, "the heartbeat is how a stack without routes reports");
-            assert.equal(backupsOutputs(config)?.statusFile, "/var/lib/onebox/status/backup.json");
+            assert.equal(backupsOutputs(config)?.statusFile, "/var/lib/onebox/finances-prod/status/backup.json");
         });
     }
 

@@ -35,7 +35,7 @@ export function sampleOutputs(): StackOutputs {
             weeklyRetentionWeeks: 4,
             statusUrl: "https://api.example.com/healthz/backup",
             heartbeat: false,
-            statusFile: "/var/lib/onebox/status/backup.json",
+            statusFile: "/var/lib/onebox/finances-prod/status/backup.json",
         },
         database: null,
         versions: { program: version, postgres: 16, images: { web: "ghcr.io/example/web:1.0.0", api: "ghcr.io/example/api:1.0.0" } },

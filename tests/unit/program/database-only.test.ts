@@ -55,7 +55,7 @@ describe("program: database-only Lightsail stack", () => {
         assert.deepEqual(outputs.dns, []);
         assert.equal(outputs.backups?.statusUrl, null);
         assert.equal(outputs.backups?.heartbeat, true);
-        assert.equal(outputs.backups?.statusFile, "/var/lib/onebox/status/backup.json");
+        assert.equal(outputs.backups?.statusFile, "/var/lib/onebox/chronos-prod/status/backup.json");
         assert.equal(outputs.database?.port, 5432);
     });
 });

@@ -34,7 +34,7 @@ describe("program: existing server with origin lockdown (F1 without a cloud fire
         assert.deepEqual(locked.mocks.types().filter((t) => /firewall|instancePublicPorts/i.test(t)), []);
         const bootstrap = remoteCommands(locked.mocks).find((c) => c.name === "provision-bootstrap");
         assert.ok(bootstrap, "the bootstrap step exists");
-        const env = installedFile(plain<string>(bootstrap.inputs.stdin), "/etc/onebox/bootstrap.env");
+        const env = installedFile(plain<string>(bootstrap.inputs.stdin), "/etc/onebox/fingerflow-prod/bootstrap.env");
         assert.match(env, /^ONEBOX_PUBLIC_TCP_PORTS=''$/m);
         const cidrs = [...CLOUDFLARE_RANGES.ipv4, ...CLOUDFLARE_RANGES.ipv6];
         const expected = [80, 443].flatMap((port) => cidrs.map((c) => `${port}:${c}`)).join(" ");
