@@ -1087,7 +1087,7 @@ test("R5 (c): a broken API image fails the deploy naming the api service; versio
     assert.equal(await apiVersion(), "2");
 });
 
-const LOCK = "/run/lock/onebox/shop.lock";
+const LOCK = "/run/lock/onebox/shop-e2e.lock";
 
 test("R7: two deploys started together: the second waits for the first (naming it), the newest request wins, no request fails", { timeout: 900_000 }, async (t) => {
     const releaseOf = (o: E2eOptions) => {
